@@ -1,0 +1,322 @@
+"""The command line: each command gathers arguments and calls one engine function.
+
+``python -m linkqa_core --help`` lists the commands; every command takes ``--db`` and
+``--json`` (one JSON object on stdout, for scripts). Errors go to stderr with exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import LinkQAError
+from .store import Store, default_db_path
+
+KNOB_FLAGS = ("w_pop", "w_cov", "w_diff", "alpha", "tau", "gamma", "min_len", "max_len", "difficulty_target")
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only once work has taken over a second."""
+
+    def __init__(self, enabled: bool = True, width: int = 30):
+        self.enabled = enabled
+        self.width = width
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.start < 1.0 or (now - self.last < 0.1 and done < total):
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        filled = int(self.width * frac)
+        bar = "#" * filled + "-" * (self.width - filled)
+        click.echo(f"\r[{bar}] {frac:6.1%} {message[:60]:<60}", err=True, nl=False)
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            click.echo("", err=True)
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str | Callable[[], str]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+    else:
+        click.echo(text() if callable(text) else text)
+
+
+def common(func: Callable) -> Callable:
+    """``--db``, ``--json`` and ``--quiet`` on every command; LinkQAError -> stderr, exit 1."""
+
+    @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+                  help=f"SQLite database (default: $LINKQA_DB or {default_db_path()})")
+    @click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
+    @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+    @wraps(func)
+    def wrapper(db_path: str | None, as_json: bool, quiet: bool, **kwargs: Any) -> None:
+        bar = ProgressBar(enabled=not quiet)
+        store = None
+        try:
+            store = Store(db_path)
+            func(store=store, as_json=as_json, progress=bar, **kwargs)
+        except LinkQAError as err:
+            bar.close()
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            bar.close()
+            click.echo("interrupted: the database is as it was before the last unfinished step", err=True)
+            sys.exit(130)
+        finally:
+            bar.close()
+            if store is not None:
+                store.close()
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="linkqa")
+def main() -> None:
+    """LinkQA Studio engine: seeds -> knowledge points -> KP graph -> value-guided paths."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--sample", "use_sample", is_flag=True, help="ingest the bundled MMLU sample")
+@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+              help="column for a field (question, answer, options, subject, discipline, difficulty, source)")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "parquet"]), default=None,
+              help="file format (default: from the extension or the content)")
+@click.option("--discipline-map", type=click.Path(exists=True, dir_okay=False), default=None,
+              help='JSON file {"subject": "Discipline"} overriding the built-in taxonomy')
+@common
+def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None, use_sample: bool,
+           mapping: tuple[str, ...], fmt: str | None, discipline_map: str | None) -> None:
+    """Load seed QA from FILE (JSONL, JSON, CSV, Parquet); bad rows are listed, the rest load."""
+    from .seeds import ingest as ingest_file, sample_path
+    from .taxonomy import load_discipline_map
+
+    if use_sample == bool(file):
+        raise click.UsageError("give a FILE or --sample (not both)")
+    source = sample_path() if use_sample else file
+    fields = {}
+    for item in mapping:
+        if "=" not in item:
+            raise click.UsageError(f"--map '{item}' is not FIELD=COLUMN")
+        key, _, col = item.partition("=")
+        fields[key.strip()] = col.strip()
+    overrides = load_discipline_map(discipline_map) if discipline_map else None
+    report = ingest_file(store, source, mapping=fields or None, format=fmt, discipline_map=overrides,
+                         progress=progress)
+    payload = {
+        "added": report.added,
+        "duplicates": report.duplicates,
+        "total_seeds": report.total_seeds,
+        "rows_read": report.rows_read,
+        "bad_rows": [{"line": b.line, "reason": b.reason} for b in report.bad_rows],
+    }
+
+    def text() -> str:
+        lines = [f"added {report.added:,} seeds ({report.duplicates:,} already stored); "
+                 f"{report.total_seeds:,} seeds in {store.path}"]
+        if report.bad_rows:
+            lines.append(f"{len(report.bad_rows):,} rows could not be used:")
+            lines += [f"  line {b.line}: {b.reason}" for b in report.bad_rows[:50]]
+            if len(report.bad_rows) > 50:
+                lines.append(f"  … and {len(report.bad_rows) - 50:,} more (use --json for all)")
+        return "\n".join(lines)
+
+    _emit(as_json, payload, text)
+
+
+@main.command()
+@click.option("--extractor", type=click.Choice(["offline", "llm"]), default="offline", show_default=True)
+@click.option("--only-missing", is_flag=True, help="only seeds that have no KPs yet")
+@click.option("--model", default=None, help="model for --extractor llm (default: $LINKQA_MODEL)")
+@click.option("--batch-size", default=8, show_default=True, help="seeds per LLM request")
+@common
+def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, only_missing: bool,
+            model: str | None, batch_size: int) -> None:
+    """Name 2–8 knowledge points for each seed and link seeds to them."""
+    from .kps import run_extraction
+
+    chosen = None
+    if extractor == "llm":
+        from .kps_llm import LLMExtractor
+        from .llm import LLMSettings
+
+        settings = LLMSettings.from_env(**({"model": model} if model else {}))
+        chosen = LLMExtractor(settings, store=store, batch_size=batch_size)
+    t = time.perf_counter()
+    report = run_extraction(store, chosen, only_missing=only_missing, progress=progress)
+    payload = {"seeds": report.seeds, "kps": report.kps, "extractor": report.extractor,
+               "failed": [{"line": b.line, "reason": b.reason} for b in report.failed],
+               "seconds": round(time.perf_counter() - t, 3)}
+    _emit(as_json, payload, f"{report.extractor} extractor: {report.seeds:,} seeds linked to {report.kps:,} KPs")
+
+
+@main.command()
+@click.option("--communities/--no-communities", default=True, help="Louvain communities (skipped past 50k edges)")
+@click.option("--top", default=10, show_default=True, help="how many top KPs to list")
+@common
+def graph(store: Store, as_json: bool, progress: ProgressBar, communities: bool, top: int) -> None:
+    """Build the KP graph and print its statistics."""
+    from .graph import build_graph, graph_stats
+
+    t = time.perf_counter()
+    g = build_graph(store)
+    build_s = time.perf_counter() - t
+    stats = graph_stats(g, communities=communities)
+    order = g.freq.argsort()[::-1][:top]
+    stats["top_kps"] = [{"name": g.names[i], "freq": int(g.freq[i]), "degree": int(g.degree[i]),
+                         "discipline": g.disciplines[int(g.discipline[i])]} for i in order]
+    stats["build_seconds"] = round(build_s, 3)
+
+    def text() -> str:
+        lines = [
+            f"{stats['nodes']:,} KPs, {stats['edges']:,} edges, {stats['components']:,} components "
+            f"(largest holds {stats['largest_component_share']:.1%} of KPs), built in {build_s:.2f} s",
+        ]
+        if stats.get("degree"):
+            d = stats["degree"]
+            lines.append(f"degree: median {d['median']:g}, p90 {d['p90']:g}, max {d['max']}")
+        if stats.get("communities"):
+            c = stats["communities"]
+            lines.append(f"communities: {c['count']} in the largest component, modularity {c['modularity']}")
+        for name, count in sorted(stats.get("disciplines", {}).items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {name:<24} {count:>8,} KPs")
+        lines.append("top KPs: " + ", ".join(f"{k['name']} ({k['freq']})" for k in stats["top_kps"]))
+        return "\n".join(lines)
+
+    _emit(as_json, stats, text)
+
+
+def knob_options(func: Callable) -> Callable:
+    from .walks import KNOBS
+
+    for name, default, low, high, help_text in reversed(KNOBS):
+        kind = int if name in ("min_len", "max_len") else float
+        func = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=default, show_default=True,
+                            help=f"{help_text} [{low:g}-{high:g}]")(func)
+    return func
+
+
+@main.command()
+@click.option("--paths", "n_paths", type=int, default=100, show_default=True, help="how many paths")
+@knob_options
+@click.option("--mix", default=None, metavar="DISCIPLINE=SHARE,…",
+              help="discipline target shares (default: as in the data)")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed (same seed, same paths)")
+@click.option("--ledger", type=click.Choice(["fresh", "all"]), default="fresh", show_default=True,
+              help="coverage starts from zero, or from every saved run so far")
+@click.option("--min-seeds", default=3, show_default=True, help="seeds per bundle, at least")
+@click.option("--max-seeds", default=5, show_default=True, help="seeds per bundle, at most")
+@click.option("--save", is_flag=True, help="store the sample as a run")
+@click.option("--name", default=None, help="a name for the saved run")
+@click.option("--show", default=5, show_default=True, help="paths to print (text mode)")
+@common
+def sample(store: Store, as_json: bool, progress: ProgressBar, n_paths: int, mix: str | None, seed: int,
+           ledger: str, min_seeds: int, max_seeds: int, save: bool, name: str | None, show: int,
+           **knobs: Any) -> None:
+    """Sample value-guided KP paths with their seed bundles; metrics beside a uniform walk."""
+    from .metrics import METRIC_NAMES
+    from .sampling import sample as run_sample
+    from .walks import WalkParams, parse_mix
+
+    params = WalkParams(**knobs, mix=parse_mix(mix) if mix else None)
+    result = run_sample(store, params, n_paths, seed=seed, ledger=ledger, min_seeds=min_seeds,
+                        max_seeds=max_seeds, save=save, name=name, progress=progress)
+    paths = result.paths(store)
+    payload = {
+        "run_id": result.run_id,
+        "config": result.config(),
+        "paths": [p.to_json() for p in paths],
+        "metrics": result.metrics,
+        "baseline": result.baseline,
+        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+    }
+
+    def text() -> str:
+        lines = [f"{'metric':<30}{'value walk':>12}{'uniform':>12}"]
+        for key in METRIC_NAMES:
+            lines.append(f"{key:<30}{result.metrics[key]:>12.4f}{result.baseline[key]:>12.4f}")
+        lines.append("")
+        for p in paths[:show]:
+            lines.append(f"[{p.discipline}] " + " -> ".join(p.kps) + f"   seeds: {', '.join(p.seed_ids)}")
+        if result.run_id is not None:
+            lines.append(f"\nsaved as run {result.run_id}")
+        return "\n".join(lines)
+
+    _emit(as_json, payload, text)
+
+
+@main.command()
+@click.option("--kind", default=None, help="only runs of this kind (sample, synthesis)")
+@common
+def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -> None:
+    """List saved runs, with the cumulative KP coverage of all of them."""
+    from .sampling import cumulative_coverage
+
+    rows = store.list_runs(kind)
+    payload = {"runs": rows, "cumulative_kp_coverage": cumulative_coverage(store), "counts": store.counts()}
+
+    def text() -> str:
+        lines = [f"{'id':>4}  {'kind':<10}{'status':<12}{'paths':>7}{'items':>7}  {'coverage':>8}  created"]
+        for r in rows:
+            cov = (r.get("metrics") or {}).get("kp_coverage")
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+            lines.append(f"{r['id']:>4}  {r['kind']:<10}{r['status']:<12}{r['n_paths']:>7}{r['n_items']:>7}  "
+                         f"{'' if cov is None else f'{cov:.3f}':>8}  {created}  {r.get('name') or ''}")
+        lines.append(f"cumulative KP coverage of all saved runs: {payload['cumulative_kp_coverage']:.3f}")
+        return "\n".join(lines)
+
+    _emit(as_json, payload, text)
+
+
+@main.command()
+@click.option("--run", "run_id", type=int, required=True, help="run id (see `runs`)")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSONL file to write")
+@click.option("--format", "fmt", type=click.Choice(["records", "messages"]), default="records", show_default=True)
+@click.option("--status", type=click.Choice(["accepted", "all"]), default="all", show_default=True,
+              help="which generated items to write (runs with items only)")
+@common
+def export(store: Store, as_json: bool, progress: ProgressBar, run_id: int, out: str, fmt: str, status: str) -> None:
+    """Write a run to JSONL: its QA items if it has any, else its paths and bundles."""
+    from .export import export_run
+
+    report = export_run(store, run_id, Path(out), fmt=fmt, status=status)
+    _emit(as_json, report, f"wrote {report['records']:,} {report['kind']} records to {out}")
+
+
+@main.command("init-sample")
+@common
+def init_sample(store: Store, as_json: bool, progress: ProgressBar) -> None:
+    """Ingest the bundled sample and extract its KPs, if the database has no seeds yet."""
+    from .kps import run_extraction
+    from .seeds import ingest as ingest_file, sample_path
+
+    if store.seed_count():
+        payload = {"initialised": False, **store.counts()}
+        _emit(as_json, payload, f"{store.path} already holds {payload['seeds']:,} seeds; nothing to do")
+        return
+    report = ingest_file(store, sample_path(), progress=progress)
+    ext = run_extraction(store, progress=progress)
+    payload = {"initialised": True, "added": report.added, "kps": ext.kps, **store.counts()}
+    _emit(as_json, payload, f"loaded the bundled sample: {report.added:,} seeds, {ext.kps:,} KPs in {store.path}")
+
+
+def run() -> None:
+    main(prog_name="linkqa")

@@ -1,0 +1,83 @@
+"""Metrics of a sample (DESIGN §4), computed the same way for the value walk and the baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from .bundles import Bundles
+from .graph import KPGraph
+from .walks import Walks
+
+__all__ = ["sample_metrics", "coverage_curve", "realised_shares", "METRIC_NAMES"]
+
+METRIC_NAMES = (
+    "kp_coverage",
+    "popularity_weighted_coverage",
+    "visit_entropy",
+    "popularity_rank_correlation",
+    "discipline_tv_distance",
+    "mean_seeds_per_path",
+    "mean_link_strength",
+)
+
+
+def realised_shares(graph: KPGraph, walks: Walks) -> np.ndarray:
+    counts = np.bincount(walks.discipline.astype(np.int64), minlength=len(graph.disciplines)).astype(float)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def sample_metrics(graph: KPGraph, walks: Walks, bundles: Bundles) -> dict[str, Any]:
+    """Coverage, balance and linkage of one set of paths; every value is plain JSON."""
+    visits = walks.visits
+    seen = visits > 0
+    total = visits.sum()
+    k = graph.n_nodes
+    if total > 0 and k > 1:
+        p = visits[seen] / total
+        entropy = float(-(p * np.log(p)).sum() / np.log(k))
+    else:
+        entropy = 0.0
+    if seen.any() and np.ptp(visits) > 0 and np.ptp(graph.freq) > 0:
+        rho = float(spearmanr(visits, graph.freq).statistic)
+    else:
+        rho = 0.0
+    shares = realised_shares(graph, walks)
+    diff_bins = np.clip(np.rint(graph.difficulty), 1, 5).astype(np.int64)
+    diff_hist = np.bincount(diff_bins, weights=visits, minlength=6)[1:]
+    sizes = bundles.sizes
+    return {
+        "n_paths": len(walks),
+        "mean_path_length": _r(walks.lengths.mean() if len(walks) else 0.0),
+        "kp_coverage": _r(seen.mean() if k else 0.0),
+        "kps_visited": int(seen.sum()),
+        "popularity_weighted_coverage": _r(graph.freq[seen].sum() / max(graph.freq.sum(), 1)),
+        "visit_entropy": _r(entropy),
+        "popularity_rank_correlation": _r(rho),
+        "discipline_tv_distance": _r(0.5 * np.abs(shares - walks.targets).sum()),
+        "discipline_shares": {d: _r(s) for d, s in zip(graph.disciplines, shares) if s > 0},
+        "target_shares": {d: _r(s) for d, s in zip(graph.disciplines, walks.targets) if s > 0},
+        "difficulty_histogram": {str(i + 1): int(c) for i, c in enumerate(diff_hist)},
+        "mean_seeds_per_path": _r(sizes.mean() if sizes.size else 0.0),
+        "mean_link_strength": _r(bundles.strength.mean() if bundles.strength.size else 0.0),
+    }
+
+
+def coverage_curve(graph: KPGraph, walks: Walks, points: int = 50) -> list[tuple[int, float]]:
+    """KP coverage after 1..n paths, at up to ``points`` evenly spaced counts."""
+    n = len(walks)
+    if n == 0 or graph.n_nodes == 0:
+        return []
+    path_of = np.repeat(np.arange(n), walks.lengths)
+    first = np.full(graph.n_nodes, n, dtype=np.int64)
+    np.minimum.at(first, walks.nodes, path_of)
+    new_per_path = np.bincount(first[first < n], minlength=n)
+    cov = np.cumsum(new_per_path) / graph.n_nodes
+    idx = np.unique(np.linspace(0, n - 1, min(points, n)).astype(np.int64))
+    return [(int(i + 1), _r(cov[i])) for i in idx]
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)

@@ -1,0 +1,400 @@
+"""Value-guided walks over the KP graph (DESIGN §4, our reconstruction).
+
+For a KP ``v`` during one run::
+
+    p(v) = log(1+freq(v)) / log(1+max freq)          popularity, in (0, 1]
+    c(v) = (1 + visits(v)) ** -gamma                  coverage, 1 when unvisited
+    h(v) = 1 - |difficulty(v) - difficulty_target|/4  difficulty fit
+    V(v) = w_pop·p(v) + w_cov·c(v) + w_diff·h(v)
+
+A path starts at a KP drawn ∝ ``exp(V/tau)`` inside the discipline furthest below its
+target share, then steps from ``u`` to an unvisited neighbour ``v`` ∝
+``weight(u,v)**alpha · exp(V(v)/tau)`` for a length drawn in ``[min_len, max_len]``.
+Visits update after every path. The loop is compiled with numba: start draws use one
+Fenwick tree per discipline (O(log K) to draw and to update after a path), steps scan
+the neighbours of the current KP only.
+
+>>> from linkqa_core.walks import WalkParams, value_walks
+>>> walks = value_walks(graph, WalkParams(w_cov=2.0), n_paths=100, seed=7)  # doctest: +SKIP
+>>> walks.path(0)  # dense KP indices of the first path  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from numba import njit
+
+from .errors import ConfigError
+from .graph import KPGraph
+
+__all__ = ["WalkParams", "Walks", "value_walks", "uniform_walks", "target_shares", "parse_mix", "KNOBS"]
+
+# One name per knob, used by the engine, the CLI flags (--w-pop …), the sliders and the
+# stored run config: (name, default, low, high, help)
+KNOBS: tuple[tuple[str, float, float, float, str], ...] = (
+    ("w_pop", 0.5, 0.0, 5.0, "weight of KP popularity p(v)"),
+    ("w_cov", 1.0, 0.0, 5.0, "weight of coverage c(v): favours KPs no path has used"),
+    ("w_diff", 0.3, 0.0, 5.0, "weight of difficulty fit h(v)"),
+    ("alpha", 1.0, 0.0, 3.0, "exponent on edge weight when stepping"),
+    ("tau", 0.3, 0.02, 5.0, "temperature: low = greedy, high = close to uniform"),
+    ("gamma", 1.0, 0.0, 5.0, "how fast coverage value decays with visits"),
+    ("min_len", 3, 1, 16, "shortest path, in KPs"),
+    ("max_len", 5, 1, 16, "longest path, in KPs"),
+    ("difficulty_target", 3.0, 1.0, 5.0, "difficulty (1-5) that h(v) rewards"),
+)
+
+
+@dataclass(frozen=True)
+class WalkParams:
+    """The value function's knobs; frozen so that a run's config is what ran."""
+
+    w_pop: float = 0.5
+    w_cov: float = 1.0
+    w_diff: float = 0.3
+    alpha: float = 1.0
+    tau: float = 0.3
+    gamma: float = 1.0
+    min_len: int = 3
+    max_len: int = 5
+    difficulty_target: float = 3.0
+    mix: tuple[tuple[str, float], ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        for name, _default, low, high, _help in KNOBS:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(f"{name} = {value} is outside [{low:g}, {high:g}]")
+        if int(self.min_len) != self.min_len or int(self.max_len) != self.max_len:
+            raise ConfigError("min_len and max_len must be whole numbers")
+        if self.min_len > self.max_len:
+            raise ConfigError(f"min_len ({self.min_len}) is larger than max_len ({self.max_len})")
+        if self.mix is not None:
+            for name, share in self.mix:
+                if not np.isfinite(share) or share < 0:
+                    raise ConfigError(f"the target share of {name} must be >= 0, got {share}")
+            if sum(s for _, s in self.mix) <= 0:
+                raise ConfigError("the discipline target shares add up to 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mix"] = dict(self.mix) if self.mix else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "WalkParams":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        mix = known.get("mix")
+        if isinstance(mix, Mapping):
+            known["mix"] = tuple(sorted((str(k), float(v)) for k, v in mix.items()))
+        elif mix is not None:
+            known["mix"] = tuple((str(k), float(v)) for k, v in mix)
+        for key in ("min_len", "max_len"):
+            if key in known and isinstance(known[key], float) and known[key].is_integer():
+                known[key] = int(known[key])
+        return cls(**known)
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """``"Mathematics=0.5,Physics=0.5"`` -> pairs; shares may also be percentages."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"--mix entry '{part}' is not DISCIPLINE=SHARE")
+        name, _, share = part.rpartition("=")
+        try:
+            value = float(share.strip().rstrip("%"))
+        except ValueError:
+            raise ConfigError(f"--mix share '{share}' for {name.strip()} is not a number") from None
+        pairs.append((name.strip(), value / 100 if share.strip().endswith("%") else value))
+    if not pairs:
+        raise ConfigError("--mix is empty")
+    return tuple(pairs)
+
+
+def target_shares(graph: KPGraph, params: WalkParams) -> np.ndarray:
+    """Target share per discipline (graph order); default: as in the data (by KP links)."""
+    counts = graph.discipline_counts.sum(axis=0).astype(float) if graph.n_nodes else np.zeros(len(graph.disciplines))
+    has_kps = np.bincount(graph.discipline, minlength=len(graph.disciplines)) > 0
+    if params.mix is None:
+        shares = np.where(has_kps, counts, 0.0)
+        return shares / shares.sum() if shares.sum() > 0 else shares
+    lookup = {d.lower(): i for i, d in enumerate(graph.disciplines)}
+    shares = np.zeros(len(graph.disciplines))
+    for name, share in params.mix:
+        i = lookup.get(name.lower())
+        if i is None:
+            raise ConfigError(f"unknown discipline '{name}' in the mix; known: {', '.join(graph.disciplines)}")
+        if share > 0 and not has_kps[i]:
+            raise ConfigError(f"discipline '{graph.disciplines[i]}' has no knowledge points to start a path from")
+        shares[i] = share
+    return shares / shares.sum()
+
+
+@dataclass
+class Walks:
+    """Paths as one flat array of dense KP indices plus offsets."""
+
+    nodes: np.ndarray
+    ptr: np.ndarray
+    discipline: np.ndarray  # discipline index of each path (its start KP's)
+    visits: np.ndarray  # visits in this run only
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ptr.shape[0] - 1)
+
+    def path(self, i: int) -> np.ndarray:
+        return self.nodes[self.ptr[i] : self.ptr[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+
+def _static_value(graph: KPGraph, p: WalkParams) -> np.ndarray:
+    fmax = graph.freq.max() if graph.n_nodes else 1
+    pop = np.log1p(graph.freq) / np.log1p(max(fmax, 1))
+    fit = 1.0 - np.abs(graph.difficulty - p.difficulty_target) / 4.0
+    return p.w_pop * pop + p.w_diff * fit
+
+
+def _prepare(graph: KPGraph, params: WalkParams, n_paths: int, seed: int) -> tuple:
+    if graph.n_nodes == 0:
+        raise ConfigError("the KP graph is empty: run extract first")
+    if n_paths < 0:
+        raise ConfigError("the number of paths must be >= 0")
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(params.min_len, params.max_len + 1, size=n_paths).astype(np.int64)
+    eligible = graph.degree > 0 if params.min_len >= 2 else np.ones(graph.n_nodes, dtype=bool)
+    if not eligible.any():
+        raise ConfigError("no KP has a neighbour: paths of 2 or more KPs are impossible; set min_len to 1")
+    return lengths, eligible
+
+
+def value_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int = 0,
+                prior_visits: np.ndarray | None = None) -> Walks:
+    """Walk ``n_paths`` value-guided paths; ``prior_visits`` is the coverage ledger."""
+    lengths, eligible = _prepare(graph, params, n_paths, seed)
+    targets = target_shares(graph, params)
+    visits = np.zeros(graph.n_nodes, dtype=np.int64) if prior_visits is None else prior_visits.astype(np.int64).copy()
+    start_visits = visits.copy()
+    wpow = graph.weights ** params.alpha if params.alpha != 1 else graph.weights.copy()
+    vmax = params.w_pop + params.w_cov + params.w_diff
+    nodes, ptr, disc = _walk_kernel(
+        graph.indptr, graph.indices, wpow, _static_value(graph, params), visits,
+        float(params.w_cov), float(params.gamma), float(params.tau), float(vmax),
+        graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
+        lengths, np.uint32(seed % (2**32)), False,
+    )
+    return Walks(nodes, ptr, disc, visits - start_visits, targets)
+
+
+def uniform_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int = 0) -> Walks:
+    """The baseline: uniform start, uniform step to an unvisited neighbour, same lengths."""
+    lengths, eligible = _prepare(graph, params, n_paths, seed)
+    targets = target_shares(graph, params)
+    visits = np.zeros(graph.n_nodes, dtype=np.int64)
+    nodes, ptr, disc = _walk_kernel(
+        graph.indptr, graph.indices, graph.weights, np.zeros(graph.n_nodes), visits,
+        0.0, 0.0, 1.0, 0.0, graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
+        lengths, np.uint32((seed + 1) % (2**32)), True,
+    )
+    return Walks(nodes, ptr, disc, visits, targets)
+
+
+# -- compiled core --------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _fen_add(tree, off, n, i, delta):
+    i += 1
+    while i <= n:
+        tree[off + i - 1] += delta
+        i += i & (-i)
+
+
+@njit(cache=True)
+def _fen_find(tree, off, n, u):
+    pos = 0
+    step = 1
+    while step * 2 <= n:
+        step *= 2
+    while step > 0:
+        nxt = pos + step
+        if nxt <= n and tree[off + nxt - 1] < u:
+            pos = nxt
+            u -= tree[off + nxt - 1]
+        step //= 2
+    return min(pos, n - 1)
+
+
+@njit(cache=True)
+def _fen_build(tree, off, n, values):
+    for i in range(n):
+        tree[off + i] = values[i]
+    for i in range(1, n + 1):
+        j = i + (i & (-i))
+        if j <= n:
+            tree[off + j - 1] += tree[off + i - 1]
+
+
+@njit(cache=True)
+def _node_weight(static, visits, v, w_cov, gamma, tau, vmax):
+    value = static[v] + w_cov * (1.0 + visits[v]) ** (-gamma)
+    return np.exp((value - vmax) / tau)
+
+
+@njit(cache=True)
+def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
+                 disc, n_disc, targets, eligible, lengths, seed, uniform):
+    np.random.seed(seed)
+    k = indptr.shape[0] - 1
+    n_paths = lengths.shape[0]
+    total_len = 0
+    for p in range(n_paths):
+        total_len += lengths[p]
+    out_nodes = np.empty(total_len, np.int32)
+    out_ptr = np.zeros(n_paths + 1, np.int64)
+    out_disc = np.zeros(n_paths, np.int16)
+
+    # node weights exp((V - vmax)/tau); 1 everywhere in uniform mode
+    w = np.ones(k)
+    if not uniform:
+        for v in range(k):
+            w[v] = _node_weight(static, visits, v, w_cov, gamma, tau, vmax)
+
+    # eligible start KPs grouped by discipline, one Fenwick tree each
+    seg_n = np.zeros(n_disc, np.int64)
+    for v in range(k):
+        if eligible[v]:
+            seg_n[disc[v]] += 1
+    seg_off = np.zeros(n_disc + 1, np.int64)
+    for d in range(n_disc):
+        seg_off[d + 1] = seg_off[d] + seg_n[d]
+    n_elig = seg_off[n_disc]
+    order = np.empty(n_elig, np.int64)
+    pos_of = np.full(k, -1, np.int64)
+    fill = seg_off[:n_disc].copy()
+    for v in range(k):
+        if eligible[v]:
+            d = disc[v]
+            order[fill[d]] = v
+            pos_of[v] = fill[d] - seg_off[d]
+            fill[d] += 1
+    tree = np.zeros(n_elig)
+    tot = np.zeros(n_disc)
+    vals = np.empty(n_elig)
+    for i in range(n_elig):
+        vals[i] = w[order[i]]
+    for d in range(n_disc):
+        _fen_build(tree, seg_off[d], seg_n[d], vals[seg_off[d]:seg_off[d + 1]])
+        s = 0.0
+        for i in range(seg_off[d], seg_off[d + 1]):
+            s += vals[i]
+        tot[d] = s
+
+    max_deg = 0
+    for v in range(k):
+        dv = indptr[v + 1] - indptr[v]
+        if dv > max_deg:
+            max_deg = dv
+    cum = np.empty(max_deg + 1)
+    stamp = np.full(k, -1, np.int64)
+    per_disc = np.zeros(n_disc)
+    cursor = 0
+    for p in range(n_paths):
+        # start
+        if uniform:
+            start = order[np.random.randint(0, n_elig)]
+        else:
+            best = -1
+            best_def = -1e300
+            for d in range(n_disc):
+                if seg_n[d] == 0 or targets[d] <= 0:
+                    continue
+                deficit = targets[d] * (p + 1) - per_disc[d]
+                if deficit > best_def:
+                    best_def = deficit
+                    best = d
+            if best < 0:
+                best = disc[order[np.random.randint(0, n_elig)]]
+            n_d = seg_n[best]
+            if tot[best] > 0:
+                i = _fen_find(tree, seg_off[best], n_d, np.random.random() * tot[best])
+            else:
+                i = np.random.randint(0, n_d)
+            start = order[seg_off[best] + i]
+        d0 = disc[start]
+        per_disc[d0] += 1
+        out_disc[p] = d0
+        out_nodes[cursor] = start
+        stamp[start] = p
+        length = 1
+        u = start
+        while length < lengths[p]:
+            lo = indptr[u]
+            hi = indptr[u + 1]
+            s = 0.0
+            for e in range(lo, hi):
+                v = indices[e]
+                if stamp[v] != p:
+                    s += wpow[e] * w[v]
+                cum[e - lo] = s
+            if s <= 0.0:
+                # every neighbour is on the path (or weighs nothing): try uniform, else stop
+                cnt = 0
+                for e in range(lo, hi):
+                    if stamp[indices[e]] != p:
+                        cnt += 1
+                if cnt == 0:
+                    break
+                pick = np.random.randint(0, cnt)
+                for e in range(lo, hi):
+                    if stamp[indices[e]] != p:
+                        if pick == 0:
+                            u = indices[e]
+                            break
+                        pick -= 1
+            else:
+                r = np.random.random() * s
+                a = 0
+                b = hi - lo - 1
+                while a < b:  # first cumulative weight above r
+                    m = (a + b) // 2
+                    if cum[m] > r:
+                        b = m
+                    else:
+                        a = m + 1
+                u = indices[lo + a]
+            stamp[u] = p
+            out_nodes[cursor + length] = u
+            length += 1
+        # coverage moves after every path
+        for j in range(cursor, cursor + length):
+            v = out_nodes[j]
+            visits[v] += 1
+            if not uniform:
+                nw = _node_weight(static, visits, v, w_cov, gamma, tau, vmax)
+                if pos_of[v] >= 0:
+                    dv = disc[v]
+                    _fen_add(tree, seg_off[dv], seg_n[dv], pos_of[v], nw - w[v])
+                    tot[dv] += nw - w[v]
+                w[v] = nw
+        cursor += length
+        out_ptr[p + 1] = cursor
+        if not uniform and (p + 1) % 8192 == 0:  # re-sum to stop floating-point drift
+            for i in range(n_elig):
+                vals[i] = w[order[i]]
+            for d in range(n_disc):
+                tree[seg_off[d]:seg_off[d + 1]] = 0.0
+                _fen_build(tree, seg_off[d], seg_n[d], vals[seg_off[d]:seg_off[d + 1]])
+                s2 = 0.0
+                for i in range(seg_off[d], seg_off[d + 1]):
+                    s2 += vals[i]
+                tot[d] = s2
+    return out_nodes[:cursor].copy(), out_ptr, out_disc
