@@ -74,6 +74,8 @@ class WalkParams:
         if self.min_len > self.max_len:
             raise ConfigError(f"min_len ({self.min_len}) is larger than max_len ({self.max_len})")
         if self.mix is not None:
+            # one canonical order, so equal mixes compare and hash equal
+            object.__setattr__(self, "mix", tuple(sorted((str(n), float(v)) for n, v in self.mix)))
             for name, share in self.mix:
                 if not np.isfinite(share) or share < 0:
                     raise ConfigError(f"the target share of {name} must be >= 0, got {share}")
@@ -90,9 +92,7 @@ class WalkParams:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         mix = known.get("mix")
         if isinstance(mix, Mapping):
-            known["mix"] = tuple(sorted((str(k), float(v)) for k, v in mix.items()))
-        elif mix is not None:
-            known["mix"] = tuple((str(k), float(v)) for k, v in mix)
+            known["mix"] = tuple((str(k), float(v)) for k, v in mix.items())
         for key in ("min_len", "max_len"):
             if key in known and isinstance(known[key], float) and known[key].is_integer():
                 known[key] = int(known[key])

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+
+from linkqa_core.bundles import choose_bundles
+from linkqa_core.errors import ConfigError
+from linkqa_core.graph import build_graph
+from linkqa_core.metrics import sample_metrics
+from linkqa_core.walks import WalkParams, parse_mix, target_shares, uniform_walks, value_walks
+
+
+@pytest.fixture
+def graph(sample_store):
+    return build_graph(sample_store)
+
+
+def _metrics(graph, params, n=1000, seed=0):
+    walks = value_walks(graph, params, n, seed=seed)
+    return sample_metrics(graph, walks, choose_bundles(graph, walks))
+
+
+def test_same_settings_and_seed_give_the_same_paths(graph):
+    a = value_walks(graph, WalkParams(), 300, seed=11)
+    b = value_walks(graph, WalkParams(), 300, seed=11)
+    c = value_walks(graph, WalkParams(), 300, seed=12)
+    assert np.array_equal(a.nodes, b.nodes) and np.array_equal(a.ptr, b.ptr)
+    assert not np.array_equal(a.nodes[:200], c.nodes[:200])
+
+
+def test_paths_are_walks_without_repeats_within_length_bounds(graph):
+    params = WalkParams(min_len=2, max_len=6)
+    walks = value_walks(graph, params, 500, seed=1)
+    for i in range(len(walks)):
+        path = walks.path(i)
+        assert 1 <= len(path) <= 6
+        assert len(set(path.tolist())) == len(path)
+        for u, v in zip(path[:-1], path[1:]):
+            assert v in graph.neighbors(int(u))[0]
+    assert (walks.lengths >= 2).mean() > 0.95  # only dead ends stop early
+
+
+def test_raising_w_cov_raises_kp_coverage(graph):
+    low = np.mean([_metrics(graph, WalkParams(w_cov=0.0), seed=s)["kp_coverage"] for s in range(3)])
+    high = np.mean([_metrics(graph, WalkParams(w_cov=3.0), seed=s)["kp_coverage"] for s in range(3)])
+    assert high > low + 0.05
+
+
+def test_raising_w_pop_raises_popularity_rank_correlation(graph):
+    low = np.mean([_metrics(graph, WalkParams(w_pop=0.0), seed=s)["popularity_rank_correlation"] for s in range(3)])
+    high = np.mean([_metrics(graph, WalkParams(w_pop=3.0), seed=s)["popularity_rank_correlation"] for s in range(3)])
+    assert high > low + 0.05
+
+
+def test_raising_w_diff_pulls_visits_towards_the_difficulty_target(graph):
+    def mean_visited_difficulty(w_diff):
+        walks = value_walks(graph, WalkParams(w_diff=w_diff, w_cov=0.5, difficulty_target=5.0), 1000, seed=2)
+        return float((graph.difficulty * walks.visits).sum() / walks.visits.sum())
+
+    assert mean_visited_difficulty(4.0) > mean_visited_difficulty(0.0) + 0.2
+
+
+def test_discipline_target_shares_are_met_within_tv_005_over_1000_paths(graph):
+    mix = parse_mix("Mathematics=0.4,Physics=0.3,Law=0.2,History=0.1")
+    m = _metrics(graph, WalkParams(mix=mix), n=1000)
+    assert m["discipline_tv_distance"] < 0.05
+    assert set(m["discipline_shares"]) == {"Mathematics", "Physics", "Law", "History"}
+    default = _metrics(graph, WalkParams(), n=1000)
+    assert default["discipline_tv_distance"] < 0.05
+
+
+def test_uniform_baseline_ignores_the_mix(graph):
+    params = WalkParams(mix=parse_mix("Mathematics=1"))
+    walks = uniform_walks(graph, params, 1000, seed=0)
+    m = sample_metrics(graph, walks, choose_bundles(graph, walks))
+    assert m["discipline_tv_distance"] > 0.5
+
+
+def test_prior_visits_steer_new_paths_to_unvisited_kps(graph):
+    params = WalkParams(w_cov=3.0)
+    first = value_walks(graph, params, 500, seed=0)
+    fresh = value_walks(graph, params, 500, seed=1)
+    filled = value_walks(graph, params, 500, seed=1, prior_visits=first.visits)
+    seen_before = first.visits > 0
+    assert (filled.visits[~seen_before] > 0).sum() > (fresh.visits[~seen_before] > 0).sum()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tau": 0.0}, "tau = 0.0 is outside"),
+        ({"min_len": 6, "max_len": 3}, "min_len (6) is larger than max_len (3)"),
+        ({"w_cov": float("nan")}, "w_cov must be a number"),
+        ({"mix": (("Law", -1.0),)}, "must be >= 0"),
+    ],
+)
+def test_bad_knobs_are_refused_with_a_clear_message(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        WalkParams(**kwargs)
+
+
+def test_unknown_discipline_in_mix_lists_the_known_ones(graph):
+    with pytest.raises(ConfigError, match="unknown discipline 'Astrology'.*Mathematics"):
+        target_shares(graph, WalkParams(mix=parse_mix("Astrology=1")))
+
+
+def test_parse_mix_accepts_percentages_and_rejects_garbage():
+    assert parse_mix("Law=60%,History=40%") == (("Law", 0.6), ("History", 0.4))
+    assert WalkParams(mix=parse_mix("Law=60%,History=40%")).mix == (("History", 0.4), ("Law", 0.6))
+    with pytest.raises(ConfigError, match="not DISCIPLINE=SHARE"):
+        parse_mix("Law")
+    with pytest.raises(ConfigError, match="is not a number"):
+        parse_mix("Law=lots")
+
+
+def test_params_round_trip_through_their_stored_form():
+    p = WalkParams(w_pop=1.5, min_len=2, mix=(("Law", 0.5), ("History", 0.5)))
+    assert WalkParams.from_dict(p.to_dict()) == p
+
+
+def test_bundles_cover_paths_with_strongly_linked_seeds(graph):
+    walks = value_walks(graph, WalkParams(), 300, seed=4)
+    bundles = choose_bundles(graph, walks, min_seeds=3, max_seeds=5)
+    assert (bundles.sizes >= 1).all() and (bundles.sizes <= 5).all()
+    for i in range(len(walks)):
+        path = set(walks.path(i).tolist())
+        covered = set()
+        for rid in bundles.of(i):
+            covered |= {v for v in path if rid in graph.seeds_of(v)}
+        assert covered == path  # together the seeds name every KP of the path
+        strengths = bundles.strengths_of(i)
+        assert strengths[0] == strengths.max()  # strongest first
+    assert bundles.strength.mean() > 1.5
