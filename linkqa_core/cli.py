@@ -320,3 +320,136 @@ def init_sample(store: Store, as_json: bool, progress: ProgressBar) -> None:
 
 def run() -> None:
     main(prog_name="linkqa")
+
+
+def llm_settings(model: str | None = None, concurrency: int | None = None, budget_tokens: int | None = None,
+                 budget_usd: float | None = None, offline: bool = False):
+    """Settings from the environment with command-line overrides; None means offline."""
+    if offline:
+        return None
+    from .llm import LLMSettings
+
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["model"] = model
+    if concurrency:
+        overrides["concurrency"] = concurrency
+    if budget_tokens:
+        overrides["budget_tokens"] = budget_tokens
+    if budget_usd:
+        overrides["budget_usd"] = budget_usd
+    settings = LLMSettings.from_env(**overrides)
+    return settings if settings.configured else None
+
+
+def llm_options(func: Callable) -> Callable:
+    for opt in reversed([
+        click.option("--model", default=None, help="model name (default: $LINKQA_MODEL)"),
+        click.option("--concurrency", type=int, default=None, help="requests in flight (default 16)"),
+        click.option("--budget-tokens", type=int, default=None, help="stop cleanly after this many tokens"),
+        click.option("--budget-usd", type=float, default=None, help="stop cleanly after this much money"),
+        click.option("--offline", is_flag=True, help="use the offline composer even if an endpoint is set"),
+    ]):
+        func = opt(func)
+    return func
+
+
+@main.command()
+@click.option("--run", "run_id", type=int, required=True, help="a saved sample run (see `runs`)")
+@click.option("--per-bundle", type=int, default=2, show_default=True, help="new items asked per bundle")
+@click.option("--items", "target_items", type=int, default=None,
+              help="how many items to end with (more paths are sampled if needed); default paths × per-bundle")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="prompt template file (fields: {kps} {seeds} {discipline} {difficulty} {n_items} {format_rules})")
+@click.option("--open-ended", is_flag=True, help="open questions instead of multiple choice")
+@click.option("--estimate", is_flag=True, help="only print the cost estimate")
+@llm_options
+@common
+def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, per_bundle: int,
+               target_items: int | None, template: str | None, open_ended: bool, estimate: bool, model: str | None,
+               concurrency: int | None, budget_tokens: int | None, budget_usd: float | None, offline: bool) -> None:
+    """Write new QA items for each bundle of a run; run it again to resume after a crash."""
+    from .synthesis import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
+
+    text = Path(template).read_text(encoding="utf-8") if template else DEFAULT_TEMPLATE
+    cfg = SynthesisConfig(per_bundle=per_bundle, target_items=target_items, template=text,
+                          multiple_choice=not open_ended)
+    settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
+    cost = estimate_synthesis_cost(store, run_id, cfg, settings)
+    if estimate:
+        _emit(as_json, cost, f"{cost['requests']:,} requests, about {cost['total_tokens']:,} tokens, ${cost['usd']:.2f}")
+        return
+    if settings is None and not as_json:
+        click.echo("no LLM endpoint configured (OPENAI_BASE_URL / LINKQA_MODEL): using the offline composer", err=True)
+    report = run_synthesis(store, run_id, cfg, settings, progress=progress)
+    payload = {**report.__dict__, "estimate": cost}
+    payload["errors"] = report.errors[:100]
+    _emit(as_json, payload,
+          f"run {run_id}: {report.items_ok:,}/{report.target_items:,} items ({report.items_failed} failed) by "
+          f"{report.model}; {report.requests:,} requests ({report.cached} cached), "
+          f"{report.prompt_tokens + report.completion_tokens:,} tokens"
+          + (f"; stopped: {report.stopped}" if report.stopped else ""))
+
+
+@main.command()
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--targets", default=None, metavar="SPEC",
+              help='difficulty mix per discipline, e.g. "default=3:0.3,4:0.4,5:0.3;Mathematics=4:0.5,5:0.5"')
+@click.option("--max-rounds", type=int, default=2, show_default=True)
+@llm_options
+@common
+def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, targets: str | None, max_rounds: int,
+            model: str | None, concurrency: int | None, budget_tokens: int | None, budget_usd: float | None,
+            offline: bool) -> None:
+    """Rewrite items below the target difficulty mix harder; report the mix before and after."""
+    from .difficulty import DifficultyTargets, enhance as run_enhance
+
+    tgt = DifficultyTargets.parse(targets) if targets else DifficultyTargets()
+    settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
+    report = run_enhance(store, run_id, tgt, settings, max_rounds=max_rounds, progress=progress)
+    payload = report.to_dict() if hasattr(report, "to_dict") else dict(report.__dict__)
+    _emit(as_json, payload, lambda: _mix_text(payload))
+
+
+def _mix_text(payload: dict[str, Any]) -> str:
+    lines = []
+    for key in ("mix_before", "mix_after"):
+        mix = payload.get(key) or {}
+        lines.append(f"{key.replace('_', ' ')}:")
+        for disc, levels in sorted(mix.items()):
+            lines.append(f"  {disc:<24}" + "  ".join(f"{lvl}:{levels.get(lvl, levels.get(str(lvl), 0)):>4}"
+                                                     for lvl in range(1, 6)))
+    rest = {k: v for k, v in payload.items() if k not in ("mix_before", "mix_after")}
+    lines.append(json.dumps(rest, default=str))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--run", "run_id", type=int, required=True)
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="benchmark file to decontaminate against (JSONL with a question field, or one item a line)")
+@click.option("--near-dup", type=float, default=0.8, show_default=True, help="Jaccard threshold for near-duplicates")
+@click.option("--ngram", type=int, default=13, show_default=True, help="n-gram size for decontamination")
+@common
+def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, reference: str | None, near_dup: float,
+          ngram: int) -> None:
+    """Quality gates on a run's generated items; rejected items keep their reason."""
+    from .quality import GateConfig, apply_gates, load_reference
+
+    cfg = GateConfig(near_dup_threshold=near_dup, decontam_ngram=ngram)
+    ref = load_reference(reference, decontam_ngram=ngram) if reference else None
+    summary = apply_gates(store, run_id, reference=ref, cfg=cfg)
+    _emit(as_json, {"run_id": run_id, "rejected": summary},
+          "rejected by gate: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@main.command("run")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="TOML file with [ingest] [extract] [sample] [synthesize] [enhance] [gates] sections")
+@common
+def run_pipeline(store: Store, as_json: bool, progress: ProgressBar, config_path: str) -> None:
+    """ingest -> extract -> graph -> sample -> synthesize -> enhance -> gates, in one go, resumable."""
+    from .pipeline import run_from_config
+
+    report = run_from_config(store, Path(config_path), progress=progress)
+    _emit(as_json, report, lambda: "\n".join(f"{k}: {json.dumps(v, default=str)}" for k, v in report.items()))

@@ -1,0 +1,169 @@
+"""One unattended run from a TOML file: ingest → extract → graph → sample → synthesize →
+enhance → gates → export. Started again after a crash it picks up where it stopped: ingest
+is idempotent (content ids), extraction runs only when seeds lack KPs, the sample run is
+found again by the hash of its settings, and synthesis resumes item by item.
+
+Example ``pipeline.toml``::
+
+    [ingest]
+    files = ["seeds.jsonl"]        # or: sample = true
+    [sample]
+    paths = 200
+    seed = 1
+    w_cov = 2.0
+    mix = { Mathematics = 0.5, Physics = 0.5 }
+    [llm]                          # optional; the key comes from OPENAI_API_KEY only
+    model = "deepseek-reasoner"
+    concurrency = 32
+    [synthesize]
+    per_bundle = 2
+    items = 300
+    [enhance]
+    targets = "default=3:0.3,4:0.4,5:0.3"
+    [gates]
+    reference = "benchmark.jsonl"
+    [export]
+    out = "out/run.jsonl"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, InputError
+from .store import Store
+
+__all__ = ["run_from_config", "load_config"]
+
+SECTIONS = {"ingest", "extract", "sample", "llm", "synthesize", "enhance", "gates", "export"}
+_SECRET_KEYS = {"api_key", "key", "openai_api_key", "token", "password"}
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read it ({err})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{path}: not valid TOML ({err})") from err
+    unknown = set(data) - SECTIONS
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        secret = _SECRET_KEYS & {k.lower() for k in values}
+        if secret:
+            raise ConfigError(f"{path}: [{section}] holds {sorted(secret)[0]}: keys belong in the environment "
+                              "(OPENAI_API_KEY) or .streamlit/secrets.toml, never in a run config")
+    return data
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p)
+    return q if q.is_absolute() else (base / q)
+
+
+def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, str], None] | None = None) -> dict:
+    from .kps import run_extraction
+    from .sampling import sample
+    from .seeds import ingest, sample_path
+    from .synthesis import DEFAULT_TEMPLATE, SynthesisConfig, synthesize
+    from .walks import WalkParams
+
+    cfg = load_config(path)
+    base = Path(path).resolve().parent
+    report: dict[str, Any] = {}
+
+    ing = cfg.get("ingest", {})
+    files = [sample_path()] if ing.get("sample") else [_resolve(base, f) for f in ing.get("files", [])]
+    if not files and not store.seed_count():
+        raise ConfigError(f"{path}: [ingest] names no files (files = [...] or sample = true) and the database is empty")
+    report["ingest"] = []
+    for f in files:
+        r = ingest(store, f, mapping=ing.get("map"), progress=progress)
+        report["ingest"].append({"file": str(f), "added": r.added, "duplicates": r.duplicates,
+                                 "bad_rows": len(r.bad_rows)})
+
+    missing = store.scalar("SELECT count(*) FROM seeds WHERE rid NOT IN (SELECT seed_rid FROM seed_kps)")
+    ext_cfg = cfg.get("extract", {})
+    extractor = None
+    if ext_cfg.get("extractor", "offline") == "llm":
+        from .kps_llm import LLMExtractor
+
+        extractor = LLMExtractor(_settings(cfg), store=store, batch_size=int(ext_cfg.get("batch_size", 8)))
+    if missing:
+        e = run_extraction(store, extractor, progress=progress)
+        report["extract"] = {"seeds": e.seeds, "kps": e.kps, "extractor": e.extractor}
+    else:
+        report["extract"] = {"skipped": "every seed already has KPs"}
+
+    s_cfg = dict(cfg.get("sample", {}))
+    n_paths = int(s_cfg.pop("paths", 100))
+    seed = int(s_cfg.pop("seed", 0))
+    name = s_cfg.pop("name", None)
+    ledger = s_cfg.pop("ledger", "fresh")
+    params = WalkParams.from_dict(s_cfg)
+    key = hashlib.sha256(json.dumps([params.to_dict(), n_paths, seed, ledger, str(path)], sort_keys=True)
+                         .encode()).hexdigest()[:16]
+    found = store.query("SELECT id FROM runs WHERE kind = 'sample' AND json_extract(config, '$.pipeline') = ?", (key,))
+    if found:
+        run_id = int(found[0][0])
+        report["sample"] = {"run_id": run_id, "resumed": True}
+    else:
+        result = sample(store, params, n_paths, seed=seed, ledger=ledger, save=True, name=name, progress=progress)
+        run_id = result.run_id
+        run = store.get_run(run_id)
+        store.update_run(run_id, config={**run["config"], "pipeline": key})
+        report["sample"] = {"run_id": run_id, "kp_coverage": result.metrics["kp_coverage"],
+                            "baseline_kp_coverage": result.baseline["kp_coverage"]}
+
+    settings = _settings(cfg)
+    if "synthesize" in cfg:
+        sy = cfg["synthesize"]
+        template = _resolve(base, sy["template_file"]).read_text(encoding="utf-8") if sy.get("template_file") \
+            else DEFAULT_TEMPLATE
+        scfg = SynthesisConfig(per_bundle=int(sy.get("per_bundle", 2)), target_items=sy.get("items"),
+                               template=template, multiple_choice=bool(sy.get("multiple_choice", True)))
+        r = synthesize(store, run_id, scfg, settings, progress=progress)
+        report["synthesize"] = {"items": r.items_ok, "failed": r.items_failed, "model": r.model,
+                                "requests": r.requests, "cached": r.cached, "stopped": r.stopped,
+                                "tokens": r.prompt_tokens + r.completion_tokens}
+    if "enhance" in cfg:
+        from .difficulty import DifficultyTargets, enhance
+
+        en = cfg["enhance"]
+        targets = DifficultyTargets.parse(en["targets"]) if en.get("targets") else DifficultyTargets()
+        r = enhance(store, run_id, targets, settings, max_rounds=int(en.get("max_rounds", 2)), progress=progress)
+        report["enhance"] = r.to_dict() if hasattr(r, "to_dict") else dict(r.__dict__)
+    if "gates" in cfg:
+        from .quality import GateConfig, apply_gates, load_reference
+
+        g = cfg["gates"]
+        gcfg = GateConfig.from_dict({k: v for k, v in g.items() if k != "reference"})
+        ref = load_reference(_resolve(base, g["reference"]), decontam_ngram=gcfg.decontam_ngram) \
+            if g.get("reference") else None
+        report["gates"] = apply_gates(store, run_id, reference=ref, cfg=gcfg)
+    if "export" in cfg:
+        from .export import export_run
+
+        ex = cfg["export"]
+        report["export"] = export_run(store, run_id, _resolve(base, ex.get("out", f"run{run_id}.jsonl")),
+                                      fmt=ex.get("format", "records"), status=ex.get("status", "all"))
+    report["run_id"] = run_id
+    return report
+
+
+def _settings(cfg: dict[str, Any]):
+    from .llm import LLMSettings
+
+    llm = {k: v for k, v in cfg.get("llm", {}).items()}
+    if llm.get("offline"):
+        return None
+    llm.pop("offline", None)
+    settings = LLMSettings.from_env(**llm)
+    return settings if settings.configured else None
