@@ -1,0 +1,554 @@
+"""Quality gates: each gate's reason, duplicates, decontamination, and gating a stored run."""
+
+import json
+import random
+import re
+import time
+
+import pytest
+
+from linkqa_core.errors import ConfigError, InputError, NotFoundError
+from linkqa_core.quality import (
+    GATES,
+    Candidate,
+    GateConfig,
+    GateResult,
+    Reference,
+    apply_gates,
+    check_answer_consistency,
+    check_length,
+    check_schema,
+    jaccard,
+    load_reference,
+    run_gates,
+    shingles,
+    summarize,
+)
+from linkqa_core.records import Seed
+from linkqa_core.store import Store
+
+OPTIONS = ["Paris", "Rome", "Madrid", "Berlin"]
+
+# A long question, so that a one-word change leaves most of its 3-word shingles intact.
+LONG_Q = (
+    "A student heats a sealed rigid container of an ideal gas from 300 kelvin to 600 kelvin "
+    "while keeping the amount of gas fixed and measuring the pressure with a calibrated gauge "
+    "throughout the whole experiment. What happens to the pressure of the gas inside the container?"
+)
+LONG_OPTS = ["It halves", "It stays the same", "It doubles", "It quadruples"]
+OTHER_Q = (
+    "Which organelle of a eukaryotic cell carries out aerobic respiration and produces most of "
+    "the ATP that the cell uses for growth, movement and the synthesis of new proteins?"
+)
+OTHER_OPTS = ["Ribosome", "Mitochondrion", "Golgi apparatus", "Lysosome"]
+
+
+def mc(key, question=LONG_Q, answer="It doubles", options=LONG_OPTS, **kw):
+    return Candidate(key, question, answer, list(options) if options is not None else None, **kw)
+
+
+def one_word_changed(text, old, new):
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def shared_ngram(a, b, n):
+    """True when texts a and b share n consecutive lower-case words (independent of the index)."""
+    wa, wb = re.findall(r"\w+", a.lower()), re.findall(r"\w+", b.lower())
+    grams = {tuple(wa[i : i + n]) for i in range(len(wa) - n + 1)}
+    return any(tuple(wb[i : i + n]) in grams for i in range(len(wb) - n + 1))
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def test_config_defaults_match_the_design():
+    cfg = GateConfig()
+    assert (cfg.near_dup_threshold, cfg.num_perm, cfg.shingle_size, cfg.decontam_ngram) == (0.8, 128, 3, 13)
+    assert (cfg.min_question_chars, cfg.max_question_chars) == (20, 4000)
+    assert (cfg.min_answer_chars, cfg.max_answer_chars, cfg.check_seeds) == (1, 2000, True)
+
+
+def test_config_rejects_a_threshold_above_one_with_a_clear_message():
+    with pytest.raises(ConfigError) as err:
+        GateConfig(near_dup_threshold=1.5)
+    assert str(err.value) == "near_dup_threshold must be a number above 0 and at most 1 (got 1.5)"
+
+
+def test_config_rejects_a_zero_threshold():
+    with pytest.raises(ConfigError, match="near_dup_threshold"):
+        GateConfig(near_dup_threshold=0)
+
+
+def test_config_rejects_max_below_min():
+    with pytest.raises(ConfigError) as err:
+        GateConfig(min_question_chars=50, max_question_chars=10)
+    assert str(err.value) == "max_question_chars (10) must be at least min_question_chars (50)"
+
+
+def test_config_rejects_out_of_range_integers_naming_the_knob():
+    with pytest.raises(ConfigError) as err:
+        GateConfig(num_perm=8)
+    assert str(err.value) == "num_perm must be a whole number from 16 to 1024 (got 8)"
+    with pytest.raises(ConfigError, match="decontam_ngram must be a whole number from 3 to 100"):
+        GateConfig(decontam_ngram=2.5)
+    with pytest.raises(ConfigError, match="min_answer_chars must be a whole number of at least 0"):
+        GateConfig(min_answer_chars=-1)
+    with pytest.raises(ConfigError, match="check_seeds must be true or false"):
+        GateConfig(check_seeds="yes")
+
+
+def test_config_from_dict_round_trips_and_refuses_unknown_settings():
+    cfg = GateConfig(near_dup_threshold=0.7, decontam_ngram=8)
+    assert GateConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError) as err:
+        GateConfig.from_dict({"near_dup": 0.5})
+    assert str(err.value).startswith("unknown gate setting 'near_dup'; settings are near_dup_threshold, num_perm")
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "candidate, reason",
+    [
+        (Candidate(1, None, "4"), "question is missing"),
+        (Candidate(1, "   ", "4"), "question is missing"),
+        (Candidate(1, 42, "4"), "question is not text (got int)"),
+        (Candidate(1, "What is two plus two?", None), "answer is missing"),
+        (Candidate(1, "What is two plus two?", " "), "answer is missing"),
+        (Candidate(1, "What is two plus two?", ["4"]), "answer is not text (got list)"),
+        (Candidate(1, "What is two plus two?", "4", options="4, 5"), "options are not a list (got str)"),
+        (Candidate(1, "What is two plus two?", "4", options=["4"]), "options must number 2 to 10 (got 1)"),
+        (Candidate(1, "What is two plus two?", "4", options=[str(i) for i in range(11)]),
+         "options must number 2 to 10 (got 11)"),
+        (Candidate(1, "What is two plus two?", "4", options=["4", "", "5"]), "option B is empty"),
+        (Candidate(1, "What is two plus two?", "4", options=["4", 5]), "option B is not text (got int)"),
+        (Candidate(1, "What is two plus two?", "4", options=["Four", "5", " four. "]),
+         "options A and C are the same ('four.')"),
+    ],
+)
+def test_schema_gives_the_exact_reason(candidate, reason):
+    assert check_schema(candidate) == reason
+
+
+def test_schema_accepts_a_free_answer_and_a_letter_only_multiple_choice_item():
+    assert check_schema(Candidate(1, "What is two plus two?", "4")) is None
+    assert check_schema(Candidate(1, "Capital of France?", None, OPTIONS, answer_letter="A")) is None
+
+
+# -- answer consistency -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["Paris", " paris. ", "A", "(A)", "a", "A.", "A. Paris"])
+def test_answer_matching_an_option_by_text_or_letter_passes(answer):
+    assert check_answer_consistency(Candidate(1, "Capital of France?", answer, OPTIONS)) is None
+
+
+def test_answer_not_among_the_options_is_rejected_with_the_count():
+    reason = check_answer_consistency(Candidate(1, "Capital of France?", "Lyon", OPTIONS))
+    assert reason == "answer 'Lyon' is not one of the 4 options"
+
+
+def test_answer_letter_beyond_the_options_is_rejected():
+    reason = check_answer_consistency(Candidate(1, "Capital of France?", "E", OPTIONS))
+    assert reason == "answer letter 'E' is out of range for 4 options (A–D)"
+
+
+def test_answer_letter_with_the_wrong_text_is_rejected():
+    reason = check_answer_consistency(Candidate(1, "Capital of France?", "B. Paris", OPTIONS))
+    assert reason == "answer 'B. Paris' names option B but option B is 'Rome'"
+
+
+def test_answer_and_answer_letter_that_disagree_are_rejected():
+    reason = check_answer_consistency(Candidate(1, "Capital of France?", "Paris", OPTIONS, answer_letter="C"))
+    assert reason == "answer 'Paris' is option A but answer_letter is C"
+    reason = check_answer_consistency(Candidate(1, "Capital of France?", None, OPTIONS, answer_letter="F"))
+    assert reason == "answer_letter 'F' is out of range for 4 options (A–D)"
+
+
+def test_free_answer_items_pass_the_answer_gate_unless_they_carry_a_letter():
+    assert check_answer_consistency(Candidate(1, "What is two plus two?", "4")) is None
+    reason = check_answer_consistency(Candidate(1, "What is two plus two?", "4", answer_letter="B"))
+    assert reason == "answer_letter 'B' is given but the item has no options"
+
+
+# -- length -----------------------------------------------------------------------------
+
+
+def test_length_reasons_name_the_length_and_the_bound():
+    cfg = GateConfig()
+    assert check_length(Candidate(1, "What is 2+2 now?", "4"), cfg) == "question too short (16 < 20 characters)"
+    assert check_length(Candidate(1, "x" * 4001, "4"), cfg) == "question too long (4001 > 4000 characters)"
+    assert check_length(Candidate(1, "What is two plus two?", "y" * 2001), cfg) == "answer too long (2001 > 2000 characters)"
+    strict = GateConfig(min_answer_chars=3)
+    assert check_length(Candidate(1, "What is two plus two?", "4"), strict) == "answer too short (1 < 3 characters)"
+    assert check_length(Candidate(1, "What is two plus two?", "4"), cfg) is None
+
+
+def test_length_ignores_surrounding_whitespace():
+    assert check_length(Candidate(1, "   What is 2+2 now?\n\n   ", "4")) == "question too short (16 < 20 characters)"
+
+
+def test_length_bounds_are_configurable():
+    c = Candidate(1, "What is 2+2 now?", "4")
+    assert run_gates([c])[0].gate == "length"
+    assert run_gates([c], cfg=GateConfig(min_question_chars=10))[0].passed
+
+
+# -- exact and near duplicates ----------------------------------------------------------
+
+
+def test_exact_duplicate_ignores_case_spacing_punctuation_and_option_order():
+    first = mc(1)
+    again = mc(2, question=LONG_Q.upper().replace(". ", " .  "), options=list(reversed(LONG_OPTS)))
+    results = run_gates([first, again])
+    assert results[0] == GateResult(1, True)
+    assert (results[1].passed, results[1].gate, results[1].reason) == (False, "exact_duplicate", "exact duplicate of item 1")
+
+
+def test_exact_duplicate_keeps_symbols_that_change_the_meaning():
+    a = Candidate("a", "What is the value of 2+2 in base ten?", "4")
+    b = Candidate("b", "What is the value of 2-2 in base ten?", "0")
+    assert summarize(run_gates([a, b], cfg=GateConfig(near_dup_threshold=1.0)))["exact_duplicate"] == 0
+
+
+def test_paraphrase_differing_by_one_word_is_a_near_duplicate_but_another_question_is_not():
+    paraphrase = mc(2, question=one_word_changed(LONG_Q, "student", "pupil"))
+    different = mc(3, question=OTHER_Q, options=OTHER_OPTS, answer="Mitochondrion")
+    results = run_gates([mc(1), paraphrase, different])
+    assert results[1].gate == "near_duplicate"
+    assert re.fullmatch(r"near-duplicate of item 1 \(Jaccard 0\.\d\d\)", results[1].reason)
+    assert results[1].match == 1
+    assert results[2].passed
+
+
+def test_reported_similarity_is_the_exact_jaccard_of_the_shingle_sets():
+    paraphrase = one_word_changed(LONG_Q, "calibrated", "digital")
+    result = run_gates([mc(1), mc(2, question=paraphrase)])[1]
+
+    def item_shingles(q):
+        out = shingles(q, 3)
+        for o in LONG_OPTS:
+            out |= shingles(o, 3)
+        return out
+
+    true = jaccard(item_shingles(LONG_Q), item_shingles(paraphrase))
+    assert result.similarity == true
+    assert result.reason == f"near-duplicate of item 1 (Jaccard {int(true * 100) / 100:.2f})"
+    assert 0.8 <= true < 1.0
+
+
+def test_near_duplicate_threshold_changes_the_outcome():
+    a = Candidate(1, "The mitochondria is the powerhouse of the cell and makes ATP for it", "yes")
+    b = Candidate(2, "The mitochondria is the powerhouse of the cell and makes energy for it", "yes")
+    assert 0.5 < jaccard(shingles(a.question), shingles(b.question)) < 0.8  # the fixture sits between
+    assert run_gates([a, b])[1].passed
+    loose = run_gates([a, b], cfg=GateConfig(near_dup_threshold=0.5))[1]
+    assert loose.gate == "near_duplicate" and loose.match == 1
+
+
+def test_later_duplicates_point_at_the_first_kept_item():
+    items = [mc(10), mc(11, question=one_word_changed(LONG_Q, "gauge", "meter")),
+             mc(12, question=one_word_changed(LONG_Q, "whole", "entire"))]
+    results = run_gates(items)
+    assert [r.passed for r in results] == [True, False, False]
+    assert [r.match for r in results[1:]] == [10, 10]
+
+
+def test_shingles_of_short_texts_and_jaccard_of_empty_sets():
+    assert shingles("Two words", 3) == {"two words"}
+    assert shingles("?!", 3) == set()
+    assert jaccard(set(), set()) == 0.0
+    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
+
+
+# -- seeds ------------------------------------------------------------------------------
+
+
+def test_near_duplicate_of_a_seed_names_the_seed_and_its_similarity():
+    seeds = [("s-other", OTHER_Q, OTHER_OPTS), ("s-gas", one_word_changed(LONG_Q, "sealed", "closed"), LONG_OPTS)]
+    result = run_gates([mc(1)], seeds=seeds)[0]
+    assert result.gate == "seed_duplicate"
+    assert re.fullmatch(r"near-duplicate of seed s-gas \(Jaccard 0\.\d\d\)", result.reason)
+    assert result.match == "s-gas"
+
+
+def test_exact_copy_of_a_seed_is_reported_as_such_and_seeds_may_be_a_generator():
+    seeds = (s for s in [("s1", OTHER_Q), ("s2", LONG_Q, LONG_OPTS)])
+    result = run_gates([mc(1)], seeds=seeds)[0]
+    assert (result.gate, result.reason, result.similarity) == ("seed_duplicate", "exact duplicate of seed s2", 1.0)
+
+
+def test_seed_check_can_be_turned_off():
+    seeds = [("s2", LONG_Q, LONG_OPTS)]
+    assert run_gates([mc(1)], seeds=seeds, cfg=GateConfig(check_seeds=False))[0].passed
+
+
+def test_an_unrelated_seed_does_not_reject_anything():
+    assert run_gates([mc(1)], seeds=[("s1", OTHER_Q, OTHER_OPTS)])[0].passed
+
+
+# -- contamination ----------------------------------------------------------------------
+
+REF_LINE = (
+    "In a small village a baker sells loaves of rye bread every morning to the farmers "
+    "who walk past his shop on their way to the fields"
+)
+
+
+def _reference_file(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    rows = [{"question": "What is the boiling point of water at sea level in Celsius?"}, {"prompt": REF_LINE}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _with_ngram(n):
+    words = REF_LINE.split()[3 : 3 + n]
+    return "Consider the following story carefully: " + " ".join(words) + ". How many loaves remain?"
+
+
+def test_a_copied_13_gram_is_contamination_naming_the_reference_line(tmp_path):
+    ref = load_reference(_reference_file(tmp_path))
+    result = run_gates([Candidate(1, _with_ngram(13), "Seven")], reference=ref)[0]
+    assert (result.gate, result.reason, result.match) == (
+        "contamination", "contaminated: shares a 13-gram with reference line 2", 2)
+
+
+def test_a_copied_12_gram_is_not_contamination(tmp_path):
+    ref = load_reference(_reference_file(tmp_path))
+    assert run_gates([Candidate(1, _with_ngram(12), "Seven")], reference=ref)[0].passed
+
+
+def test_contamination_ignores_case_and_punctuation(tmp_path):
+    ref = load_reference(_reference_file(tmp_path))
+    shouted = _with_ngram(13).upper().replace(" ", " , ")
+    assert run_gates([Candidate(1, shouted, "Seven")], reference=ref)[0].gate == "contamination"
+
+
+def test_plain_text_reference_counts_lines_from_one_including_blanks(tmp_path):
+    path = tmp_path / "bench.txt"
+    path.write_text("first question here\n\n" + REF_LINE + "\n", encoding="utf-8")
+    ref = load_reference(path)
+    assert ref.items == 2
+    assert ref.match(_with_ngram(13)) == 3
+
+
+def test_reference_accepts_problem_and_input_keys_and_keeps_bad_rows(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text(
+        json.dumps({"problem": "short one"}) + "\n" + "{not json\n" + json.dumps({"answer": "x"}) + "\n"
+        + json.dumps({"input": REF_LINE}) + "\n",
+        encoding="utf-8",
+    )
+    ref = load_reference(path)
+    assert ref.items == 2
+    assert [b.line for b in ref.bad_rows] == [2, 3]
+    assert ref.bad_rows[1].reason == "no question, prompt, problem, input field"
+    assert ref.match(_with_ngram(13)) == 4
+
+
+def test_reference_from_uploaded_bytes_uses_the_given_name():
+    ref = load_reference(REF_LINE.encode(), name="upload.txt")
+    assert (ref.name, ref.items) == ("upload.txt", 1)
+    with pytest.raises(InputError) as err:
+        load_reference(b"", name="upload.txt")
+    assert str(err.value) == "upload.txt is empty"
+
+
+def test_empty_reference_file_names_the_file(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n  \n")
+    with pytest.raises(InputError) as err:
+        load_reference(path)
+    assert str(err.value) == f"{path} is empty"
+
+
+def test_binary_reference_file_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_bytes(b"PK\x03\x04\x00\x00binary zip")
+    with pytest.raises(InputError) as err:
+        load_reference(path)
+    assert str(err.value) == f"{path} is not a text file (binary content at byte 4)"
+
+
+def test_missing_reference_file_names_the_file(tmp_path):
+    path = tmp_path / "nope.jsonl"
+    with pytest.raises(InputError) as err:
+        load_reference(path)
+    assert str(err.value) == f"{path}: no such file"
+
+
+def test_jsonl_reference_without_any_question_field_is_refused(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps({"text": "a"}) + "\n" + json.dumps({"label": 1}) + "\n")
+    with pytest.raises(InputError) as err:
+        load_reference(path)
+    assert str(err.value) == f"{path} has no questions (each JSON line needs a question or prompt or problem or input field)"
+
+
+def test_reference_ngram_must_match_the_config(tmp_path):
+    ref = load_reference(_reference_file(tmp_path), decontam_ngram=8)
+    with pytest.raises(ConfigError, match="indexed with 8-grams but decontam_ngram is 13"):
+        run_gates([Candidate(1, _with_ngram(13), "Seven")], reference=ref)
+    cfg = GateConfig(decontam_ngram=8)
+    assert run_gates([Candidate(1, _with_ngram(8), "Seven")], reference=ref, cfg=cfg)[0].gate == "contamination"
+
+
+def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
+    started = time.perf_counter()
+    ref = load_reference(mmlu_path)
+    indexed_in = time.perf_counter() - started
+    rows = [json.loads(line) for line in mmlu_path.read_text(encoding="utf-8").splitlines()]
+    copied = next(r["question"] for r in rows[5000:] if len(r["question"].split()) >= 30)
+    item = Candidate("copy", "Answer the following question. " + copied, "B")
+    fresh = Candidate("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?", "13")
+    results = run_gates([item, fresh], reference=ref)
+    assert results[0].gate == "contamination"
+    assert results[0].reason.startswith("contaminated: shares a 13-gram with reference line ")
+    assert shared_ngram(rows[results[0].match - 1]["question"], copied, 13)
+    assert results[1].passed
+    assert ref.items == len(rows)
+    assert indexed_in < 30  # generous: a sanity bound, not a benchmark
+
+
+# -- order, summary, scale --------------------------------------------------------------
+
+
+def test_each_item_is_rejected_by_the_first_gate_it_fails(tmp_path):
+    ref = load_reference(_reference_file(tmp_path))
+    items = [
+        Candidate(1, "Short?", "Lyon", OPTIONS),  # schema ok, answer fails before length
+        Candidate(2, _with_ngram(13), "Seven"),  # contaminated
+        Candidate(3, _with_ngram(13), "Seven"),  # contaminated too, not an exact duplicate of 2
+        Candidate(4, None, "x"),
+    ]
+    gates = [r.gate for r in run_gates(items, reference=ref)]
+    assert gates == ["answer", "contamination", "contamination", "schema"]
+
+
+def test_summarize_counts_rejections_per_gate_in_gate_order():
+    results = [
+        GateResult(1, True),
+        GateResult(2, False, "question is missing", "schema"),
+        GateResult(3, False, "exact duplicate of item 1", "exact_duplicate"),
+        GateResult(4, False, "exact duplicate of item 1", "exact_duplicate"),
+    ]
+    summary = summarize(results)
+    assert list(summary) == list(GATES)
+    assert summary["schema"] == 1 and summary["exact_duplicate"] == 2 and sum(summary.values()) == 3
+
+
+def test_duplicate_candidate_keys_are_refused():
+    with pytest.raises(ValueError, match="candidate key 1 appears more than once"):
+        run_gates([mc(1), mc(1, question=OTHER_Q)])
+
+
+def test_two_thousand_candidates_give_exact_counts_and_the_same_answer_twice():
+    rng = random.Random(7)
+    vocab = [f"term{i}" for i in range(400)]
+    base = [" ".join(rng.choice(vocab) for _ in range(30)) + "?" for _ in range(1800)]
+    items = [Candidate(i, q, "an answer") for i, q in enumerate(base)]
+    for j in range(100):  # exact copies, shouted
+        items.append(Candidate(1800 + j, base[j].upper(), "another answer"))
+    for j in range(100):  # last word changed: 27 of 29 shingles shared
+        words = base[200 + j].rstrip("?").split()
+        items.append(Candidate(1900 + j, " ".join(words[:-1] + ["zzz"]) + "?", "an answer"))
+    seeds = [(f"seed{j}", base[500 + j]) for j in range(50)] + [(f"new{j}", base[0][::-1]) for j in range(50)]
+
+    results = run_gates(items, seeds=seeds)
+    summary = summarize(results)
+    assert summary == {"schema": 0, "answer": 0, "length": 0, "contamination": 0,
+                       "exact_duplicate": 100, "near_duplicate": 100, "seed_duplicate": 50}
+    assert all(r.match == r.key - 1800 for r in results[1800:1900])
+    assert all(r.match == r.key - 1700 for r in results[1900:])
+    assert [r.match for r in results[500:550]] == [f"seed{j}" for j in range(50)]
+    assert run_gates(items, seeds=seeds) == results
+
+
+# -- a stored run -----------------------------------------------------------------------
+
+
+def _insert_item(store, run_id, slot, status, question, answer, options=None, gate_reason=None):
+    now = time.time() - 100
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO items (run_id, slot, status, question, options, answer, gate_reason, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, slot, status, question, json.dumps(options) if options is not None else None,
+             answer, gate_reason, now, now),
+        )
+        return cur.lastrowid
+
+
+def test_apply_gates_rejects_items_of_a_stored_run_with_their_reasons(tmp_path):
+    store = Store(tmp_path / "t.db")
+    try:
+        seed_q = one_word_changed(OTHER_Q, "growth", "repair")
+        store.add_seeds([Seed(id="seed-cell", question=seed_q, answer="Mitochondrion", options=tuple(OTHER_OPTS))])
+        run = store.create_run("synthesis", {})
+        other_run = store.create_run("synthesis", {})
+        good = _insert_item(store, run, "p1/0", "generated", LONG_Q, "It doubles", LONG_OPTS)
+        copy = _insert_item(store, run, "p1/1", "generated", LONG_Q.lower(), "C", LONG_OPTS)
+        wrong = _insert_item(store, run, "p2/0", "generated", "Which city is the capital of France?", "Lyon", OPTIONS)
+        seedish = _insert_item(store, run, "p3/0", "generated", OTHER_Q, "Mitochondrion", OTHER_OPTS)
+        old = _insert_item(store, run, "p4/0", "rejected", "Which city is the capital of Italy?", "Rome", OPTIONS,
+                           gate_reason="rejected by a curator")
+        failed = _insert_item(store, run, "p5/0", "failed", None, None)
+        elsewhere = _insert_item(store, other_run, "p1/0", "generated", LONG_Q, "It doubles", LONG_OPTS)
+
+        summary = apply_gates(store, run)
+
+        rows = {r["id"]: r for r in store.query("SELECT id, status, gate_reason, updated_at FROM items")}
+        assert (rows[good]["status"], rows[good]["gate_reason"]) == ("generated", None)
+        assert (rows[copy]["status"], rows[copy]["gate_reason"]) == ("rejected", f"exact duplicate of item {good}")
+        assert (rows[wrong]["status"], rows[wrong]["gate_reason"]) == ("rejected", "answer 'Lyon' is not one of the 4 options")
+        assert rows[seedish]["status"] == "rejected"
+        assert re.fullmatch(r"near-duplicate of seed seed-cell \(Jaccard 0\.\d\d\)", rows[seedish]["gate_reason"])
+        assert (rows[old]["status"], rows[old]["gate_reason"]) == ("rejected", "rejected by a curator")
+        assert (rows[failed]["status"], rows[failed]["gate_reason"]) == ("failed", None)
+        assert (rows[elsewhere]["status"], rows[elsewhere]["gate_reason"]) == ("generated", None)
+        assert rows[copy]["updated_at"] > rows[good]["updated_at"]
+        assert summary["exact_duplicate"] == 1 and summary["answer"] == 1 and summary["seed_duplicate"] == 1
+        assert sum(summary.values()) == 3
+
+        assert sum(apply_gates(store, run).values()) == 0  # the rejected are not gated again
+    finally:
+        store.close()
+
+
+def test_apply_gates_checks_against_a_reference_and_reads_bad_option_json(tmp_path):
+    store = Store(tmp_path / "t.db")
+    try:
+        run = store.create_run("synthesis", {})
+        _insert_item(store, run, "a", "generated", _with_ngram(13), "Seven")
+        with store.transaction() as conn:
+            now = time.time()
+            conn.execute(
+                "INSERT INTO items (run_id, slot, status, question, options, answer, created_at, updated_at)"
+                " VALUES (?, 'b', 'generated', 'Which of these is a prime number?', '[\"2\", ', '2', ?, ?)",
+                (run, now, now),
+            )
+        ref = load_reference(_reference_file(tmp_path))
+        summary = apply_gates(store, run, reference=ref)
+        reasons = dict(store.query("SELECT slot, gate_reason FROM items"))
+        assert reasons == {"a": "contaminated: shares a 13-gram with reference line 2",
+                           "b": "options are not a list (got str)"}
+        assert (summary["contamination"], summary["schema"]) == (1, 1)
+    finally:
+        store.close()
+
+
+def test_apply_gates_on_a_missing_run_says_so(tmp_path):
+    store = Store(tmp_path / "t.db")
+    try:
+        with pytest.raises(NotFoundError, match="no run 99"):
+            apply_gates(store, 99)
+    finally:
+        store.close()
+
+
+def test_reference_from_texts_reports_one_based_positions():
+    ref = Reference.from_texts(["nothing here", REF_LINE], decontam_ngram=13)
+    assert ref.match(_with_ngram(13)) == 2 and ref.match(_with_ngram(12)) is None
