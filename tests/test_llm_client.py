@@ -1,0 +1,419 @@
+"""The LLM client against a real local HTTP server speaking the OpenAI API.
+
+No mocks: ``tests/openai_server.py`` listens on 127.0.0.1 and the real ``openai`` SDK
+talks to it. Tests that exercise the wire run on both transports (``fast_http``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from linkqa_core.errors import ConfigError, LLMError
+from linkqa_core.llm import (
+    BUDGET_REACHED,
+    STOPPED,
+    ChatRequest,
+    LLMClient,
+    LLMSettings,
+    Usage,
+    cache_key,
+    estimate_cost,
+    settings_from_mapping,
+    split_reasoning,
+    test_connection,
+)
+from linkqa_core.store import Store
+from openai_server import Answer, BrokenBody, Drop, FakeOpenAI, HTTPError
+
+KEY = "sk-test-SECRET-1234567890abcdef"
+MODEL = "fake-model"
+
+
+@pytest.fixture
+def srv():
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "llm.db")
+    yield s
+    s.close()
+
+
+def settings_for(*servers: FakeOpenAI, **kw) -> LLMSettings:
+    values = dict(
+        base_urls=tuple(s.base_url for s in servers), api_key=KEY, model=MODEL,
+        backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=5.0, max_retries=5,
+    )
+    values.update(kw)
+    return LLMSettings(**values)
+
+
+def calls(store: Store) -> list[dict]:
+    return [dict(r) for r in store.query("SELECT * FROM llm_calls ORDER BY id")]
+
+
+# -- answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+def test_plain_answer_and_token_accounting(srv, store, fast_http):
+    srv.script(Answer("Paris", prompt_tokens=12, completion_tokens=3))
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    with LLMClient(settings_for(srv, fast_http=fast_http, temperature=0.3), store) as client:
+        r = client.complete(ChatRequest.user("Capital of France?", system="Be brief.", stage="t", run_id=7,
+                                             response_format=schema))
+        usage = client.usage
+    assert (r.content, r.reasoning, r.error) == ("Paris", None, None)
+    assert (r.prompt_tokens, r.completion_tokens, r.total_tokens) == (12, 3, 15)
+    assert r.attempts == 1 and not r.cached and r.endpoint == srv.base_url and r.model == MODEL
+    assert (usage.requests, usage.total_tokens) == (1, 15)
+    [sent] = srv.chat_requests
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.json["model"] == MODEL and sent.json["temperature"] == 0.3
+    assert sent.json["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent.json["response_format"]["type"] == "json_schema"
+    assert sent.json["response_format"]["json_schema"]["schema"] == schema
+    [row] = calls(store)
+    assert row["status"] == "ok" and row["run_id"] == 7 and row["stage"] == "t"
+    assert (row["prompt_tokens"], row["completion_tokens"], row["attempts"], row["cached"]) == (12, 3, 1, 0)
+    assert row["endpoint"] == srv.base_url and row["key"] == r.key
+
+
+def test_reasoning_content_is_kept_apart(srv):
+    srv.script(Answer("42", reasoning_content="6 times 7", reasoning_tokens=9, completion_tokens=20))
+    with LLMClient(settings_for(srv)) as client:
+        r = client.complete(ChatRequest.user("6*7?"))
+    assert r.content == "42" and r.reasoning == "6 times 7"
+    assert (r.reasoning_tokens, r.completion_tokens) == (9, 20)
+
+
+@pytest.mark.parametrize(
+    "content, finish, answer, thinking",
+    [
+        ("<think>First, recall.\nThen add.</think>\n\nThe answer is 4.", "stop", "The answer is 4.",
+         "First, recall.\nThen add."),
+        ("<think>I was still thinking when the tokens ran o", "length", "", "I was still thinking when the tokens ran o"),
+        ("the template opened it</think>Four.", "stop", "Four.", "the template opened it"),
+    ],
+)
+def test_think_tags_are_split_out(srv, content, finish, answer, thinking):
+    srv.script(Answer(content, finish_reason=finish))
+    with LLMClient(settings_for(srv)) as client:
+        r = client.complete(ChatRequest.user("2+2?"))
+    assert (r.content, r.reasoning) == (answer, thinking)
+    assert r.truncated == (finish == "length")
+
+
+def test_split_reasoning_joins_field_and_tags():
+    assert split_reasoning("plain answer") == ("plain answer", None)
+    assert split_reasoning("<THINK>a</THINK>b", "field") == ("b", "field\n\na")
+    assert split_reasoning(None, "only thinking") == ("", "only thinking")
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+def test_429_waits_for_retry_after_then_succeeds(srv, store):
+    srv.script(HTTPError(429, retry_after=0.4), Answer("late but fine"))
+    with LLMClient(settings_for(srv), store) as client:
+        r = client.complete(ChatRequest.user("q"))
+    first, second = srv.chat_requests
+    assert first.outcome == "429" and second.outcome == "200"
+    assert second.received_at - first.answered_at >= 0.4
+    assert r.content == "late but fine" and r.attempts == 2
+    assert calls(store)[0]["attempts"] == 2
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+def test_two_500s_then_success(srv, store, fast_http):
+    srv.script(HTTPError(500), HTTPError(500), Answer("third time"))
+    with LLMClient(settings_for(srv, fast_http=fast_http), store) as client:
+        r = client.complete(ChatRequest.user("q"))
+    assert r.ok and r.content == "third time" and r.attempts == 3
+    assert [q.outcome for q in srv.chat_requests] == ["500", "500", "200"]
+    assert calls(store)[0]["attempts"] == 3
+
+
+def test_gives_up_after_max_retries(srv, store):
+    srv.responder = lambda body: HTTPError(503)
+    with LLMClient(settings_for(srv, max_retries=2), store) as client:
+        r = client.complete(ChatRequest.user("q"))
+    assert not r.ok and r.attempts == 3 and r.status == 503
+    assert "gave up after 3 attempts" in r.error and "HTTP 503" in r.error
+    assert len(srv.chat_requests) == 3
+    [row] = calls(store)
+    assert row["status"] == "error" and row["attempts"] == 3 and "HTTP 503" in row["error"]
+    assert store.scalar("SELECT count(*) FROM llm_cache") == 0
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+def test_dropped_connection_is_retried(srv, fast_http):
+    srv.script(Drop(), Answer("after the drop"))
+    with LLMClient(settings_for(srv, fast_http=fast_http)) as client:
+        r = client.complete(ChatRequest.user("q"))
+    assert r.content == "after the drop" and r.attempts == 2
+    assert [q.outcome for q in srv.chat_requests] == ["drop", "200"]
+
+
+def test_broken_body_is_retried_and_truncated_content_returned_uncached(srv, store):
+    cut = '{"question": "What is the capital of'
+    srv.script(BrokenBody(), Answer(cut, finish_reason="length"), Answer(cut + ' France?"}'))
+    with LLMClient(settings_for(srv), store) as client:
+        r = client.complete(ChatRequest.user("q"))
+        assert r.ok and r.attempts == 2 and r.content == cut and r.truncated
+        again = client.complete(ChatRequest.user("q"))  # a cut answer is not cached
+    assert not again.cached and again.content.endswith('France?"}')
+    assert len(srv.chat_requests) == 3
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+def test_timeout_is_retried_then_given_up(srv, fast_http):
+    srv.script(Answer("too slow", delay=1.0), Answer("quick"))
+    with LLMClient(settings_for(srv, fast_http=fast_http, timeout_s=0.25, max_retries=2)) as client:
+        t0 = time.monotonic()
+        r = client.complete(ChatRequest.user("q"))
+        assert r.content == "quick" and r.attempts == 2
+        assert 0.25 <= time.monotonic() - t0 < 0.9
+        srv.responder = lambda body: Answer("never in time", delay=1.0)
+        gone = client.complete(ChatRequest.user("other"))
+    assert gone.attempts == 3 and "gave up after 3 attempts" in gone.error and "timed out after 0.25 s" in gone.error
+    assert len(srv.chat_requests) == 2 + 3
+
+
+def test_401_raises_llmerror_without_the_key(store):
+    with FakeOpenAI(api_key="sk-the-right-one-000000") as srv:  # quotes the wrong key back
+        with LLMClient(settings_for(srv, concurrency=1), store) as client:
+            with pytest.raises(LLMError) as info:
+                client.complete(ChatRequest.user("q"))
+            with pytest.raises(LLMError, match="401"):
+                client.complete_many([ChatRequest.user(f"q{i}") for i in range(5)])
+        body = srv.chat_requests[0]
+    assert KEY in repr(body.headers)  # the server did see it ...
+    message = str(info.value)
+    assert "401" in message and "API key" in message
+    assert KEY not in message and "SECRET" not in message  # ... the error does not show it
+    assert len(srv.chat_requests) == 1 + 1  # no retries, and the batch stopped at the first 401
+    assert all(KEY not in (row["error"] or "") for row in calls(store))
+
+
+def test_400_in_a_batch_is_that_items_error(srv):
+    srv.responder = lambda body: HTTPError(400, message="context too long") if "bad" in str(body) else None
+    with LLMClient(settings_for(srv)) as client:
+        results = client.complete_many([ChatRequest.user(t) for t in ("ok 1", "bad", "ok 2")])
+        with pytest.raises(LLMError, match="400"):
+            client.complete(ChatRequest.user("bad again"))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "context too long" in results[1].error and results[1].attempts == 1
+
+
+# -- cache ------------------------------------------------------------------------------------
+
+
+def test_repeat_is_a_cache_hit(srv, store):
+    req = ChatRequest.user("Name a prime.", temperature=0.0)
+    with LLMClient(settings_for(srv), store) as client:
+        first = client.complete(req)
+        second = client.complete(req)
+        other = client.complete(replace(req, temperature=0.5))
+        variant = client.complete(replace(req, variant=1))
+    assert len(srv.chat_requests) == 3  # req, other temperature, variant
+    assert not first.cached and second.cached and not other.cached and not variant.cached
+    assert second.content == first.content and second.total_tokens == 0 and second.attempts == 0
+    assert [row["status"] for row in calls(store)] == ["ok", "cached", "ok", "ok"]
+    # the key depends on what shapes the answer, not on credentials or endpoint
+    s = settings_for(srv)
+    assert cache_key(req, s) == cache_key(req, replace(s, api_key="sk-other", base_urls=("http://x:1/v1",)))
+    assert cache_key(req, s) != cache_key(req, replace(s, model="another-model"))
+    # a fresh client on the same database hits too
+    with LLMClient(settings_for(srv), store) as client:
+        assert client.complete(req).cached
+
+
+def test_identical_requests_in_one_batch_are_sent_once(srv, store):
+    with LLMClient(settings_for(srv), store) as client:
+        results = client.complete_many([ChatRequest.user("same")] * 5 + [ChatRequest.user("same", cache=False)])
+    assert len(srv.chat_requests) == 2
+    assert sum(r.cached for r in results) == 4 and len({r.content for r in results}) == 1
+
+
+# -- concurrency, endpoints, budget, rate -------------------------------------------------
+
+
+def test_concurrency_is_reached_and_results_arrive_in_the_calling_thread():
+    with FakeOpenAI(latency=0.2) as srv:
+        seen: list[tuple[int, int]] = []
+        with LLMClient(settings_for(srv, concurrency=8)) as client:
+            t0 = time.monotonic()
+            results = client.complete_many(
+                [ChatRequest.user(f"q{i}") for i in range(40)],
+                on_result=lambda i, r: seen.append((i, threading.get_ident())),
+            )
+            elapsed = time.monotonic() - t0
+    assert srv.max_in_flight == 8
+    assert elapsed < 1.6  # ideal: 40 / 8 * 0.2 s = 1.0 s
+    assert sorted(i for i, _ in seen) == list(range(40))
+    assert {tid for _, tid in seen} == {threading.get_ident()}
+    assert [r.content for r in results] == [f"echo: q{i}" for i in range(40)]
+
+
+def test_requests_spread_over_two_endpoints():
+    with FakeOpenAI(latency=0.02) as a, FakeOpenAI(latency=0.02) as b:
+        with LLMClient(settings_for(a, b, concurrency=4)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(24)])
+        assert all(r.ok for r in results)
+        assert len(a.chat_requests) >= 6 and len(b.chat_requests) >= 6
+        assert len(a.chat_requests) + len(b.chat_requests) == 24
+        assert {r.endpoint for r in results} == {a.base_url, b.base_url}
+
+
+def test_budget_stops_new_requests_and_marks_the_rest(store):
+    ten_tokens = lambda body: Answer("x", prompt_tokens=5, completion_tokens=5)  # noqa: E731
+    with FakeOpenAI(ten_tokens, latency=0.02) as srv:
+        delivered = []
+        with LLMClient(settings_for(srv, concurrency=1, budget_tokens=35), store) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(10)],
+                                           on_result=lambda i, r: delivered.append(i))
+            assert client.budget_reached and client.usage.total_tokens == 40
+            assert client.complete(ChatRequest.user("q0")).cached  # a hit costs nothing: still served
+            late = client.complete(ChatRequest.user("new"))
+        assert len(srv.chat_requests) == 4  # 0, 10, 20, 30 < 35 spent before each start
+    assert [r.ok for r in results] == [True] * 4 + [False] * 6
+    assert all(r.error == BUDGET_REACHED and r.attempts == 0 for r in results[4:])
+    assert delivered == [0, 1, 2, 3] and late.error == BUDGET_REACHED
+    assert store.scalar("SELECT count(*) FROM llm_calls WHERE status = 'ok'") == 4
+
+
+def test_budget_overshoot_stays_small_with_concurrency():
+    with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.05) as srv:
+        with LLMClient(settings_for(srv, concurrency=8, budget_tokens=35)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(30)])
+            spent = client.usage.total_tokens
+        started = len(srv.chat_requests)
+    assert 4 <= started <= 5 and spent <= 50
+    assert sum(r.error == BUDGET_REACHED for r in results) == 30 - started
+
+
+def test_spent_usage_carries_over(srv):
+    with LLMClient(settings_for(srv, budget_tokens=100), spent=Usage(prompt_tokens=60, completion_tokens=40)) as c:
+        assert c.budget_reached and c.complete(ChatRequest.user("q")).error == BUDGET_REACHED
+    assert srv.chat_requests == []
+
+
+def test_rpm_limit_slows_requests(srv):
+    with LLMClient(settings_for(srv, concurrency=8, rpm=1200)) as client:  # 20 a second, burst 20
+        t0 = time.time()
+        results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(40)])
+        elapsed = time.time() - t0
+    assert all(r.ok for r in results)
+    assert elapsed >= 0.9  # 20 at once, then 20 more at 20/s
+    times = sorted(q.received_at for q in srv.chat_requests)
+    busiest = max(sum(1 for t in times if start <= t < start + 0.5) for start in times)
+    assert busiest <= 20 + 10 + 1
+
+
+def test_stop_event_lets_in_flight_finish_and_marks_the_rest():
+    with FakeOpenAI(latency=0.05) as srv:
+        stop = threading.Event()
+
+        def on_result(i, r):
+            if i >= 2:
+                stop.set()
+
+        with LLMClient(settings_for(srv, concurrency=2)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(20)], on_result, stop)
+        started = len(srv.chat_requests)
+    assert 3 <= started <= 6
+    assert sum(r.ok for r in results) == started
+    assert all(r.error == STOPPED for r in results if not r.ok)
+
+
+def test_on_result_error_propagates_after_in_flight_finish(srv):
+    def boom(i, r):
+        raise RuntimeError("store is full")
+
+    with LLMClient(settings_for(srv, concurrency=2)) as client:
+        with pytest.raises(RuntimeError, match="store is full"):
+            client.complete_many([ChatRequest.user(f"q{i}") for i in range(50)], on_result=boom)
+    assert len(srv.chat_requests) < 50
+
+
+# -- key hygiene -------------------------------------------------------------------------------
+
+
+def test_key_is_never_persisted_or_logged(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "hygiene.db"
+    store = Store(db)
+    with FakeOpenAI() as good, FakeOpenAI(api_key="sk-only-this-one-9999999") as strict:
+        good.script(HTTPError(500), Drop(), Answer("ok"), HTTPError(503), HTTPError(503), HTTPError(503))
+        s = settings_for(good, max_retries=2)
+        with LLMClient(s, store) as client:
+            assert client.complete(ChatRequest.user("a")).ok
+            assert not client.complete(ChatRequest.user("b")).ok
+            assert client.complete(ChatRequest.user("a")).cached
+            text = f"{client!r} {s!r} {s.public_dict()} {client.usage!r}"
+        with LLMClient(settings_for(strict), store) as client:
+            with pytest.raises(LLMError) as info:
+                client.complete(ChatRequest.user("c"))
+        ok, message = test_connection(settings_for(strict))
+    assert not ok and "401" in message
+    assert [r["status"] for r in calls(store)] == ["ok", "error", "cached", "error"]
+    open_files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("hygiene.db"))
+    store.close()
+    closed_file = db.read_bytes()
+    for blob in (open_files, closed_file):  # the -wal file while open, the main file after
+        assert b"fake-model" in blob and KEY.encode() not in blob and b"SECRET" not in blob
+    for where in (caplog.text, text, str(info.value), message):
+        assert KEY not in where and "SECRET" not in where
+    assert "retrying" in caplog.text  # the logs did record the failures
+
+
+# -- settings, connection test, estimates ----------------------------------------------------
+
+
+def test_settings_from_env_and_mapping(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://a:1/v1/, http://b:2/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("LINKQA_MODEL", "m1")
+    s = LLMSettings.from_env(concurrency=32, model=None)
+    assert s.base_urls == ("http://a:1/v1", "http://b:2/v1") and s.model == "m1" and s.concurrency == 32
+    assert s.configured and KEY not in repr(s) and KEY not in str(s.public_dict())
+    secrets = {"llm": {"OPENAI_BASE_URL": "http://c:3/v1", "LINKQA_MODEL": "m2", "concurrency": "8"}, "other": 1}
+    t = settings_from_mapping(secrets)
+    assert (t.base_urls, t.model, t.concurrency, t.api_key) == (("http://c:3/v1",), "m2", 8, KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert not LLMSettings.from_env().configured
+    assert LLMSettings.from_env(api_key="k").base_urls == ("https://api.openai.com/v1",)
+    with pytest.raises(ConfigError):
+        settings_from_mapping({"concurrency": "many"})
+    with pytest.raises(ConfigError):
+        LLMSettings(base_urls="http://x/v1", model="m", budget_usd=1.0)
+    with pytest.raises(ConfigError):
+        LLMSettings(base_urls="ftp://x/v1", model="m")
+
+
+def test_connection_check(srv):
+    ok, message = test_connection(settings_for(srv))
+    assert ok and MODEL in message and srv.requests[0].path.endswith("/models")
+    with FakeOpenAI() as gone:
+        url = gone.base_url
+    ok, message = test_connection(replace(settings_for(srv), base_urls=(url,)), timeout_s=2)
+    assert not ok and "cannot connect" in message
+
+
+def test_estimate_cost():
+    s = LLMSettings(price_in_per_mtok=2.0, price_out_per_mtok=8.0)
+    est = estimate_cost(1000, 500, 200, 300, s)
+    assert est.tokens == 1000 * (500 + 200 + 300)
+    assert est.usd == pytest.approx((500_000 * 2.0 + 500_000 * 8.0) / 1e6)
+    assert estimate_cost(10, 1, 1).usd == 0.0
