@@ -373,6 +373,7 @@ def run_extraction(
         seeds=len({e.seed_id for e in extractions if e.kps}),
         kps=store.counts()["kps"],
         extractor=extractor.name,
+        failed=list(getattr(extractor, "failures", [])),
     )
 
 
