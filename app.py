@@ -1,0 +1,75 @@
+"""LinkQA Studio — home: where the data is, how far each stage got, what to do next.
+
+Run with ``streamlit run app.py``; the pages in ``pages/`` are found automatically.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import studio_ui as ui
+from linkqa_core import appsupport
+from linkqa_core.sampling import cumulative_coverage
+
+store = ui.page_setup(
+    "LinkQA Studio",
+    caption="Seeds → knowledge points → KP graph → value-guided paths → seed bundles → synthesised QA",
+)
+ui.flash()
+
+counts = store.counts()
+step = appsupport.next_step(counts)
+
+st.subheader("Database")
+st.markdown(f"`{store.path}`")
+
+if not counts["seeds"]:
+    st.info("This database holds no seeds yet. Load the bundled sample (20 MMLU questions from each of 57 subjects) "
+            "to try the whole pipeline, or upload your own file on the Seeds page.")
+    if st.button("Load the bundled sample", type="primary", key="load_sample"):
+        ui.load_sample_with_progress(store)
+        st.rerun()
+
+st.subheader("Stages")
+cols = st.columns(6)
+cols[0].metric("Seeds", f"{counts['seeds']:,}")
+cols[1].metric("Knowledge points", f"{counts['kps']:,}",
+               help=f"{counts['seeds_with_kps']:,} seeds have KPs, {counts['seed_kps']:,} seed–KP links")
+cols[2].metric("Saved runs", f"{counts['runs']:,}")
+cols[3].metric("Saved paths", f"{counts['paths']:,}")
+cols[4].metric("Run coverage", f"{cumulative_coverage(store):.1%}",
+               help="share of today's KPs that some saved run has visited (the coverage ledger)")
+cols[5].metric("QA items", f"{counts['items']:,}", help=f"generated QA items; {counts['accepted_items']:,} accepted")
+
+st.subheader("Next step")
+st.markdown(f"**{step['label']}** — {step['why']}")
+st.page_link(step["page"], label=f"Open {step['title']}", icon="➡️")
+
+with st.expander("All pages", expanded=False):
+    st.page_link(ui.PAGES["seeds"], label="1 · Seeds: load, check and browse seed QA")
+    st.page_link(ui.PAGES["kps"], label="2 · Knowledge points: extract, merge, rename")
+    st.page_link(ui.PAGES["graph"], label="3 · KP graph: explore part of the graph")
+    st.page_link(ui.PAGES["sampling"], label="4 · Path sampling: tune the value function, preview, save")
+    st.page_link(ui.PAGES["synthesis"], label="5 · Synthesis: write new QA from a saved run's seed bundles")
+    st.page_link(ui.PAGES["review"], label="6 · Review & export: accept, reject, edit, export JSONL")
+
+st.subheader("LLM endpoint")
+llm = ui.get_llm_config()
+if llm["configured"]:
+    origin = ", ".join(sorted(set(llm["origin"].values())))
+    st.success(f"Configured (from {origin}).")
+else:
+    st.warning("No LLM endpoint configured. Every stage still runs offline (the offline KP extractor; synthesis "
+               "falls back to a simple offline composer). For model-written QA set OPENAI_BASE_URL, "
+               "OPENAI_API_KEY and LINKQA_MODEL in the environment, or copy `.streamlit/secrets.toml.example` "
+               "to `.streamlit/secrets.toml` and fill it in.")
+st.markdown(
+    f"- Base URL: `{llm['base_url'] or 'not set (the OpenAI default)'}`\n"
+    f"- Model: `{llm['model'] or 'not set'}`\n"
+    f"- API key: {'set (hidden)' if llm['has_key'] else 'not set'}"
+)
+if st.button("Test connection", key="test_connection", disabled=not llm["configured"],
+             help=None if llm["configured"] else "configure an endpoint first"):
+    with st.spinner("Asking the endpoint…"):
+        ok, message = appsupport.test_llm_connection(llm)
+    (st.success if ok else st.error)(message)

@@ -1,0 +1,170 @@
+"""Seeds: upload a file (or the bundled sample), check the column mapping, import, browse."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import studio_ui as ui
+from linkqa_core import appsupport
+from linkqa_core.errors import LinkQAError
+from linkqa_core.seeds import FIELDS, FORMATS, ingest, sample_path
+
+store = ui.page_setup("Seeds", "📥", caption="Load seed QA items, check how columns map onto seed fields, "
+                      "and see every row that could not be used.")
+ui.flash()
+
+NONE = "(none)"
+FIELD_HELP = {
+    "question": "the question text (required)",
+    "answer": "the answer: its text, or a letter into the options (required)",
+    "options": "one column holding a list, or one column per option (answer_a, answer_b, …)",
+    "subject": "free-text subject, mapped onto a discipline",
+    "discipline": "a discipline name; wins over the subject",
+    "difficulty": "1–5, or easy / medium / hard",
+    "source": "where the item came from (default: the file name)",
+}
+
+
+def remember_report(name: str, report) -> None:
+    st.session_state["ingest_report"] = {
+        "name": name, "added": report.added, "duplicates": report.duplicates, "total": report.total_seeds,
+        "rows_read": report.rows_read, "bad_rows": appsupport.bad_rows_table(report),
+        "n_bad": len(report.bad_rows),
+    }
+    st.session_state.pop("ingest_error", None)
+
+
+# -- add seeds ------------------------------------------------------------------------------
+
+st.subheader("Add seeds")
+upload_tab, sample_tab = st.tabs(["Upload a file", "Bundled sample"])
+
+with upload_tab:
+    uploaded = st.file_uploader(
+        f"Seed file ({', '.join(f.upper() for f in FORMATS)}; gzip is fine)",
+        type=["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "pq", "gz"], key="seed_upload",
+    )
+    if uploaded is not None:
+        data = uploaded.getvalue()
+        try:
+            preview = appsupport.preview_upload(data, uploaded.name)
+        except LinkQAError as err:
+            st.session_state["ingest_error"] = str(err)
+            preview = None
+        if preview is not None:
+            st.session_state.pop("ingest_error", None)
+            st.markdown(f"**{preview.filename}** — {preview.size:,} bytes, columns: "
+                        + ", ".join(f"`{c}`" for c in preview.columns))
+            if preview.rows:
+                st.dataframe(pd.DataFrame(preview.rows).astype(str), hide_index=True, height=180)
+            tag = f"{uploaded.name}_{len(data)}"
+            with st.form(f"mapping_{tag}"):
+                st.markdown("**Column mapping** (guessed from the column names; correct it if needed)")
+                choices = {}
+                cols = st.columns(4)
+                for i, fld in enumerate(FIELDS):
+                    guess = preview.mapping.get(fld)
+                    with cols[i % 4]:
+                        if fld == "options":
+                            default = guess if isinstance(guess, list) else ([guess] if guess else [])
+                            choices[fld] = st.multiselect(fld, preview.columns, default=default,
+                                                          help=FIELD_HELP[fld], key=f"map_{fld}_{tag}")
+                        else:
+                            options = [NONE, *preview.columns]
+                            index = options.index(guess) if guess in options else 0
+                            choices[fld] = st.selectbox(fld, options, index=index, help=FIELD_HELP[fld],
+                                                        key=f"map_{fld}_{tag}")
+                submitted = st.form_submit_button("Import", type="primary")
+            if submitted:
+                bar = st.progress(0.0, text="Importing…")
+                try:
+                    report = appsupport.import_upload(store, data, uploaded.name,
+                                                      appsupport.mapping_from_choices(choices),
+                                                      progress=ui.progress_callback(bar))
+                except LinkQAError as err:
+                    st.session_state["ingest_error"] = str(err)
+                    st.session_state.pop("ingest_report", None)
+                else:
+                    remember_report(uploaded.name, report)
+                bar.empty()
+
+with sample_tab:
+    st.markdown("20 questions from each of the 57 subjects of the MMLU test split (MIT licence); two of the "
+                "1,140 are the same item, so 1,139 seeds load.")
+    if st.button("Load the bundled sample", key="seeds_load_sample"):
+        bar = st.progress(0.0, text="Importing the sample…")
+        try:
+            report = ingest(store, sample_path(), progress=ui.progress_callback(bar))
+        except LinkQAError as err:
+            st.session_state["ingest_error"] = str(err)
+        else:
+            remember_report(sample_path().name, report)
+        bar.empty()
+
+if st.session_state.get("ingest_error"):
+    st.error(st.session_state["ingest_error"])
+
+rep = st.session_state.get("ingest_report")
+if rep:
+    st.success(f"{rep['name']}: {rep['added']:,} seeds added, {rep['duplicates']:,} already stored "
+               f"({rep['rows_read']:,} rows read); the database now holds {rep['total']:,} seeds.")
+    if rep["n_bad"]:
+        st.warning(f"{rep['n_bad']:,} rows could not be used — each with its line and reason:")
+        st.dataframe(pd.DataFrame(rep["bad_rows"]), hide_index=True, height=min(400, 38 + 35 * rep["n_bad"]),
+                     key="bad_rows")
+    else:
+        st.caption("Every row was usable.")
+    if rep["added"]:
+        st.page_link(ui.PAGES["kps"], label="Next: extract knowledge points", icon="➡️")
+
+# -- browse -----------------------------------------------------------------------------------
+
+st.subheader("Browse seeds")
+if not store.seed_count():
+    st.info("No seeds yet: upload a file above or load the bundled sample.")
+    st.stop()
+
+opts = appsupport.seed_filter_options(store)
+f1, f2, f3, f4 = st.columns([3, 2, 3, 1])
+disciplines = f1.multiselect("Discipline", opts["disciplines"], key="f_discipline")
+difficulties = f2.multiselect("Difficulty", opts["difficulties"], key="f_difficulty",
+                              help="rounded to whole levels; 'unknown' = not given and not yet estimated")
+search = f3.text_input("Search question, answer or subject", key="f_search")
+page_size = f4.selectbox("Rows", [25, 50, 100, 250], index=1, key="f_rows")
+
+_, total = appsupport.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search, limit=0)
+pages = max(1, -(-total // page_size))
+if st.session_state.get("f_page", 1) > pages:
+    st.session_state["f_page"] = 1
+p1, p2 = st.columns([1, 5])
+page = p1.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="f_page")
+rows, total = appsupport.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search,
+                                     limit=page_size, offset=(int(page) - 1) * page_size)
+p2.markdown(f"<br>{total:,} matching seeds · page {int(page)} of {pages}", unsafe_allow_html=True)
+st.dataframe(
+    pd.DataFrame(rows, columns=["question", "answer", "options", "discipline", "subject", "difficulty",
+                                "estimated", "kps", "source", "id"]),
+    hide_index=True,
+    key="seeds_table",
+    column_config={
+        "question": st.column_config.TextColumn(width="large"),
+        "difficulty": st.column_config.NumberColumn(format="%.1f"),
+        "estimated": st.column_config.CheckboxColumn(help="difficulty estimated by the extractor"),
+        "kps": st.column_config.NumberColumn("KPs", help="knowledge points linked to the seed"),
+    },
+)
+
+c1, c2 = st.columns(2)
+disc = pd.DataFrame(appsupport.discipline_counts(store))
+fig = px.bar(disc.sort_values("seeds"), x="seeds", y="discipline", orientation="h", title="Seeds per discipline",
+             height=420)
+fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), yaxis_title=None)
+c1.plotly_chart(fig, key="disc_chart")
+diff = pd.DataFrame(appsupport.difficulty_counts(store))
+fig = px.bar(diff, x="difficulty", y="seeds", color="kind", title="Seeds per difficulty", height=420,
+             category_orders={"difficulty": ["1", "2", "3", "4", "5", "unknown"],
+                              "kind": ["given", "estimated", "missing"]})
+fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), xaxis_type="category")
+c2.plotly_chart(fig, key="diff_chart")

@@ -1,0 +1,161 @@
+"""Knowledge points: extract them, look at them, merge and rename them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import studio_ui as ui
+from linkqa_core import appsupport
+from linkqa_core.errors import LinkQAError
+from linkqa_core.kps import merge_kps, normalize_kp, rename_kp, run_extraction
+
+store = ui.page_setup("Knowledge points", "🧩", caption="Each seed gets 2–8 knowledge points (KPs); seeds that "
+                      "share a KP are linked in the KP graph. Merge near-duplicates so that links are not lost.")
+ui.need(store, "seeds")
+ui.flash()
+
+# -- extraction -------------------------------------------------------------------------------
+
+counts = store.counts()
+st.subheader("Extract")
+llm_ok, llm_why = appsupport.llm_extractor_status(ui.get_llm_config())
+e1, e2 = st.columns([2, 3])
+with e1:
+    choice = st.radio(
+        "Extractor", ["offline", "llm"], horizontal=True, key="extractor",
+        format_func=lambda x: "Offline (no model, no network)" if x == "offline" else "LLM",
+        captions=["phrase statistics over the whole seed set", "OpenAI-compatible endpoint" if llm_ok else llm_why],
+    )
+    only_missing = st.checkbox("Only seeds without KPs", value=bool(counts["kps"]), key="only_missing",
+                               help="leave unticked to re-extract every seed; merges and renames are kept "
+                                    "(they are stored as aliases)")
+    blocked = choice == "llm" and not llm_ok
+    run = st.button("Extract knowledge points", type="primary", disabled=blocked, key="run_extraction")
+with e2:
+    st.markdown(
+        f"**{counts['seeds']:,}** seeds, **{counts['seeds_with_kps']:,}** with KPs; "
+        f"**{counts['kps']:,}** KPs, **{counts['seed_kps']:,}** seed–KP links."
+    )
+    if blocked:
+        st.info(llm_why)
+if run:
+    bar = st.progress(0.0, text="Extracting…")
+    try:
+        extractor = appsupport.make_llm_extractor(store, ui.get_llm_config()) if choice == "llm" else None
+        report = run_extraction(store, extractor, only_missing=only_missing, progress=ui.progress_callback(bar))
+    except LinkQAError as err:
+        bar.empty()
+        ui.show_error(err)
+    else:
+        bar.empty()
+        failed = f"; {len(report.failed):,} seeds failed" if report.failed else ""
+        st.session_state["flash"] = (f"{report.extractor} extractor: {report.seeds:,} seeds linked; "
+                                     f"{report.kps:,} KPs in the database{failed}.")
+        if report.seeds == 0 and only_missing:
+            st.session_state["flash"] += " Every seed already had KPs: untick 'Only seeds without KPs' to re-extract all."
+        st.rerun()
+
+if not store.counts()["kps"]:
+    st.info("No knowledge points yet: press **Extract knowledge points**.")
+    st.stop()
+
+# -- table ------------------------------------------------------------------------------------
+
+st.subheader("Knowledge points")
+t1, t2 = st.columns([3, 1])
+search = t1.text_input("Search KP names", key="kp_search", placeholder="e.g. theory, price, enzyme")
+limit = t2.selectbox("Show", [100, 500, 2000], index=0, key="kp_limit", format_func=lambda n: f"top {n:,}")
+table = ui.get_kp_table(store, limit, search)
+df = pd.DataFrame(table, columns=["name", "freq", "discipline", "n_disciplines", "mean_difficulty"])
+st.dataframe(
+    df, hide_index=True, height=360, key="kp_table",
+    column_config={
+        "name": st.column_config.TextColumn("KP", width="large"),
+        "freq": st.column_config.NumberColumn("seeds", help="seeds naming the KP"),
+        "discipline": st.column_config.TextColumn("main discipline"),
+        "n_disciplines": st.column_config.NumberColumn("disciplines", help="distinct disciplines of its seeds"),
+        "mean_difficulty": st.column_config.NumberColumn("mean difficulty", format="%.2f"),
+    },
+)
+st.caption(f"{len(df):,} KPs shown" + (f" matching '{search}'" if search else "") + ", most frequent first.")
+
+# -- curation ---------------------------------------------------------------------------------
+
+names = df["name"].tolist()
+m1, m2 = st.columns(2)
+with m1:
+    with st.form("merge_form", clear_on_submit=True):
+        st.markdown("**Merge KPs**")
+        sources = st.multiselect("KPs to merge (from the table above; search to find others)", names, key="merge_sources")
+        target = st.text_input("Into (new or existing name; empty = the most frequent of those chosen)",
+                               key="merge_target")
+        merge = st.form_submit_button("Merge")
+    if merge:
+        freq_of = dict(zip(df["name"], df["freq"]))
+        target_name = normalize_kp(target) or (max(sources, key=lambda n: freq_of.get(n, 0)) if sources else "")
+        folded = [name for name in sources if normalize_kp(name) != target_name]
+        if not folded:
+            st.error("Choose at least two KPs to merge, or one KP and a different target name.")
+        else:
+            try:
+                moved = merge_kps(store, folded, target_name)
+            except LinkQAError as err:
+                ui.show_error(err)
+            else:
+                st.session_state["flash"] = (f"Merged {', '.join(folded)} into '{target_name}' "
+                                             f"({moved:,} links moved).")
+                st.rerun()
+with m2:
+    with st.form("rename_form", clear_on_submit=True):
+        st.markdown("**Rename a KP**")
+        old = st.selectbox("KP", names, index=None, placeholder="choose a KP from the table", key="rename_old")
+        new = st.text_input("New name (an existing name merges the two)", key="rename_new")
+        rename = st.form_submit_button("Rename")
+    if rename:
+        if not old or not new.strip():
+            st.error("Choose a KP and type its new name.")
+        else:
+            try:
+                rename_kp(store, old, new)
+            except LinkQAError as err:
+                ui.show_error(err)
+            else:
+                st.session_state["flash"] = f"Renamed '{old}' to '{normalize_kp(new)}'."
+                st.rerun()
+
+st.subheader("Merge suggestions")
+pairs = ui.get_merge_suggestions(store)
+if not pairs:
+    st.caption("No KP names that differ only by hyphens, spaces or word order.")
+else:
+    st.caption("KP names that differ only by hyphens, spaces or word order. Tick the pairs to merge "
+               "(the first is folded into the second).")
+    sugg = pd.DataFrame([{"merge": False, "merge this": a, "into": b} for a, b in pairs])
+    edited = st.data_editor(sugg, hide_index=True, disabled=["merge this", "into"], key="suggestions",
+                            height=min(320, 38 + 35 * len(sugg)))
+    if st.button("Merge the ticked pairs", key="merge_suggested", disabled=not bool(edited["merge"].any())):
+        done = 0
+        try:
+            for row in edited[edited["merge"]].itertuples(index=False):
+                merge_kps(store, [row[1]], row[2])
+                done += 1
+        except LinkQAError as err:
+            ui.show_error(err)
+        st.session_state["flash"] = f"Merged {done:,} suggested pairs."
+        st.rerun()
+
+# -- distribution -----------------------------------------------------------------------------
+
+st.subheader("Frequency distribution")
+g = ui.get_graph(store)
+hist = pd.DataFrame(appsupport.freq_histogram(g.freq))
+fig = px.bar(hist, x="seeds naming the KP", y="KPs", log_y=True, height=360,
+             title=f"{g.n_nodes:,} KPs by how many seeds name them (log scale)")
+fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), xaxis_type="category")
+st.plotly_chart(fig, key="freq_hist")
+single = int((g.freq == 1).sum())
+st.caption(f"{single:,} KPs ({single / max(g.n_nodes, 1):.0%}) are named by one seed only: they link nothing. "
+           f"Median frequency {float(np.median(g.freq)) if g.n_nodes else 0:g}, max {int(g.freq.max()) if g.n_nodes else 0:,}.")
