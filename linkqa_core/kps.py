@@ -155,6 +155,7 @@ _STOP = set(
     regarding concerning related relating due able unable another whereby thereby therein hereby
     generally especially particularly primarily mainly mostly simply actually probably possibly typical
     consider considered increase increases increased decrease decreased reduce reduced change changes
+    prevail prevails recover recovers
     changed affect affects affected known known best worst good bad better new old high low
     """.split()
 )
@@ -219,6 +220,25 @@ def _discipline_focus(seeds: Sequence[Seed], candidates: list[list[str]], df: Co
     return {p: max(c.values()) / df[p] for p, c in per.items()}
 
 
+def _boilerplate(seeds: Sequence[Seed], candidates: list[list[str]], share: float = 0.5,
+                 min_group: int = 10) -> frozenset[str]:
+    """Phrases of a question template: named by half or more of the seeds of one subject.
+
+    MMLU's "moral scenarios" all read "...does the main character do something clearly
+    morally wrong, according to ordinary moral standards..."; those phrases say nothing
+    about any one question and would become hubs that every path runs through.
+    """
+    groups: Counter[str] = Counter()
+    per: Counter[tuple[str, str]] = Counter()
+    for seed, cands in zip(seeds, candidates):
+        group = seed.subject or seed.discipline
+        groups[group] += 1
+        for p in cands:
+            per[(group, p)] += 1
+    return frozenset(p for (group, p), c in per.items()
+                     if groups[group] >= min_group and c >= share * groups[group])
+
+
 def _overlap(a: str, b: str) -> bool:
     """True when two phrases share half the words of the shorter (n-gram windows of one run)."""
     wa, wb = set(a.split(" ")), set(b.split(" "))
@@ -259,6 +279,7 @@ class OfflineExtractor:
                 progress(i, 2 * total, "reading phrases")
         n = max(total, 2)
         self._focus = _discipline_focus(seeds, candidates, df)
+        self._boilerplate = _boilerplate(seeds, candidates)
         out: list[Extraction] = []
         for i, (seed, cands) in enumerate(zip(seeds, candidates)):
             out.append(Extraction(seed.id, self._choose(seed, cands, df, n), None, estimate_difficulty(seed)))
@@ -269,6 +290,7 @@ class OfflineExtractor:
         return out
 
     _focus: dict[str, float] = {}
+    _boilerplate: frozenset[str] = frozenset()
 
     @staticmethod
     def _usable(phrase: str) -> bool:
@@ -280,6 +302,8 @@ class OfflineExtractor:
     def _choose(self, seed: Seed, cands: list[str], df: Counter[str], n: int) -> tuple[str, ...]:
         scored = []
         for p in cands:
+            if p in self._boilerplate:
+                continue
             d = df[p]
             words = p.count(" ") + 1
             if words == 1 and (d > 0.05 * n or p.endswith(("ly", "ed"))):
