@@ -24,7 +24,7 @@ from .store import Store
 from .walks import WalkParams, Walks, uniform_walks, value_walks
 
 __all__ = ["PathRecord", "SampleResult", "sample", "save_sample", "coverage_ledger", "cumulative_coverage",
-           "run_paths", "config_hash", "LEDGERS"]
+           "run_paths", "config_hash", "insert_paths", "LEDGERS"]
 
 LEDGERS = ("fresh", "all")
 Progress = Callable[[int, int, str], None]
@@ -207,20 +207,24 @@ def save_sample(store: Store, result: SampleResult, *, name: str | None = None) 
              now, now),
         )
         run_id = int(cur.lastrowid)
-        g = result.graph
-        for rec in paths:
-            strength = float(np.mean(rec.link_strength)) if rec.link_strength else 0.0
-            pid = conn.execute(
-                "INSERT INTO paths (run_id, idx, discipline, kps, seed_ids, link_strength) VALUES (?,?,?,?,?,?)",
-                (run_id, rec.index, rec.discipline, json.dumps(rec.kps, ensure_ascii=False),
-                 json.dumps(rec.seed_ids), strength),
-            ).lastrowid
-            conn.executemany(
-                "INSERT INTO path_kps (path_id, pos, kp_id) VALUES (?,?,?)",
-                [(pid, pos, int(g.kp_ids[v])) for pos, v in enumerate(rec.kp_indices)],
-            )
+        insert_paths(conn, run_id, paths, result.graph)
     result.run_id = run_id
     return run_id
+
+
+def insert_paths(conn, run_id: int, paths: list[PathRecord], graph: KPGraph, *, start: int = 0) -> None:
+    """Paths, their bundles and their KP visits (the coverage ledger), inside the caller's transaction."""
+    for rec in paths:
+        strength = float(np.mean(rec.link_strength)) if rec.link_strength else 0.0
+        pid = conn.execute(
+            "INSERT INTO paths (run_id, idx, discipline, kps, seed_ids, link_strength) VALUES (?,?,?,?,?,?)",
+            (run_id, start + rec.index, rec.discipline, json.dumps(rec.kps, ensure_ascii=False),
+             json.dumps(rec.seed_ids), strength),
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO path_kps (path_id, pos, kp_id) VALUES (?,?,?)",
+            [(pid, pos, int(graph.kp_ids[v])) for pos, v in enumerate(rec.kp_indices)],
+        )
 
 
 def run_paths(store: Store, run_id: int) -> list[dict[str, Any]]:

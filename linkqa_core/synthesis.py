@@ -383,7 +383,7 @@ def _top_up_paths(store: Store, run_id: int, extra: int) -> int:
     import numpy as np
 
     from .graph import build_graph
-    from .sampling import SampleResult
+    from .sampling import SampleResult, insert_paths
     from .bundles import choose_bundles
     from .walks import WalkParams, value_walks
 
@@ -405,14 +405,7 @@ def _top_up_paths(store: Store, run_id: int, extra: int) -> int:
     tmp = SampleResult(params, extra, 0, "fresh", {}, {}, walks, bundles, walks, graph)
     records = tmp.paths(store)
     with store.transaction() as conn:
-        for rec in records:
-            pid = conn.execute(
-                "INSERT INTO paths (run_id, idx, discipline, kps, seed_ids, link_strength) VALUES (?,?,?,?,?,?)",
-                (run_id, start + rec.index, rec.discipline, json.dumps(rec.kps, ensure_ascii=False),
-                 json.dumps(rec.seed_ids), float(np.mean(rec.link_strength)) if rec.link_strength else 0.0),
-            ).lastrowid
-            conn.executemany("INSERT INTO path_kps (path_id, pos, kp_id) VALUES (?,?,?)",
-                             [(pid, pos, int(graph.kp_ids[v])) for pos, v in enumerate(rec.kp_indices)])
+        insert_paths(conn, run_id, records, graph, start=start)
     return len(records)
 
 
