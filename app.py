@@ -43,6 +43,14 @@ cols[5].metric("QA items", f"{counts['items']:,}", help=f"generated QA items; {c
 
 st.subheader("Next step")
 st.markdown(f"**{step['label']}** — {step['why']}")
+if step["page"] == ui.PAGES["synthesis"]:
+    llm_now = ui.get_llm_config()
+    if llm_now["configured"] and llm_now["model"]:
+        st.caption(f"Synthesis will ask the model `{llm_now['model']}` at the configured endpoint.")
+    elif llm_now["configured"]:
+        st.caption("An endpoint is set but no model (LINKQA_MODEL): synthesis will use the offline composer.")
+    else:
+        st.caption("No LLM endpoint is configured: synthesis will use the offline composer.")
 st.page_link(step["page"], label=f"Open {step['title']}", icon="➡️")
 
 with st.expander("All pages", expanded=False):

@@ -114,7 +114,11 @@ def graph_key(store: Store) -> tuple:
 
 
 def next_step(counts: Mapping[str, int]) -> dict[str, str]:
-    """What the curator should do next, given :meth:`Store.counts`."""
+    """What the curator should do next, given :meth:`Store.counts`.
+
+    Seeds, then KPs, then a saved run of paths, then synthesis, then review and export:
+    the first stage with nothing in it is the next step.
+    """
     if not counts.get("seeds"):
         return {"page": "pages/1_Seeds.py", "title": "Seeds", "label": "Load seeds",
                 "why": "The database holds no seeds yet: upload a file or load the bundled sample."}
@@ -126,12 +130,14 @@ def next_step(counts: Mapping[str, int]) -> dict[str, str]:
                 "why": "The KP graph is ready: look at it, then preview and save a sample of paths."}
     if not counts.get("items"):
         return {"page": "pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
-                "why": "Paths are saved: write new QA items from the seed bundles of a saved run."}
+                "why": "Paths are saved: write new QA items from the seed bundles of a saved run. With an "
+                       "OpenAI-compatible endpoint configured (see LLM endpoint) a model writes them; without one the "
+                       "offline composer writes simple two-part items, so the pipeline runs with no key."}
     if not counts.get("accepted_items"):
         return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
-                "why": "Items are generated: accept, reject or edit them before export."}
+                "why": "Items are generated: accept, reject or edit them, then export the accepted ones as JSONL."}
     return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
-            "why": "Accepted items are ready: export them as JSONL with their provenance."}
+            "why": "Accepted items are ready: export them as JSONL with their provenance (run, path, seeds, model)."}
 
 
 # -- LLM endpoint -----------------------------------------------------------------------

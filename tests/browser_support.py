@@ -177,6 +177,25 @@ def settled(page, timeout: float = 30_000) -> None:
     )
 
 
+IDLE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+    " && document.querySelector('[data-testid=\"stMainBlockContainer\"]') !== null"
+    " && document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0"
+    " && !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
+    " && !document.querySelector('[data-stale=\"true\"]')"
+)
+
+
+def idle(page, timeout: float = 30_000) -> None:
+    """Until the script run is over (the app root's ``data-test-script-state`` is
+    ``notRunning``): no running icon, no skeleton, no stale (faded) element.
+
+    Call it after waiting for something the run must show; right after a click the
+    rerun may not have started yet.
+    """
+    page.wait_for_function(IDLE, timeout=timeout)
+
+
 def open_page(page, server: StudioServer, name: str, timeout: float = 60_000) -> float:
     """Go to a page by URL and wait until its main content is visible; returns the seconds taken."""
     t = time.perf_counter()
@@ -208,6 +227,22 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def tall_screenshot(page, name: str, max_height: int = 8000) -> Path:
+    """Like :func:`screenshot`, but of the whole page: Streamlit scrolls inside its main
+    section, so ``full_page`` alone stops at the viewport. The viewport is stretched to
+    the content's height for the picture, then put back."""
+    size = page.viewport_size or {"width": 1400, "height": 1600}
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 0; }")
+    if height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, max_height)})
+        page.wait_for_timeout(250)
+    try:
+        return screenshot(page, name)
+    finally:
+        page.set_viewport_size(size)
 
 
 def copy_db(src: str | Path, dst: str | Path) -> Path:
