@@ -86,7 +86,9 @@ with left:
 
 with right:
     st.subheader("Preview one bundle")
-    path_index = st.number_input("Path", 0, max(run["n_paths"] - 1, 0), 0, key="preview_path")
+    path_number = st.number_input("Path", 1, max(run["n_paths"], 1), 1, key="preview_path",
+                                  help="path #1 is the run's first path")
+    path_index = int(path_number) - 1
     if st.button("Preview prompt and answer", disabled=cfg is None, key="preview_btn"):
         with st.spinner(f"asking {model_label}…"):
             try:
@@ -122,7 +124,10 @@ if cfg is not None:
         c[0].metric("Requests", f"{est['requests']:,}")
         c[1].metric("Tokens (estimate)", f"{est['total_tokens']:,}",
                     help="requests × (prompt + output + reasoning tokens); prompt ≈ characters / 4")
-        c[2].metric("Cost (estimate)", f"${est['usd']:,.2f}" if settings else "free (offline)")
+        priced = settings is not None and (settings.price_in_per_mtok or settings.price_out_per_mtok)
+        c[2].metric("Cost (estimate)", "free (offline)" if settings is None else
+                    (f"${est['usd']:,.2f}" if priced else "no price set"),
+                    help="set prices per million tokens (price_in_per_mtok, price_out_per_mtok in secrets.toml)")
         c[3].metric("Paths to add", f"{est['paths_to_add']:,}")
     except LinkQAError as err:
         ui.show_error(err)
@@ -154,6 +159,9 @@ def live_progress() -> None:
         st.error(j.error)
     elif j is not None and j.result is not None:
         r = j.result
+        if st.session_state.get("synth_seen_done") != id(j):
+            st.session_state["synth_seen_done"] = id(j)
+            st.rerun(scope="app")  # refresh run counts and buttons once, when the job ends
         st.success(f"Done: {r.items_ok:,} items by {r.model}" + (f" — stopped: {r.stopped}" if r.stopped else ""))
         if r.errors:
             with st.expander(f"{len(r.errors)} errors"):
@@ -192,6 +200,9 @@ def enhance_progress() -> None:
         return
     if j.running:
         st.caption(f"enhancing… {j.message}")
+    elif st.session_state.get("enh_seen_done") != id(j):
+        st.session_state["enh_seen_done"] = id(j)
+        st.rerun(scope="app")
     elif j.error:
         st.error(j.error)
     elif j.result is not None:

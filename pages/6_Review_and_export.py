@@ -31,8 +31,8 @@ with tab_review:
         st.caption(" · ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
 
         f1, f2, f3, f4, f5 = st.columns([1.4, 1.2, 1.2, 1, 1.2])
-        statuses = f1.multiselect("Status", STATUSES, default=[s for s in ("generated", "accepted") if s in counts],
-                                  key="f_status")
+        statuses = f1.multiselect("Status", STATUSES, default=["generated", "accepted"], key="f_status",
+                                  help="accepted items stay in view after you accept them")
         disciplines = sorted({r[0] for r in store.query(
             "SELECT DISTINCT discipline FROM items WHERE run_id = ? AND discipline IS NOT NULL", (run_id,))})
         discipline = f2.selectbox("Discipline", ["(all)"] + disciplines, key="f_disc")
@@ -133,7 +133,7 @@ with tab_review:
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n"
                        for r in item_records(store, run_id, fmt=fmt, status=which))
         n = data.count("\n")
-        st.download_button(f"Download {n:,} {which} item(s) as JSONL", data.encode("utf-8"),
+        st.download_button(f"Download {n:,} item(s) ({which}) as JSONL", data.encode("utf-8"),
                            file_name=f"linkqa-run{run_id}-{which}-{fmt}.jsonl", mime="application/jsonl",
                            disabled=n == 0, key="download")
 

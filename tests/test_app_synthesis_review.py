@@ -95,7 +95,7 @@ def test_review_page_accepts_edits_and_exports(db_with_run):
         assert len(list_items(store, 1, status="accepted")) == 3
     at = run_page(REVIEW)
     at.radio(key="exp_status").set_value("accepted").run()
-    assert "Download 3 accepted item(s)" in at.get("download_button")[0].proto.label
+    assert "Download 3 item(s) (accepted)" in at.get("download_button")[0].proto.label
 
 
 def test_review_edit_refuses_an_answer_outside_the_options(db_with_run):

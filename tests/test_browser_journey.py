@@ -360,10 +360,10 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
 
     items_radio = page.get_by_role("radiogroup", name="Items", exact=True)
     items_radio.locator('[data-testid="stRadioOption"]').filter(has_text=re.compile(r"^all$")).click()
-    j.text_appears(rf"Download {N_ITEMS} all item\(s\) as JSONL", SHORT)
+    j.text_appears(rf"Download {N_ITEMS} item\(s\) \(all\) as JSONL", SHORT)
     idle(page)
     items_radio.locator('[data-testid="stRadioOption"]').filter(has_text=re.compile(r"^accepted$")).click()
-    download_button = page.get_by_role("button", name=f"Download {N_ACCEPT} accepted item(s) as JSONL", exact=True)
+    download_button = page.get_by_role("button", name=f"Download {N_ACCEPT} item(s) (accepted) as JSONL", exact=True)
     download_button.wait_for(state="visible", timeout=SHORT)
     idle(page)
     j.shot("review_accepted")
