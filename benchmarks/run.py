@@ -12,11 +12,9 @@ target and whether it is met):
   JSONL into a fresh SQLite file. Baseline: a raw reference (``json.loads`` + one INSERT
   per row of the same columns, no validation); its ratio is guarded, not targeted.
 - ``graph``: seconds of :func:`linkqa_core.graph.build_graph` (stored links -> walkable
-  graph, median of 3) against networkx edge by edge (:func:`baselines.nx_build_graph`,
+  graph, median of 3 after an untimed warm-up call for its numba kernels) against networkx edge by edge (:func:`baselines.nx_build_graph`,
   best of 2, one run at 1M, in a child process so that its millions of objects do not
   slow the engine's timings); the two graphs are checked equal.
-- ``graph_proposed``: the same for ``benchmarks/proposals/graph_build.py``, the proposed
-  replacement of ``build_graph`` (timed interleaved with the engine; checked identical).
 - ``walks``: paths/s of :func:`linkqa_core.walks.value_walks` for ``--paths`` paths
   (default 100k; value function and coverage updates; median of 3, after a warm-up
   call so numba compilation is excluded) against :func:`baselines.nx_value_walks` on a
@@ -25,10 +23,18 @@ target and whether it is met):
 - ``distribution``: engine vs baseline sample metrics on the same graph and knobs (the
   smallest size, 5,000 paths, 5 seeds each): must agree within noise.
 - ``memory``: peak resident memory (VmHWM) of a fresh process that builds the graph and
-  walks ``--paths`` paths (``memory_proposed``: the same with the proposed build).
+  walks ``--paths`` paths.
 - ``jit``: numba compile time of the walk and bundle kernels (fresh cache directory),
   reported separately, never inside a timing.
-- ``llm``, ``app``: slots for the LLM-throughput and app benchmarks (not written yet).
+- ``llm``: requests/s of :class:`linkqa_core.llm.LLMClient` (``complete_many``, a real
+  ``Store`` so SQLite logging and caching are included, unique prompts) against
+  ``tests/openai_server.py`` with 200 ms latency in a separate process, at concurrency 1,
+  16, 64 and 256, as a share of the ideal (concurrency / latency), and the client's CPU ms
+  per request. Targets: >= 90% of ideal at 64, >= 75% at 256.
+- ``app``: seconds until each Studio page has rendered in headless Chromium on the full
+  MMLU file (built by ``linkqa ingest`` + ``extract``, cached), first visit and warm, and
+  the 1,000-path preview (``tests/browser_support.py``'s helpers, in a child process).
+  Targets: every page within 2 s, the preview within 1 s. Skipped without Chromium or MMLU.
 
 Every row also carries CPU seconds; the ``cpu ratio`` column divides those, which
 contention on a shared machine barely moves (the guard uses CPU ratios only).
@@ -64,7 +70,8 @@ from benchmarks import generate as gen  # noqa: E402
 DEFAULT_OUT = HERE / "results" / "latest.json"
 DATA_DIR = HERE / "results" / "data"
 GUARD_PATH = HERE / "guard.json"
-ALL_STAGES = ("ingest", "graph", "graph_proposed", "walks", "bundles", "distribution", "memory", "jit", "llm", "app")
+ALL_STAGES = ("ingest", "graph", "walks", "bundles", "distribution", "memory", "jit", "llm", "app")
+SIZED_STAGES = ("ingest", "graph", "walks", "bundles", "distribution", "memory")  # run once per --size
 # baseline walk paths per size (the baseline's rate is extrapolated from them)
 BASELINE_PATHS = {10_000: 20_000, 100_000: 5_000, 1_000_000: 2_000}
 TARGETS = {
@@ -270,51 +277,18 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
     return row
 
 
-def engine_graph(db: str, repeat: int, proposed: bool = False) -> dict[str, Any]:
-    """build_graph timings (wall and CPU), interleaved with the proposed build when asked."""
+def engine_graph(db: str, repeat: int) -> dict[str, Any]:
+    """build_graph timings (wall and CPU) and the last graph built. A warm-up call first
+    (numba compile or cache load of its kernels), excluded, as for the walks."""
     from linkqa_core.graph import build_graph
     from linkqa_core.store import Store
 
-    out: dict[str, Any] = {"wall": [], "cpu": [], "p_wall": [], "p_cpu": []}
-    store = Store(db)
-    if proposed:
-        from benchmarks.proposals import graph_build
-
-        graph_build.build_graph(store)  # numba compile or cache load, excluded
-    for _ in range(repeat):
-        for which in ("", "p_") if proposed else ("",):
-            fn = graph_build.build_graph if which else build_graph
-            gc.collect()
-            c, t = time.process_time(), time.perf_counter()
-            g = fn(store)
-            out[which + "wall"].append(time.perf_counter() - t)
-            out[which + "cpu"].append(time.process_time() - c)
-            if which:
-                out["same_as_engine"] = graph_build.same_graph(out["graph"], g) == []
-                del g
-            else:
-                out["graph"] = g
-    store.close()
-    if proposed:
-        # the proposal with its optional migration (covering index), on a copy of the data
-        import sqlite3
-
-        with tempfile.TemporaryDirectory(dir=Path(db).parent) as tmp:
-            copy = Path(tmp) / "migrated.db"
-            shutil.copyfile(db, copy)
-            conn = sqlite3.connect(copy)
-            t = time.perf_counter()
-            conn.executescript(graph_build.MIGRATION)
-            conn.commit()
-            conn.close()
-            out["migration_s"] = time.perf_counter() - t
-            mstore = Store(copy)
-            tm, g = timed(lambda: graph_build.build_graph(mstore), repeat)
-            out["m_wall"], out["m_cpu"] = tm.wall, tm.cpu
-            out["m_same_as_engine"] = graph_build.same_graph(out["graph"], g) == []
-            del g
-            mstore.close()
-    return out
+    with Store(db) as store:
+        t = time.perf_counter()
+        build_graph(store)
+        warm = time.perf_counter() - t
+        tm, g = timed(lambda: build_graph(store), repeat)
+    return {"wall": tm.wall, "cpu": tm.cpu, "graph": g, "first_call_s": warm}
 
 
 def engine_walks(g, params, n_paths: int, repeat: int) -> tuple[Timing, Any, float]:
@@ -353,12 +327,9 @@ def child_baseline(db: str, n_paths: int, compare: bool, graph_repeat: int = 1) 
     return out
 
 
-def child_memory(db: str, n_paths: int, proposed: bool = False) -> dict[str, Any]:
+def child_memory(db: str, n_paths: int) -> dict[str, Any]:
     """In a fresh process: build the graph and walk; peak resident memory."""
-    if proposed:
-        from benchmarks.proposals.graph_build import build_graph
-    else:
-        from linkqa_core.graph import build_graph
+    from linkqa_core.graph import build_graph
     from linkqa_core.store import Store
     from linkqa_core.walks import WalkParams, value_walks
 
@@ -390,8 +361,17 @@ def child_jit() -> dict[str, Any]:
     out: dict[str, Any] = {"import_s": time.perf_counter() - t}
     d = gen.generate(2000, seed=3)
     rid, kp = d.link_arrays()
-    g = graph_from_links(rid, kp, np.r_[0, d.seed_discipline], np.r_[np.nan, d.seed_difficulty.astype(float)],
-                         d.disciplines)
+
+    def build():
+        return graph_from_links(rid, kp, np.r_[0, d.seed_discipline], np.r_[np.nan, d.seed_difficulty.astype(float)],
+                                d.disciplines)
+
+    t = time.perf_counter()
+    g = build()
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    build()
+    out["graph_kernel_compile_s"] = first - (time.perf_counter() - t)
     for name, fn in (("walk_kernel", lambda: value_walks(g, WalkParams(), 200, seed=1)),
                      ("uniform_walk", lambda: uniform_walks(g, WalkParams(), 200, seed=1))):
         t = time.perf_counter()
@@ -427,16 +407,16 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
         say(f"[{label}] ingest …")
         rows.append(stage_ingest(n, data, workdir))
 
-    need_graph = any(s in stages for s in ("graph", "graph_proposed", "walks", "bundles"))
+    need_graph = any(s in stages for s in ("graph", "walks", "bundles"))
     base = None
     if need_graph:
-        proposed = "graph_proposed" in stages
-        say(f"[{label}] graph build (engine{' and proposed' if proposed else ''}) …")
-        gt = engine_graph(data["db"], repeat=3, proposed=proposed)
+        say(f"[{label}] graph build (engine) …")
+        gt = engine_graph(data["db"], repeat=3)
         g = gt.pop("graph")
         med = statistics.median(gt["wall"])
         graph_row = {"stage": "graph", "size": n, "figure": med, "unit": "s", "times_s": gt["wall"],
-                     "cpu_s": gt["cpu"], "nodes": g.n_nodes, "edges": g.n_edges}
+                     "cpu_s": gt["cpu"], "first_call_s": gt["first_call_s"], "nodes": g.n_nodes,
+                     "edges": g.n_edges}
         if "graph" in stages or "walks" in stages:
             say(f"[{label}] networkx baseline (child process: graph edge by edge, {b_paths:,} walk paths) …")
             base = run_child("baseline", ["--db", data["db"], "--paths", str(b_paths if "walks" in stages else 0),
@@ -455,31 +435,6 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
             if not same:
                 graph_row["note"] = f"graphs differ: {base.get('compare')}"
             rows.append(graph_row)
-            if proposed:
-                pmed = statistics.median(gt["p_wall"])
-                pratio = base["graph_s"] / pmed
-                rows.append({"stage": "graph_proposed", "size": n, "figure": pmed, "unit": "s",
-                             "times_s": gt["p_wall"], "cpu_s": gt["p_cpu"], "baseline": base["graph_s"],
-                             "ratio": pratio, "same_graph": gt.get("same_as_engine"),
-                             "cpu_ratio": base["graph_cpu_s"] / statistics.median(gt["p_cpu"]),
-                             "target": graph_row["target"],
-                             "pass": bool(pratio >= TARGETS["graph_ratio"] and pmed < TARGETS["graph_seconds"]
-                                          and gt.get("same_as_engine")),
-                             "note": f"benchmarks/proposals/graph_build.py (not engine code); CPU"
-                                     f" {min(gt['p_cpu']):.2f} s vs engine {min(gt['cpu']):.2f} s; same graph:"
-                                     f" {gt.get('same_as_engine')}"})
-                mmed = statistics.median(gt["m_wall"])
-                mratio = base["graph_s"] / mmed
-                rows.append({"stage": "graph_proposed+index", "size": n, "figure": mmed, "unit": "s",
-                             "times_s": gt["m_wall"], "cpu_s": gt["m_cpu"], "baseline": base["graph_s"],
-                             "ratio": mratio, "same_graph": gt.get("m_same_as_engine"),
-                             "cpu_ratio": base["graph_cpu_s"] / statistics.median(gt["m_cpu"]),
-                             "target": graph_row["target"],
-                             "pass": bool(mratio >= TARGETS["graph_ratio"] and mmed < TARGETS["graph_seconds"]
-                                          and gt.get("m_same_as_engine")),
-                             "note": f"the proposal on a copy with its migration (index seeds(discipline,"
-                                     f" difficulty); applied in {gt['migration_s']:.1f} s); same graph:"
-                                     f" {gt.get('m_same_as_engine')}"})
 
         if "walks" in stages or "bundles" in stages:
             say(f"[{label}] walks (engine, {args.paths:,} paths) …")
@@ -528,18 +483,16 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
         gc.collect()
 
     if "memory" in stages:
-        for variant in ("engine", "proposed") if "graph_proposed" in stages else ("engine",):
-            say(f"[{label}] memory{' (proposed build)' if variant == 'proposed' else ''}"
-                f" (child process: graph build + {args.paths:,} walk paths) …")
-            mem = run_child("memory", ["--db", data["db"], "--paths", str(args.paths), "--compare", variant])
-            details.setdefault("memory" if variant == "engine" else "memory_proposed", {})[label] = mem
-            gb = mem["peak_rss"] / 1e9
-            rows.append({"stage": "memory" if variant == "engine" else "memory_proposed", "size": n, "figure": gb,
-                         "unit": "GB peak RSS", "target": f"< {TARGETS['memory_gb']:g} GB",
-                         "pass": gb < TARGETS["memory_gb"],
-                         "note": f"after imports {mem['rss_after_imports'] / 1e9:.2f} GB; graph arrays"
-                                 f" {mem['graph_arrays_bytes'] / 1e9:.2f} GB; peak during the graph build"
-                                 f" {mem['peak_after_graph'] / 1e9:.2f} GB"})
+        say(f"[{label}] memory (child process: graph build + {args.paths:,} walk paths) …")
+        mem = run_child("memory", ["--db", data["db"], "--paths", str(args.paths)])
+        details.setdefault("memory", {})[label] = mem
+        gb = mem["peak_rss"] / 1e9
+        rows.append({"stage": "memory", "size": n, "figure": gb,
+                     "unit": "GB peak RSS", "target": f"< {TARGETS['memory_gb']:g} GB",
+                     "pass": gb < TARGETS["memory_gb"],
+                     "note": f"after imports {mem['rss_after_imports'] / 1e9:.2f} GB; graph arrays"
+                             f" {mem['graph_arrays_bytes'] / 1e9:.2f} GB; peak during the graph build"
+                             f" {mem['peak_after_graph'] / 1e9:.2f} GB"})
 
 
 def value_walks_small(g, params):
@@ -555,11 +508,280 @@ def bench_jit(rows: list[dict], details: dict) -> None:
     details["jit"] = res
     rows.append({"stage": "jit", "size": None, "figure": res["walk_kernel_compile_s"], "unit": "s compile",
                  "note": f"walk kernel {res['walk_kernel_compile_s']:.1f} s, bundle kernel"
-                         f" {res['bundle_kernel_compile_s']:.1f} s; excluded from walk timings (warm-up call)"})
+                         f" {res['bundle_kernel_compile_s']:.1f} s, graph kernels"
+                         f" {res['graph_kernel_compile_s']:.1f} s; excluded from the timings (warm-up calls)"})
 
 
-# Slots: another engineer adds these (a function (args, rows, details) -> None).
-STAGE_SLOTS: dict[str, Callable[..., None] | None] = {"llm": None, "app": None}
+# -- llm: throughput against a local OpenAI-compatible server ----------------------------------
+
+LLM_LATENCY_S = 0.2
+LLM_LEVELS = (1, 16, 64, 256)
+LLM_TARGETS = {64: 0.90, 256: 0.75}  # share of the ideal (concurrency / latency)
+LLM_REPEAT = 3
+
+# The fake server runs in its own process, so that the CPU time measured here is the
+# client's alone (request building, the event loop, HTTP, SQLite logging and caching).
+_LLM_SERVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from openai_server import FakeOpenAI
+srv = FakeOpenAI(latency=float(sys.argv[2])).start()
+print(srv.base_url, flush=True)
+sys.stdin.read()  # until the parent closes our stdin (or kills us)
+srv.stop()
+"""
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of another process, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def llm_requests(c: int) -> int:
+    """Requests timed per concurrency level: about four rounds, at least 20."""
+    return max(4 * c, 20)
+
+
+def stage_llm(args: argparse.Namespace, rows: list[dict], details: dict) -> None:
+    """Requests/s of LLMClient.complete_many at each concurrency, as a share of the ideal."""
+    from linkqa_core.llm import ChatRequest, LLMClient, LLMSettings
+    from linkqa_core.store import Store
+
+    say(f"[llm] fake OpenAI server ({LLM_LATENCY_S * 1000:.0f} ms latency) in a child process …")
+    server = subprocess.Popen([sys.executable, "-c", _LLM_SERVER, str(ROOT / "tests"), str(LLM_LATENCY_S)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out: dict[str, Any] = {"latency_s": LLM_LATENCY_S, "levels": {}}
+    try:
+        url = server.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"fake server did not start (got {url!r})")
+        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "llm.db") as store:
+            for c in LLM_LEVELS:
+                n = llm_requests(c)
+                settings = LLMSettings(base_urls=(url,), api_key="sk-bench", model="m", concurrency=c)
+                ideal = c / LLM_LATENCY_S
+                runs = []
+                with LLMClient(settings, store) as client:
+                    # warm-up round (connections opened, loop started), not timed
+                    client.complete_many([ChatRequest.user(f"warm {c} {i}", stage="benchmark") for i in range(c)])
+                    for rep in range(LLM_REPEAT):
+                        # unique prompts: every request misses the cache, is sent, logged and cached
+                        reqs = [ChatRequest.user(f"bench c{c} r{rep} #{i}: name two knowledge points", stage="benchmark")
+                                for i in range(n)]
+                        gc.collect()
+                        sc = _proc_cpu_s(server.pid)
+                        c0, t0 = time.process_time(), time.perf_counter()
+                        res = client.complete_many(reqs)
+                        wall = time.perf_counter() - t0
+                        cpu = time.process_time() - c0
+                        sc2 = _proc_cpu_s(server.pid)
+                        runs.append({"wall_s": wall, "cpu_s": cpu, "errors": sum(1 for r in res if r.error),
+                                     "cached": sum(1 for r in res if r.cached),
+                                     "server_cpu_s": None if sc is None or sc2 is None else sc2 - sc})
+                walls = [r["wall_s"] for r in runs]
+                rps = n / statistics.median(walls)
+                cpu_ms = 1000 * statistics.median(r["cpu_s"] for r in runs) / n
+                errors = sum(r["errors"] for r in runs)
+                cached = sum(r["cached"] for r in runs)
+                share = rps / ideal
+                srv_cpu = [r["server_cpu_s"] for r in runs if r["server_cpu_s"] is not None]
+                srv_util = statistics.median(x / w for x, w in zip(srv_cpu, walls)) if srv_cpu else None
+                cli_util = statistics.median(r["cpu_s"] / r["wall_s"] for r in runs)
+                row: dict[str, Any] = {
+                    "stage": "llm", "size": None, "concurrency": c, "requests": n, "figure": rps, "unit": "req/s",
+                    "ideal": ideal, "share_of_ideal": share, "client_cpu_ms_per_request": cpu_ms,
+                    "client_cpu_util": cli_util, "server_cpu_util": srv_util, "times_s": walls,
+                    "cpu_s": [r["cpu_s"] for r in runs], "errors": errors, "cache_hits": cached,
+                }
+                if c in LLM_TARGETS:
+                    row["target"] = f">= {LLM_TARGETS[c]:.0%} of ideal"
+                    row["pass"] = bool(share >= LLM_TARGETS[c] and errors == 0 and cached == 0)
+                if errors or cached:
+                    row["note"] = f"{errors} errors, {cached} cache hits"
+                out["levels"][c] = row
+                rows.append(row)
+                say(f"  c={c}: {rps:,.1f} req/s = {share:.1%} of {ideal:g}; client CPU {cpu_ms:.2f} ms/request")
+    finally:
+        if server.poll() is None:
+            try:
+                server.stdin.close()
+                server.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                server.kill()
+                server.wait(timeout=10)
+    details["llm"] = out
+
+
+def print_llm(rows: list[dict[str, Any]]) -> None:
+    rows = [r for r in rows if r["stage"] == "llm" and r.get("status") != "skipped"]
+    if not rows:
+        return
+    print(f"\nLLM throughput: LLMClient.complete_many, real Store (SQLite log + cache, unique prompts) against"
+          f" a local fake OpenAI server with {LLM_LATENCY_S * 1000:.0f} ms latency in another process"
+          f" (median of {LLM_REPEAT} batches, after an untimed warm-up round)")
+    head = ("concurrency", "requests", "req/s", "ideal", "% of ideal", "client CPU ms/req", "client CPU",
+            "server CPU", "target", "pass")
+    table = []
+    for r in rows:
+        table.append((str(r["concurrency"]), str(r["requests"]), f"{r['figure']:,.1f}", f"{r['ideal']:g}",
+                      f"{r['share_of_ideal']:.1%}", f"{r['client_cpu_ms_per_request']:.2f}",
+                      f"{r['client_cpu_util']:.0%}",
+                      f"{r['server_cpu_util']:.0%}" if r.get("server_cpu_util") is not None else "—",
+                      r.get("target", "—"), ("pass" if r["pass"] else "FAIL") if "pass" in r else "info"))
+    _print_cols(head, table)
+    print("client/server CPU: CPU seconds / wall seconds of each process during the batch (100% = one core).")
+
+
+# -- app: page render times in headless Chromium ---------------------------------------------
+
+MMLU_PATH = Path(os.environ.get("LINKQA_MMLU", "/work/shared/data/mmlu_test.jsonl"))
+APP_PAGE_S = 2.0
+APP_PREVIEW_S = 1.0
+APP_ROUNDS = 3
+APP_PREVIEWS = 5
+APP_PAGES = ("home", "seeds", "kps", "graph", "sampling", "synthesis", "review")
+APP_PAGE_TITLES = {"home": "home", "seeds": "Seeds", "kps": "Knowledge points", "graph": "KP graph",
+                   "sampling": "Path sampling", "synthesis": "Synthesis", "review": "Review & export"}
+
+
+def mmlu_db(data_dir: Path) -> Path:
+    """The full MMLU file ingested and extracted (offline extractor) by the CLI, cached."""
+    st = MMLU_PATH.stat()
+    db = data_dir / f"mmlu-{st.st_size}-{int(st.st_mtime)}.db"
+    ok = db.with_suffix(".db.ok")
+    if ok.exists():
+        return db
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        p.unlink(missing_ok=True)
+    say(f"  building {db.name}: linkqa ingest + extract …")
+    log = {}
+    for cmd in (["ingest", str(MMLU_PATH)], ["extract"]):
+        proc = subprocess.run([sys.executable, "-m", "linkqa_core", *cmd, "--db", str(db), "-q", "--json"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"linkqa {cmd[0]} failed:\n{proc.stderr[-3000:]}")
+        log[cmd[0]] = json.loads(proc.stdout.strip().splitlines()[-1])
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    ok.write_text(json.dumps(log))
+    return db
+
+
+def child_app(db: str, rounds: int, previews: int) -> dict[str, Any]:
+    """In a fresh process: tests/browser_support.py's server, browser and waits, over every page.
+
+    Like its ``measure()``, plus the Synthesis and Review & export pages (waited for by
+    their title, then no loading skeleton left) and the work on a copy of the database."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import browser_support as bs
+
+    out: dict[str, Any] = {"first_s": {}, "warm_s": {}, "preview_s": [], "exceptions": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = bs.copy_db(db, Path(tmp) / "app.db")
+        t = time.perf_counter()
+        with bs.StudioServer(copy, autoload=False) as server, bs.chromium() as browser:
+            out["server_start_s"] = time.perf_counter() - t
+            page = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+            names = [n for n in APP_PAGES if n in bs.PAGE_URLS]
+            for name in names:
+                out["first_s"][name] = bs.open_page(page, server, name)
+                exc = bs.exceptions(page)
+                if exc:
+                    out["exceptions"][name] = [e[:300] for e in exc]
+            for _ in range(rounds):
+                for name in names:
+                    out["warm_s"].setdefault(name, []).append(bs.open_page(page, server, name))
+            bs.open_page(page, server, "sampling")
+            seed = page.get_by_role("spinbutton", name="Random seed")
+            for i in range(previews):
+                if i:
+                    seed.fill(str(i))
+                    seed.press("Enter")
+                    page.wait_for_timeout(500)
+                    bs.settled(page)
+                table, everything = bs.preview_seconds(page)
+                out["preview_s"].append({"metrics_table": table, "all_drawn": everything})
+    return out
+
+
+def stage_app(args: argparse.Namespace, rows: list[dict], details: dict) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from browser_support import chromium_missing_reason
+        reason = chromium_missing_reason()
+    except ImportError as err:
+        reason = f"tests/browser_support.py not importable ({err})"
+    if reason is None and not MMLU_PATH.exists():
+        reason = f"no MMLU file at {MMLU_PATH} (set LINKQA_MMLU)"
+    if reason:
+        rows.append({"stage": "app", "size": None, "status": "skipped", "note": reason})
+        return
+    say("[app] MMLU database …")
+    db = mmlu_db(Path(args.data_dir))
+    summary = json.loads(db.with_suffix(".db.ok").read_text())
+    say(f"[app] Studio + headless Chromium: every page, first visit + {APP_ROUNDS} warm rounds,"
+        f" {APP_PREVIEWS} previews …")
+    res = run_child("app", ["--db", str(db), "--rounds", str(APP_ROUNDS), "--previews", str(APP_PREVIEWS)],
+                    timeout=900)
+    res["db"] = str(db)
+    res["data"] = summary
+    details["app"] = res
+    for name, first in res["first_s"].items():
+        warm = res["warm_s"].get(name, [])
+        worst = max([first, *warm])
+        row = {"stage": "app", "size": None, "page": APP_PAGE_TITLES.get(name, name), "figure": statistics.median(warm),
+               "unit": "s warm median", "first_visit_s": first, "warm_s": warm, "warm_max_s": max(warm),
+               "target": f"<= {APP_PAGE_S:g} s", "pass": bool(worst <= APP_PAGE_S)}
+        if name in res["exceptions"]:
+            row["pass"] = False
+            row["note"] = f"exception on the page: {res['exceptions'][name][0][:120]}"
+        rows.append(row)
+    for key in ("metrics_table", "all_drawn"):
+        xs = [p[key] for p in res["preview_s"]]
+        rows.append({"stage": "app", "size": None, "page": f"preview 1,000 paths ({key.replace('_', ' ')})",
+                     "figure": statistics.median(xs), "unit": "s median", "first_visit_s": xs[0],
+                     "warm_s": xs, "warm_max_s": max(xs), "target": f"<= {APP_PREVIEW_S:g} s",
+                     "pass": bool(max(xs) <= APP_PREVIEW_S)})
+
+
+def print_app(rows: list[dict[str, Any]], details: dict[str, Any]) -> None:
+    rows = [r for r in rows if r["stage"] == "app" and r.get("status") != "skipped"]
+    if not rows:
+        return
+    d = details.get("app", {})
+    data = d.get("data", {})
+    seeds = data.get("extract", {}).get("seeds")
+    kps = data.get("extract", {}).get("kps")
+    print(f"\nApp: seconds from navigation until the page's main content has rendered (tests/browser_support.py"
+          f" waits), headless Chromium, full MMLU ({seeds:,} seeds, {kps:,} KPs, offline extractor);"
+          f" Studio server started in {d.get('server_start_s', 0):.1f} s")
+    head = ("page", "first visit", "warm median", "warm max", "target", "pass")
+    table = [(r["page"], f"{r['first_visit_s']:.2f} s", f"{r['figure']:.2f} s", f"{r['warm_max_s']:.2f} s",
+              r["target"], "pass" if r["pass"] else "FAIL") for r in rows]
+    _print_cols(head, table)
+    print(f"pages: first visit = the page's first load in a fresh session/server (home pays the session's first"
+          f" script run); warm = {APP_ROUNDS} later rounds over every page; pass = every visit, first included,"
+          f" within the target. Previews: {APP_PREVIEWS} clicks (first visit column = the first click).")
+
+
+def _print_cols(head: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    print(line)
+    print("-" * len(line))
+    for t in table:
+        print("  ".join(str(x).ljust(w) for x, w in zip(t, widths)))
+
+
+STAGE_SLOTS: dict[str, Callable[..., None] | None] = {"llm": stage_llm, "app": stage_app}
 
 
 # -- quick mode (the CI guard) -----------------------------------------------------------------
@@ -580,6 +802,7 @@ def quick(args: argparse.Namespace) -> int:
     ratios: dict[str, float] = {}
     figures: dict[str, Any] = {}
     with Store(data["db"]) as store:
+        build_graph(store)  # warm-up: numba compile or cache load, excluded
         tg, g = timed(lambda: build_graph(store), 5)
         tbg, nxg = timed(lambda: nx_build_graph(store), 2)
     # ratios of CPU seconds (this process): robust when the machine is shared
@@ -689,6 +912,8 @@ def fmt_figure(row: dict[str, Any], key: str = "figure") -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     head = ("stage", "size", "figure", "baseline", "ratio", "cpu ratio", "target", "pass")
     table = []
     for r in rows:
@@ -703,8 +928,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             mark = "info"
         else:
             mark = "pass" if passed else "FAIL"
-            if r.get("size") and r["size"] != TARGET_SIZE and r["stage"] in ("ingest", "graph", "graph_proposed", "graph_proposed+index", "walks", "memory",
-                                                                   "memory_proposed"):
+            if r.get("size") and r["size"] != TARGET_SIZE and r["stage"] in ("ingest", "graph", "walks", "memory"):
                 mark = f"({mark})"
         table.append((r["stage"], size, fmt_figure(r), fmt_figure(r, "baseline") if r.get("baseline") else "—",
                       ratio, cpu_ratio, r.get("target", "—"), mark))
@@ -753,15 +977,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--compare", default="1", help=argparse.SUPPRESS)
     ap.add_argument("--graph-repeat", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=APP_ROUNDS, help=argparse.SUPPRESS)
+    ap.add_argument("--previews", type=int, default=APP_PREVIEWS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
         if args.child == "baseline":
             res = child_baseline(args.db, args.paths, args.compare == "1", args.graph_repeat)
         elif args.child == "memory":
-            res = child_memory(args.db, args.paths, args.compare == "proposed")
+            res = child_memory(args.db, args.paths)
         elif args.child == "jit":
             res = child_jit()
+        elif args.child == "app":
+            res = child_app(args.db, args.rounds, args.previews)
         else:
             raise SystemExit(f"unknown child {args.child}")
         print(json.dumps(res, default=_json_default))
@@ -781,7 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.data_dir) / "tmp"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        for n in args.sizes:
+        for n in args.sizes if set(stages) & set(SIZED_STAGES) else ():
             bench_size(n, args, stages, workdir, rows, details)
         if "jit" in stages:
             bench_jit(rows, details)
@@ -794,7 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
                     fn(args, rows, details)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_table(rows)
+    print_table([r for r in rows if r["stage"] not in ("llm", "app") or r.get("status") == "skipped"])
+    print_llm(rows)
+    print_app(rows, details)
     if "distribution" in details:
         print_distribution(details["distribution"])
     write_out(args.out, {"meta": meta(args), "elapsed_s": round(time.perf_counter() - t0, 1), "targets": TARGETS,
