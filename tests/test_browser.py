@@ -152,3 +152,47 @@ def test_bad_upload_shows_a_clear_error(studio, page, tmp_path):
     assert "broken.jsonl" in error.inner_text()
     assert exceptions(page) == []
     screenshot(page, "seeds_bad_upload")
+
+
+def test_two_tabs_on_one_database_while_a_long_synthesis_runs(studio, browser):
+    """One tab runs a big offline synthesis in the background; the other previews and saves."""
+    import sqlite3
+
+    from linkqa_core.sampling import sample
+    from linkqa_core.store import Store
+    from linkqa_core.walks import WalkParams
+
+    a = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+    b = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+    open_page(a, studio, "home")  # the first visit loads the bundled sample
+    with Store(studio.db_path) as store:  # a third writer: this test process
+        run_id = sample(store, WalkParams(), 30, seed=11, save=True, name="two tabs").run_id
+    open_page(a, studio, "synthesis")
+    assert a.get_by_role("combobox", name="Run").input_value().startswith(f"run {run_id} · two tabs")
+    items = a.get_by_role("spinbutton", name="Items wanted")
+    items.fill("3000")
+    items.press("Enter")
+    settled(a)
+    a.get_by_role("button", name="Start synthesis").click()
+
+    open_page(b, studio, "sampling")  # the other tab keeps working while the job runs
+    t = time.perf_counter()
+    b.get_by_role("button", name="Preview").click()
+    b.wait_for_selector('[data-testid="stTable"]', timeout=20_000)
+    preview_s = time.perf_counter() - t
+    b.get_by_role("button", name="Save as run").click()
+    b.wait_for_selector("text=/Saved as run \\d+/", timeout=20_000)
+
+    a.wait_for_selector("text=/Done: 3,000 items/", timeout=120_000)
+    settled(a)
+    screenshot(a, "two_tabs_synthesis")
+    screenshot(b, "two_tabs_sampling")
+    assert exceptions(a) == [] and exceptions(b) == []
+    assert "Thread" not in studio.log() and "ProgrammingError" not in studio.log()
+    assert preview_s < 20, f"the preview waited {preview_s:.1f} s behind the running job"
+    with sqlite3.connect(studio.db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        good = conn.execute("SELECT count(*) FROM items WHERE run_id = ? AND status != 'failed'", (run_id,)).fetchone()[0]
+        rows, slots = conn.execute("SELECT count(*), count(DISTINCT slot) FROM items WHERE run_id = ?",
+                                   (run_id,)).fetchone()
+    assert good == 3000 and rows == slots  # every item stored once
