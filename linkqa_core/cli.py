@@ -380,7 +380,8 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
         _emit(as_json, cost, f"{cost['requests']:,} requests, about {cost['total_tokens']:,} tokens, ${cost['usd']:.2f}")
         return
     if settings is None and not as_json:
-        click.echo("no LLM endpoint configured (OPENAI_BASE_URL / LINKQA_MODEL): using the offline composer", err=True)
+        why = "--offline" if offline else "no LLM endpoint configured (OPENAI_BASE_URL / LINKQA_MODEL)"
+        click.echo(f"{why}: using the offline composer", err=True)
     report = run_synthesis(store, run_id, cfg, settings, progress=progress)
     payload = {**report.__dict__, "estimate": cost}
     payload["errors"] = report.errors[:100]
