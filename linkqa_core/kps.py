@@ -435,6 +435,7 @@ def _save_extractions(store: Store, extractions: Iterable[Extraction], rid_of: d
         conn.executemany("INSERT OR IGNORE INTO seed_kps (seed_rid, kp_id) VALUES (?, ?)", links)
         conn.executemany("UPDATE seeds SET difficulty = ?, difficulty_estimated = 1 WHERE rid = ?", diff_updates)
         conn.executemany("UPDATE seeds SET discipline = ? WHERE rid = ?", disc_updates)
+        store.bump()
 
 
 # -- curating KPs ---------------------------------------------------------------------
@@ -474,6 +475,7 @@ def merge_kps(store: Store, sources: Sequence[str], target: str) -> int:
             name = conn.execute("SELECT name FROM kps WHERE id = ?", (sid,)).fetchone()[0]
             conn.execute("INSERT OR REPLACE INTO kp_aliases (alias, kp_id) VALUES (?, ?)", (name, tid))
             conn.execute("DELETE FROM kps WHERE id = ?", (sid,))
+        store.bump()
     return moved
 
 
@@ -490,6 +492,7 @@ def rename_kp(store: Store, old: str, new: str) -> None:
         old_name = conn.execute("SELECT name FROM kps WHERE id = ?", (kid,)).fetchone()[0]
         conn.execute("UPDATE kps SET name = ? WHERE id = ?", (new_norm, kid))
         conn.execute("INSERT OR REPLACE INTO kp_aliases (alias, kp_id) VALUES (?, ?)", (old_name, kid))
+        store.bump()
 
 
 def kp_table(store: Store, *, limit: int | None = None, search: str | None = None) -> list[dict]:

@@ -23,7 +23,7 @@ import sqlite_utils
 from .errors import InputError, NotFoundError
 from .records import Seed
 
-__all__ = ["Store", "default_db_path", "SCHEMA_VERSION"]
+__all__ = ["Store", "default_db_path", "SCHEMA_VERSION", "GRAPH_VERSION"]
 
 DEFAULT_DB = Path("data") / "linkqa.db"
 
@@ -155,9 +155,18 @@ MIGRATIONS: list[str] = [
     """
     DROP INDEX IF EXISTS seeds_discipline;
     """,
+    # 4: version counters, so caches know when what they were built from changed
+    """
+    CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# seeds, seed–KP links, KP names and aliases: everything the KP graph is built from
+GRAPH_VERSION = "kp_graph"
 
 
 class Store:
@@ -250,6 +259,16 @@ class Store:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={i + 1}")
 
+    def bump(self, key: str = GRAPH_VERSION) -> None:
+        """Count a change of what ``key`` depends on (inside the writer's transaction)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, 1)"
+                         " ON CONFLICT(key) DO UPDATE SET value = value + 1", (key,))
+
+    def version(self, key: str = GRAPH_VERSION) -> int:
+        """How often ``key``'s inputs changed; cheap enough for every Streamlit rerun."""
+        return int(self.scalar("SELECT value FROM meta WHERE key = ?", (key,)) or 0)
+
     @property
     def schema_version(self) -> int:
         return int(self.scalar("PRAGMA user_version"))
@@ -308,6 +327,8 @@ class Store:
             if batch:
                 cur.executemany(_INSERT_SEED, batch)
             added = conn.total_changes - before
+            if added:
+                self.bump()
         return added, n - added
 
     def seed_count(self) -> int:
