@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 from numba import njit
 
 from .store import Store
@@ -355,6 +353,9 @@ def graph_stats(g: KPGraph, *, communities: bool = True, max_community_edges: in
     Communities (Louvain, seeded) are computed up to ``max_community_edges`` edges; past
     that they are skipped with a reason rather than stalling the page.
     """
+    from scipy import sparse  # only statistics need scipy: keep it off the import path
+    from scipy.sparse.csgraph import connected_components
+
     n = g.n_nodes
     stats: dict[str, Any] = {"nodes": n, "edges": g.n_edges}
     if n == 0:

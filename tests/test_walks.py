@@ -129,3 +129,15 @@ def test_bundles_cover_paths_with_strongly_linked_seeds(graph):
         strengths = bundles.strengths_of(i)
         assert strengths[0] == strengths.max()  # strongest first
     assert bundles.strength.mean() > 1.5
+
+
+def test_spearman_matches_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    from linkqa_core.metrics import spearman
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 6, 500)  # many ties, as visit counts have
+    b = a + rng.integers(0, 4, 500)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman(np.zeros(5), np.arange(5)) == 0.0
