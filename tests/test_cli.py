@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["ingest", "extract", "graph", "sample", "runs", "export", "init-sample"]
+COMMANDS = ["ingest", "extract", "graph", "sample", "runs", "export", "init-sample", "synthesize", "enhance", "gates",
+            "run"]
+
+
+def test_the_list_above_is_every_command_and_the_readme_names_each():
+    from linkqa_core.cli import main
+
+    assert sorted(main.commands) == sorted(COMMANDS)
+    readme = (ROOT / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"linkqa_core {command}" in readme or f"`{command}`" in readme, command
 
 
 def cli(*args, db=None, check=True):
