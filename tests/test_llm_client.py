@@ -34,6 +34,10 @@ from openai_server import Answer, BrokenBody, Drop, FakeOpenAI, HTTPError
 KEY = "sk-test-SECRET-1234567890abcdef"
 MODEL = "fake-model"
 
+# keys the fake server insists on (test fixtures, not credentials)
+RIGHT_KEY = "sk-the-right-one-000000"
+STRICT_KEY = "sk-only-this-one-9999999"
+
 
 @pytest.fixture
 def srv():
@@ -190,7 +194,7 @@ def test_timeout_is_retried_then_given_up(srv, fast_http):
 
 
 def test_401_raises_llmerror_without_the_key(store):
-    with FakeOpenAI(api_key="sk-the-right-one-" + "000000") as srv:  # quotes the wrong key back
+    with FakeOpenAI(api_key=RIGHT_KEY) as srv:  # quotes the wrong key back
         with LLMClient(settings_for(srv, concurrency=1), store) as client:
             with pytest.raises(LLMError) as info:
                 client.complete(ChatRequest.user("q"))
@@ -353,7 +357,7 @@ def test_key_is_never_persisted_or_logged(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     db = tmp_path / "hygiene.db"
     store = Store(db)
-    with FakeOpenAI() as good, FakeOpenAI(api_key="sk-only-this-one-" + "9999999") as strict:
+    with FakeOpenAI() as good, FakeOpenAI(api_key=STRICT_KEY) as strict:
         good.script(HTTPError(500), Drop(), Answer("ok"), HTTPError(503), HTTPError(503), HTTPError(503))
         s = settings_for(good, max_retries=2)
         with LLMClient(s, store) as client:
