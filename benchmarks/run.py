@@ -88,29 +88,30 @@ TARGET_SIZE = 1_000_000  # the targets are stated for 1M seeds
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def peak_rss_bytes() -> int:
-    """VmHWM of this process (peak resident set), from /proc; ru_maxrss elsewhere."""
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` line of /proc/self/status, in bytes (None off Linux)."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """VmHWM of this process (peak resident set), from /proc; ru_maxrss elsewhere."""
+    peak = _proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_status_bytes("VmRSS") or 0
 
 
 class Timing:
@@ -699,15 +700,7 @@ def child_app(db: str, rounds: int, previews: int) -> dict[str, Any]:
             for _ in range(rounds):
                 for name in names:
                     out["warm_s"].setdefault(name, []).append(bs.open_page(page, server, name))
-            bs.open_page(page, server, "sampling")
-            seed = page.get_by_role("spinbutton", name="Random seed")
-            for i in range(previews):
-                if i:
-                    seed.fill(str(i))
-                    seed.press("Enter")
-                    page.wait_for_timeout(500)
-                    bs.settled(page)
-                table, everything = bs.preview_seconds(page)
+            for table, everything in bs.preview_rounds(page, server, previews):
                 out["preview_s"].append({"metrics_table": table, "all_drawn": everything})
     return out
 

@@ -278,6 +278,21 @@ def preview_seconds(page) -> tuple[float, float]:
     return first, time.perf_counter() - t
 
 
+def preview_rounds(page, server: StudioServer, previews: int) -> list[tuple[float, float]]:
+    """Click Preview ``previews`` times on the sampling page, a new random seed each time."""
+    open_page(page, server, "sampling")
+    seed = page.get_by_role("spinbutton", name="Random seed")
+    times = []
+    for i in range(previews):
+        if i:
+            seed.fill(str(i))
+            seed.press("Enter")
+            page.wait_for_timeout(500)
+            settled(page)
+        times.append(preview_seconds(page))
+    return times
+
+
 def measure(db_path: str, rounds: int = 5, previews: int = 5) -> dict:
     """Page load times (URL to main content visible) and 1,000-path preview times on a database."""
     import statistics
@@ -294,15 +309,7 @@ def measure(db_path: str, rounds: int = 5, previews: int = 5) -> dict:
                 runs[name].append(open_page(page, server, name))
         out["warm_median_s"] = {n: round(statistics.median(v), 2) for n, v in runs.items()}
         out["warm_max_s"] = {n: round(max(v), 2) for n, v in runs.items()}
-        open_page(page, server, "sampling")
-        seed = page.get_by_role("spinbutton", name="Random seed")
-        for i in range(previews):
-            if i:
-                seed.fill(str(i))
-                seed.press("Enter")
-                page.wait_for_timeout(500)
-                settled(page)
-            table, everything = preview_seconds(page)
+        for table, everything in preview_rounds(page, server, previews):
             out["preview_s"].append({"metrics_table": round(table, 2), "all_drawn": round(everything, 2)})
     return out
 
