@@ -130,10 +130,15 @@ with tab_review:
         fmt = e1.radio("Format", ["records", "messages"], horizontal=True, key="exp_fmt",
                        help="records: one QA with provenance a line; messages: chat format for fine-tuning")
         which = e2.radio("Items", ["accepted", "all"], horizontal=True, key="exp_status")
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                       for r in item_records(store, run_id, fmt=fmt, status=which))
-        n = data.count("\n")
-        st.download_button(f"Download {n:,} item(s) ({which}) as JSONL", data.encode("utf-8"),
+        n = counts.get("accepted", 0) if which == "accepted" else \
+            sum(v for k, v in counts.items() if k != "failed")
+
+        def jsonl(run_id: int = run_id, fmt: str = fmt, which: str = which) -> bytes:
+            """Built when the button is clicked, not on every rerun of the page."""
+            return "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                           for r in item_records(store, run_id, fmt=fmt, status=which)).encode("utf-8")
+
+        st.download_button(f"Download {n:,} item(s) ({which}) as JSONL", jsonl,
                            file_name=f"linkqa-run{run_id}-{which}-{fmt}.jsonl", mime="application/jsonl",
                            disabled=n == 0, key="download")
 
