@@ -27,12 +27,16 @@ import decimal
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import math
+import os
 import re
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from .errors import InputError
 from .records import BadRow, IngestReport, Seed
@@ -64,9 +68,20 @@ FIELDS: tuple[str, ...] = ("question", "answer", "options", "subject", "discipli
 SourceLike = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
 Progress = Callable[[int, int, str], None]
 ColumnMap = dict[str, Union[str, list[str]]]
+# What a row becomes before it is a Seed or a database row: id, question, answer,
+# options, answer_letter, discipline, subject, difficulty, source, metadata.
+_Fields = tuple[Any, ...]
 
-# Seeds handed to Store.add_seeds at a time during ingest; also how often progress fires.
+# Rows handed to Store.add_seed_rows at a time during ingest (a parsing child's chunk is
+# this many lines); also how often progress fires.
 BATCH = 5000
+# JSON-lines files at least this big (on disk; gzip counted 4x) are parsed by a child
+# process while this one writes SQLite: see seeds_worker. Below it, the child's start-up
+# (~60 ms) is not worth it.
+WORKER_MIN_BYTES = 8 << 20
+# Parsing children: with two, parsing keeps up with SQLite on a 2-core machine; past
+# four the parent's inserts are the limit.
+WORKER_PROCESSES = max(2, min(4, os.cpu_count() or 2))
 # Rows of a JSON-lines file scanned to learn its columns.
 _SAMPLE_ROWS = 200
 
@@ -85,7 +100,12 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
 _LETTER_PREFIXES = ("answer_", "option_", "choice_", "")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-_LETTER_RE = re.compile(r"[(\[]?([A-Ha-h])[)\].:]?")
+# Answers that name an option by letter (A-H, either case, optionally "(A)", "[A]", "A)",
+# "A.", "A:"), mapped to the option's 0-based index: one dict lookup a row, not a regex.
+_LETTER_INDEX = {
+    f"{o}{c}{e}": ord(c.upper()) - 65
+    for c in "ABCDEFGHabcdefgh" for o in ("", "(", "[") for e in ("", ")", "]", ".", ":")
+}
 _LEVEL_RE = re.compile(r"(?:level\s*)?([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
 _DIFFICULTY_WORDS = {"easy": 2.0, "medium": 3.0, "hard": 4.0}
 _EXTENSIONS = {
@@ -368,6 +388,37 @@ class _Reader:
         return rows
 
 
+def _jsonl_records(lines: Iterable[bytes], before: int = 0) -> Iterator[tuple[int, Any]]:
+    """``(line number, object or bad-row reason)`` for each non-blank line; ``before`` is
+    the number of lines ahead of ``lines`` in the file (a chunk's offset)."""
+    # raw_decode skips json.loads' per-call checks; lines that fail it are parsed
+    # again by json.loads, for its exact message ("Extra data", ...)
+    raw_decode = json.JSONDecoder().raw_decode
+    lineno = before
+    for raw in lines:
+        lineno += 1
+        if lineno == 1 and raw.startswith(_BOM):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield lineno, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+            continue
+        if not text or text.isspace():
+            continue
+        try:
+            rec, end = raw_decode(text)
+            if end != len(text) and not text[end:].isspace():
+                raise ValueError("extra data")
+        except ValueError:
+            reason = _bad_json(text)
+            if reason is not None:
+                yield lineno, reason
+                continue
+            rec = json.loads(text)
+        yield lineno, rec if rec.__class__ is dict else "not an object"
+
+
 class _JsonlReader(_Reader):
     def __init__(self, src: _Input, data: bytes | None = None):
         super().__init__(src)
@@ -385,38 +436,21 @@ class _JsonlReader(_Reader):
 
     def records(self) -> Iterator[tuple[int, Any]]:
         try:
-            yield from self._records()
+            with self._open() as fh:
+                yield from _jsonl_records(fh)
         except (OSError, EOFError) as err:
             raise self.src.unreadable(err) from err
 
-    def _records(self) -> Iterator[tuple[int, Any]]:
-        # raw_decode skips json.loads' per-call checks; lines that fail it are parsed
-        # again by json.loads, for its exact message ("Extra data", ...)
-        raw_decode = json.JSONDecoder().raw_decode
-        with self._open() as fh:
-            lineno = 0
-            for raw in fh:
-                lineno += 1
-                if lineno == 1 and raw.startswith(_BOM):
-                    raw = raw[3:]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    yield lineno, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-                    continue
-                if not text or text.isspace():
-                    continue
-                try:
-                    rec, end = raw_decode(text)
-                    if end != len(text) and not text[end:].isspace():
-                        raise ValueError("extra data")
-                except ValueError:
-                    reason = _bad_json(text)
-                    if reason is not None:
-                        yield lineno, reason
-                        continue
-                    rec = json.loads(text)
-                yield lineno, rec if rec.__class__ is dict else "not an object"
+    def chunks(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
+        """``(lines before, next size lines)`` over the whole file, for the parsing children."""
+        try:
+            with self._open() as fh:
+                before = 0
+                while lines := list(itertools.islice(fh, size)):
+                    yield before, lines
+                    before += len(lines)
+        except (OSError, EOFError) as err:
+            raise self.src.unreadable(err) from err
 
     def estimate(self) -> int:
         count = 0
@@ -710,10 +744,12 @@ def _make_builder(
     default_source: str,
     discipline_map: Mapping[str, str] | None,
     sanitize: bool,
-) -> Callable[[dict[str, Any]], Seed | str]:
-    """A function turning one row into a Seed, or into the reason it cannot be one.
+) -> Callable[[dict[str, Any]], _Fields | str]:
+    """A function turning one row into seed fields, or into the reason it cannot be one.
 
-    Runs once per row, so everything that can be decided per file is decided here.
+    Runs once per row, so everything that can be decided per file is decided here. It
+    returns a plain tuple, not a :class:`Seed`: ingest turns it straight into a database
+    row, and a frozen dataclass costs more per row than the tuple does.
     """
     q_col = plan.get("question")
     a_col = plan.get("answer")
@@ -729,14 +765,14 @@ def _make_builder(
         used.update(value if isinstance(value, list) else [value])
     overrides = dict(discipline_map) if discipline_map else None
     disc_cache: dict[str | None, str] = {}
-    letter_re = _LETTER_RE.fullmatch
+    letter_index = _LETTER_INDEX
     letters = _LETTERS
     norm = _norm
     part_sep, option_sep = _PART_SEP, _OPTION_SEP
     sha = hashlib.sha256
     text_of = _text_of
 
-    def build(rec: dict[str, Any]) -> Seed | str:
+    def build(rec: dict[str, Any]) -> _Fields | str:
         # question
         q = rec.get(q_col) if q_col else None
         if q.__class__ is not str:
@@ -788,11 +824,10 @@ def _make_builder(
             if raw_a.__class__ is int and 0 <= raw_a < len(opts):
                 idx = raw_a  # an integer next to choices is a 0-based index (Hugging Face style)
             else:
-                m = letter_re(a)
-                if m is not None:
-                    idx = ord(m.group(1).upper()) - 65
+                idx = letter_index.get(a, -1)
+                if idx >= 0:
                     if idx >= len(opts):
-                        return f"answer letter '{m.group(1).upper()}' is outside the {len(opts)} options"
+                        return f"answer letter '{letters[idx]}' is outside the {len(opts)} options"
                 else:
                     na = norm(a)
                     for idx, opt in enumerate(opts):
@@ -808,7 +843,9 @@ def _make_builder(
         difficulty = None
         if f_col is not None:
             d = rec.get(f_col)
-            if d is not None:
+            if d.__class__ is int and 1 <= d <= 5:  # the common case, without a call
+                difficulty = float(d)
+            elif d is not None:
                 difficulty = _difficulty(d)
                 if difficulty.__class__ is str:
                     return difficulty  # type: ignore[return-value]
@@ -838,18 +875,8 @@ def _make_builder(
                     metadata[k] = v
         # id: seed_id() inlined; q, a and the options are already stripped
         key = norm(f"{q}{part_sep}{option_sep.join(opts) if opts else ''}{part_sep}{a}")
-        return Seed(
-            id=sha(key.encode("utf-8")).hexdigest()[:16],
-            question=q,
-            answer=a,
-            options=opts,
-            answer_letter=letter,
-            discipline=discipline,
-            subject=subject,
-            difficulty=difficulty,
-            source=source,
-            metadata=metadata,
-        )
+        return (sha(key.encode("utf-8")).hexdigest()[:16], q, a, opts, letter, discipline, subject,
+                difficulty, source, metadata)
 
     return build
 
@@ -871,8 +898,11 @@ class _Load:
         source_name: str | None,
     ):
         self.src = _Input(source, filename)
+        self.filename = filename
+        self.discipline_map = dict(discipline_map) if discipline_map else None
         self.format, self.reader = _open_reader(self.src, format)
         name = self.src.name
+        self.source_name = source_name or name
         columns = self.reader.columns
         self.mapping = _resolve_mapping(columns, mapping, name)
         if columns:
@@ -886,15 +916,17 @@ class _Load:
                     f"{name}: no answer column found among columns [{listing}]; map one with --map answer=COLUMN"
                 )
         self.build = _make_builder(
-            self.mapping, source_name or name, discipline_map, sanitize=self.format == "parquet"
+            self.mapping, self.source_name, discipline_map, sanitize=self.format == "parquet"
         )
         self.bad_rows: list[BadRow] = []
         self.rows_read = 0
 
-    def seeds(self) -> Iterator[Seed]:
+    def fields(self, records: Iterable[tuple[int, Any]] | None = None) -> Iterator[_Fields]:
+        """Seed fields of each usable row of ``records`` (default: the whole source),
+        tallying rows read and bad rows."""
         build = self.build
         bad = self.bad_rows
-        for line, rec in self.reader.records():
+        for line, rec in self.reader.records() if records is None else records:
             self.rows_read += 1
             if rec.__class__ is str:
                 bad.append(BadRow(line, rec))
@@ -904,6 +936,54 @@ class _Load:
                 bad.append(BadRow(line, out))  # type: ignore[arg-type]
             else:
                 yield out  # type: ignore[misc]
+
+    def seeds(self) -> Iterator[Seed]:
+        for i, q, a, o, letter, d, subject, diff, source, meta in self.fields():
+            yield Seed(i, q, a, o, letter, d, subject, diff, False, source, meta)
+
+    def row_batches(self, added_at: float) -> Iterator[list[tuple]]:
+        """Database rows (:func:`~linkqa_core.store.seed_row`) in lists of :data:`BATCH`."""
+        from .store import seed_row
+
+        size = BATCH
+        batch: list[tuple] = []
+        for i, q, a, o, letter, d, subject, diff, source, meta in self.fields():
+            batch.append(seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def rows_of(self, records: Iterable[tuple[int, Any]], added_at: float) -> list[tuple]:
+        """Database rows of ``records`` (one chunk of a JSON-lines file)."""
+        from .store import seed_row
+
+        return [
+            seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
+            for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records)
+        ]
+
+    def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:
+        """What the parsing child needs to read this source as this load does, or None
+        when the source is not one for a child: not a JSON-lines file on disk, or
+        smaller than ``min_bytes``."""
+        src = self.src
+        if self.format != "jsonl" or src.path is None or getattr(self.reader, "data", None) is not None:
+            return None
+        if not sys.executable:  # an embedded interpreter cannot start a child
+            return None
+        try:
+            size = src.path.stat().st_size
+        except OSError:
+            return None
+        if size * (4 if src.gzipped else 1) < min_bytes:
+            return None
+        return {
+            "path": str(src.path), "filename": self.filename, "format": "jsonl", "mapping": self.mapping,
+            "discipline_map": self.discipline_map, "source_name": self.source_name,
+            "added_at": added_at, "batch": BATCH,
+        }
 
     def check_usable(self, n_seeds: int) -> None:
         """Raise when the file gave no seed at all: that is a wrong file, not bad rows."""
@@ -977,13 +1057,18 @@ def ingest(
     discipline_map: Mapping[str, str] | None = None,
     source_name: str | None = None,
     progress: Progress | None = None,
+    parallel: bool | None = None,
 ) -> IngestReport:
     """Load a source into ``store`` as one transaction: all of its usable rows or nothing.
 
     Rows stream from the file into the store in batches of :data:`BATCH`, so a
     million-row file never sits in memory as seeds. ``progress(done, total, message)``
     is called once a batch with rows read so far (``total`` is an estimate until the
-    last call). Takes the same arguments as :func:`load_seeds`.
+    last call). ``parallel`` parses in a child process while this one inserts (see
+    :mod:`linkqa_core.seeds_worker`); the default does so for JSON-lines files of at
+    least :data:`WORKER_MIN_BYTES`, ``False`` never does, ``True`` does whenever the
+    source is a JSON-lines file on disk. Either way the stored rows and the bad-row
+    report are the same. Takes the same arguments as :func:`load_seeds`.
 
     >>> from linkqa_core.store import Store
     >>> report = ingest(Store(":memory:"), sample_path())
@@ -996,21 +1081,23 @@ def ingest(
     )
     total = load.reader.estimate() if progress else 0
     name = load.src.name
+    now = time.time()
+    spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES) if parallel is not False else None
+    batches = _from_worker(load, spec) if spec is not None else load.row_batches(now)
     added = duplicates = n_seeds = 0
-    batch: list[Seed] = []
     with store.transaction():
-        for seed in load.seeds():
-            batch.append(seed)
-            if len(batch) >= BATCH:
-                a, d = store.add_seeds(batch)
-                added, duplicates, n_seeds = added + a, duplicates + d, n_seeds + len(batch)
-                batch = []
+        try:
+            for rows in batches:
+                if rows:
+                    a, d = store.add_seed_rows(rows)
+                    added, duplicates, n_seeds = added + a, duplicates + d, n_seeds + len(rows)
                 if progress:
                     done = load.rows_read
                     progress(done, max(total, done), f"{n_seeds:,} seeds read from {name}")
-        if batch:
-            a, d = store.add_seeds(batch)
-            added, duplicates, n_seeds = added + a, duplicates + d, n_seeds + len(batch)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the parsing child when an insert failed
         load.check_usable(n_seeds)
     if progress:
         progress(load.rows_read, load.rows_read, f"{added:,} seeds added from {name}")
@@ -1021,3 +1108,13 @@ def ingest(
         bad_rows=load.bad_rows,
         rows_read=load.rows_read,
     )
+
+
+def _from_worker(load: _Load, spec: dict[str, Any]) -> Iterator[list[tuple]]:
+    """Row batches parsed by the child, keeping ``load``'s tallies as if parsed here."""
+    from .seeds_worker import worker_batches
+
+    for rows, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
+        load.bad_rows.extend(bad)
+        load.rows_read += rows_read
+        yield rows

@@ -88,3 +88,19 @@ def seeded_store(tmp_path) -> Store:
     ingest(store, sample_path())
     yield store
     store.close()
+
+
+def fail_add_rows_on_call(monkeypatch, call: int) -> list[int]:
+    """Make ``Store.add_seed_rows`` raise "disk on fire" on its ``call``-th call; the list
+    returned fills with the batch sizes it was given."""
+    real_add = Store.add_seed_rows
+    sizes: list[int] = []
+
+    def failing_add(self, rows):
+        sizes.append(len(rows))
+        if len(sizes) == call:
+            raise RuntimeError("disk on fire")
+        return real_add(self, rows)
+
+    monkeypatch.setattr(Store, "add_seed_rows", failing_add)
+    return sizes

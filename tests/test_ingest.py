@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ingest_fixtures import as_format, csv_bytes, jsonl_bytes, parquet_bytes, sample_rows, seeded_store, write_as  # noqa: F401
+from ingest_fixtures import as_format, csv_bytes, fail_add_rows_on_call, jsonl_bytes, parquet_bytes, sample_rows, seeded_store, write_as  # noqa: F401
 from linkqa_core import seeds as seeds_module
 from linkqa_core.errors import InputError
 from linkqa_core.records import BadRow
@@ -341,7 +341,7 @@ def test_progress_is_called_once_a_batch_and_at_the_end(store, tmp_path, monkeyp
     monkeypatch.setattr(seeds_module, "BATCH", 250)
     calls = []
     ingest(store, sample_path(), progress=lambda done, total, msg: calls.append((done, total, msg)))
-    assert [c[0] for c in calls] == [250, 500, 750, 1000, 1140]
+    assert [c[0] for c in calls] == [250, 500, 750, 1000, 1140, 1140]
     assert all(total == 1140 for _, total, _ in calls)
     assert calls[-1][2] == "1,139 seeds added from mmlu_sample.jsonl"
 
@@ -349,22 +349,14 @@ def test_progress_is_called_once_a_batch_and_at_the_end(store, tmp_path, monkeyp
 def test_an_error_after_the_first_batch_rolls_the_whole_file_back(seeded_store, tmp_path, monkeypatch):
     before = seeded_store.seed_count()
     monkeypatch.setattr(seeds_module, "BATCH", 10)
-    real_add = Store.add_seeds
-    calls = []
-
-    def failing_add(self, seeds):
-        calls.append(len(seeds))
-        if len(calls) == 2:
-            raise RuntimeError("disk on fire")
-        return real_add(self, seeds)
-
-    monkeypatch.setattr(Store, "add_seeds", failing_add)
+    real_add = Store.add_seed_rows
+    calls = fail_add_rows_on_call(monkeypatch, 2)
     rows = [{"question": f"new question {i}?", "answer": "yes"} for i in range(50)]
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest(seeded_store, jsonl_bytes(rows), filename="new.jsonl")
     assert calls == [10, 10]
     assert seeded_store.seed_count() == before
-    monkeypatch.setattr(Store, "add_seeds", real_add)
+    monkeypatch.setattr(Store, "add_seed_rows", real_add)
     assert ingest(seeded_store, jsonl_bytes(rows), filename="new.jsonl").added == 50
 
 
@@ -379,7 +371,7 @@ def test_ingest_inside_an_outer_transaction_joins_it(store):
 def test_ingest_streams_the_file_into_the_store_in_batches(store, monkeypatch):
     monkeypatch.setattr(seeds_module, "BATCH", 100)
     sizes = []
-    real_add = Store.add_seeds
-    monkeypatch.setattr(Store, "add_seeds", lambda self, seeds: sizes.append(len(seeds)) or real_add(self, seeds))
+    real_add = Store.add_seed_rows
+    monkeypatch.setattr(Store, "add_seed_rows", lambda self, rows: sizes.append(len(rows)) or real_add(self, rows))
     ingest(store, sample_path())
     assert sizes == [100] * 11 + [40]
