@@ -102,9 +102,11 @@ def main() -> None:
               help="file format (default: from the extension or the content)")
 @click.option("--discipline-map", type=click.Path(exists=True, dir_okay=False), default=None,
               help='JSON file {"subject": "Discipline"} overriding the built-in taxonomy')
+@click.option("--parallel/--no-parallel", default=None,
+              help="parse in child processes while inserting (default: for JSON-lines files of 8 MB or more)")
 @common
 def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None, use_sample: bool,
-           mapping: tuple[str, ...], fmt: str | None, discipline_map: str | None) -> None:
+           mapping: tuple[str, ...], fmt: str | None, discipline_map: str | None, parallel: bool | None) -> None:
     """Load seed QA from FILE (JSONL, JSON, CSV, Parquet); bad rows are listed, the rest load."""
     from .seeds import ingest as ingest_file, sample_path
     from .taxonomy import load_discipline_map
@@ -120,7 +122,7 @@ def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None,
         fields[key.strip()] = col.strip()
     overrides = load_discipline_map(discipline_map) if discipline_map else None
     report = ingest_file(store, source, mapping=fields or None, format=fmt, discipline_map=overrides,
-                         progress=progress)
+                         progress=progress, parallel=parallel)
     payload = {
         "added": report.added,
         "duplicates": report.duplicates,

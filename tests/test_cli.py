@@ -66,6 +66,17 @@ def pipeline(tmp_path_factory):
     return out
 
 
+def test_ingest_parallel_and_no_parallel_report_the_same(tmp_path):
+    rows = [json.dumps({"question": f"q {i}?", "answer": "A", "options": ["x", "y"]}) for i in range(300)]
+    rows[17] = '{"question": "broken",'
+    rows[250] = rows[3]
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    out = [cli_json("ingest", path, flag, db=tmp_path / f"{flag}.db") for flag in ("--parallel", "--no-parallel")]
+    assert out[0] == out[1]
+    assert out[0]["added"] == 298 and out[0]["duplicates"] == 1 and [b["line"] for b in out[0]["bad_rows"]] == [18]
+
+
 def test_ingest_json_reports_added_duplicates_total_and_bad_rows(pipeline):
     first, again = pipeline["ingest"], pipeline["ingest_again"]
     assert set(first) >= {"added", "duplicates", "total_seeds", "bad_rows"}
