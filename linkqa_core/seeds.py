@@ -33,6 +33,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -965,24 +966,25 @@ class _Load:
         ]
 
     def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:
-        """What the parsing child needs to read this source as this load does, or None
-        when the source is not one for a child: not a JSON-lines file on disk, or
-        smaller than ``min_bytes``."""
+        """What the parsing children need to read this source as this load does, or None
+        when the source is not one for children: not JSON lines, or smaller than
+        ``min_bytes``. An upload (bytes) gets ``path`` None: :func:`_from_worker` writes
+        it to a temporary file for them."""
         src = self.src
-        if self.format != "jsonl" or src.path is None or getattr(self.reader, "data", None) is not None:
-            return None
+        if self.format != "jsonl" or getattr(self.reader, "data", None) is not None:
+            return None  # another format, or UTF-16 text transcoded in memory
         if not sys.executable:  # an embedded interpreter cannot start a child
             return None
         try:
-            size = src.path.stat().st_size
+            size = src.path.stat().st_size if src.path is not None else len(src.data or b"")
         except OSError:
             return None
         if size * (4 if src.gzipped else 1) < min_bytes:
             return None
         return {
-            "path": str(src.path), "filename": self.filename, "format": "jsonl", "mapping": self.mapping,
-            "discipline_map": self.discipline_map, "source_name": self.source_name,
-            "added_at": added_at, "batch": BATCH,
+            "path": str(src.path) if src.path is not None else None, "filename": self.filename or src.name,
+            "format": "jsonl", "mapping": self.mapping, "discipline_map": self.discipline_map,
+            "source_name": self.source_name, "added_at": added_at, "batch": BATCH,
         }
 
     def check_usable(self, n_seeds: int) -> None:
@@ -1064,11 +1066,11 @@ def ingest(
     Rows stream from the file into the store in batches of :data:`BATCH`, so a
     million-row file never sits in memory as seeds. ``progress(done, total, message)``
     is called once a batch with rows read so far (``total`` is an estimate until the
-    last call). ``parallel`` parses in a child process while this one inserts (see
-    :mod:`linkqa_core.seeds_worker`); the default does so for JSON-lines files of at
-    least :data:`WORKER_MIN_BYTES`, ``False`` never does, ``True`` does whenever the
-    source is a JSON-lines file on disk. Either way the stored rows and the bad-row
-    report are the same. Takes the same arguments as :func:`load_seeds`.
+    last call). ``parallel`` parses in child processes while this one inserts (see
+    :mod:`linkqa_core.seeds_worker`); the default does so for JSON-lines sources (files
+    or uploads) of at least :data:`WORKER_MIN_BYTES`, ``False`` never does, ``True``
+    does for any JSON-lines source. Either way the stored rows and the bad-row report
+    are the same. Takes the same arguments as :func:`load_seeds`.
 
     >>> from linkqa_core.store import Store
     >>> report = ingest(Store(":memory:"), sample_path())
@@ -1111,10 +1113,20 @@ def ingest(
 
 
 def _from_worker(load: _Load, spec: dict[str, Any]) -> Iterator[list[tuple]]:
-    """Row batches parsed by the child, keeping ``load``'s tallies as if parsed here."""
+    """Row batches parsed by the children, keeping ``load``'s tallies as if parsed here."""
     from .seeds_worker import worker_batches
 
-    for rows, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
-        load.bad_rows.extend(bad)
-        load.rows_read += rows_read
-        yield rows
+    spill = None
+    if spec["path"] is None:  # an upload: the children read it from a temporary file
+        spill = tempfile.NamedTemporaryFile(prefix="linkqa-upload-", suffix=".jsonl", delete=False)
+        with spill:
+            spill.write(load.src.data or b"")
+        spec = dict(spec, path=spill.name)
+    try:
+        for rows, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
+            load.bad_rows.extend(bad)
+            load.rows_read += rows_read
+            yield rows
+    finally:
+        if spill is not None:
+            os.unlink(spill.name)

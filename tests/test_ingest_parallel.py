@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import tempfile
 
 import pytest
 from ingest_fixtures import fail_add_rows_on_call, sample_rows, seeded_store  # noqa: F401
@@ -107,12 +108,25 @@ def test_small_files_are_parsed_in_process_unless_parallel_is_asked_for(store, t
     assert len(children) == seeds_module.WORKER_PROCESSES
 
 
-def test_uploads_and_other_formats_never_start_children(store, tmp_path, children):
+def test_other_formats_never_start_children(store, tmp_path, children):
     path = tmp_path / "seeds.csv"
     path.write_text("question,answer\nwhat?,this\n")
     ingest(store, path, parallel=True)
-    ingest(store, messy_jsonl(), filename="upload.jsonl", parallel=True)
     assert children == []
+
+
+def test_an_upload_is_parsed_by_children_from_a_temporary_file_that_is_removed(tmp_path, monkeypatch, children):
+    monkeypatch.setattr(seeds_module, "BATCH", 37)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = messy_jsonl()
+    serial = ingest(Store(tmp_path / "serial.db"), data, filename="upload.jsonl", parallel=False)
+    store = Store(tmp_path / "parallel.db")
+    report = ingest(store, data, filename="upload.jsonl", parallel=True)
+    assert len(children) == seeds_module.WORKER_PROCESSES
+    assert stored(store) == stored(Store(tmp_path / "serial.db"))
+    assert report.bad_rows == serial.bad_rows and report.added == serial.added
+    assert {r[9] for r in stored(store)} == {"upload.jsonl"}  # named after the upload, not the temporary file
+    assert not list(tmp_path.glob("linkqa-upload-*"))
 
 
 def test_progress_counts_rows_read_through_the_children(store, tmp_path, monkeypatch):
