@@ -8,22 +8,53 @@ not in ``linkqa_core``, which never imports Streamlit).
 - :func:`get_graph` builds the KP graph once per state of the data: the cache key is
   :func:`linkqa_core.appsupport.graph_key`, which changes after an ingest, an
   extraction, a merge or a rename.
-- the numba walk kernels are warmed up in a background thread on first use.
+- :func:`get_store` also starts, once per process, a background warm-up (see
+  :func:`_warm_up`): the imports, numba kernels, plotly validators and cached results
+  that the pages' first visits would otherwise pay for. It only works while no page
+  script is running, one short step at a time, so it never slows a page down by more
+  than one step; a page that needs something the warm-up is still doing waits for it
+  (an import lock or the cache's per-key lock) instead of doing it twice.
 """
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
+import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import streamlit as st
 
 from linkqa_core import appsupport
 from linkqa_core.errors import LinkQAError
-from linkqa_core.graph import KPGraph, build_graph, community_labels, graph_stats
 from linkqa_core.store import Store, default_db_path
+
+if TYPE_CHECKING:  # linkqa_core.graph imports numba: the home page does without it
+    from linkqa_core.graph import KPGraph
+
+_LOG = logging.getLogger(__name__)
+
+
+def _skip_repl_check() -> None:
+    """Spare the first page view of a process Streamlit's "are we in a REPL?" check.
+
+    On its first element Streamlit decides whether to warn "run this with `streamlit run`"
+    by calling ``inspect.stack()``, which maps every loaded module to its file: ~0.1 s of
+    the first page view with this app's ~1,400 modules. These pages only ever run under
+    ``streamlit run`` (or AppTest), where the warning never applies, so mark it as given.
+    A private flag: if a Streamlit release drops it, this does nothing.
+    """
+    from streamlit import delta_generator
+
+    if hasattr(delta_generator, "_use_warning_has_been_displayed"):
+        delta_generator._use_warning_has_been_displayed = True
+
+
+_skip_repl_check()
 
 PAGES = {
     "home": "app.py",
@@ -56,26 +87,163 @@ def _autoload(path: str) -> bool:
     return True
 
 
-def _warm_up() -> None:
-    appsupport.warm_up()
-    # plotly builds its validators on the first figure (~0.5 s): do it before the first preview
-    import plotly.express as px
+# -- background warm-up ---------------------------------------------------------------------
+
+_SCRIPT_THREAD = "ScriptRunner.scriptThread"  # Streamlit's name for the thread that runs a page script
+
+
+def _page_running() -> bool:
+    """True while some session's page script (or its post-run clean-up) is running."""
+    return any(t.name == _SCRIPT_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+def _warm_plotly() -> None:
+    # plotly builds a validator object for each property it meets, on first use (~0.1 s
+    # for the first figure): prime the ones the pages' charts use
     import plotly.graph_objects as go
-    import plotly.io as pio
 
-    fig = px.line(x=[1, 2], y=[1, 2], color=["a", "b"])
-    fig.add_trace(go.Scatter(x=[1], y=[1], mode="markers"))
-    fig.update_layout(xaxis=dict(type="log", dtick=1), yaxis_tickformat=".0%")
-    pio.to_json(px.bar(x=["a"], y=[1], color=["a"], barmode="group"))
-    pio.to_json(fig)
+    bar_figure([{"x": "a", "y": 1, "c": "p"}], "x", "y", colour="c", order={"x": ["a"]}, log_y=True,
+               title="t", height=300, percent=True, margin=dict(l=0, r=0, t=40, b=0)).to_json()
+    bar_figure([{"x": 1, "y": "a"}], "x", "y", orientation="h", height=300, y_title=None).to_json()
+    line_figure({"a": [(1, 0.5), (2, 0.6)]}, x="x", y="y", colours={"a": "#4e79a7"}, percent=True).to_json()
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], mode="markers", name="a", opacity=0.5, text=["a", "b"],
+                               marker=dict(size=5, color="#4e79a7"), hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title="t", height=300, xaxis=dict(type="log", dtick=1), yaxis=dict(type="log", dtick=1),
+                      xaxis_title="x", yaxis_title="y", margin=dict(l=0, r=0, t=40, b=0),
+                      legend=dict(orientation="h", y=-0.2))
+    fig.to_json()
 
 
-@st.cache_resource(show_spinner=False)
-def _warm_up_thread() -> threading.Thread:
-    """Compile the numba walk kernels and prime plotly once per process, off the script thread."""
-    thread = threading.Thread(target=_warm_up, name="linkqa-warm-up", daemon=True)
-    thread.start()
-    return thread
+def _warm_arrow() -> None:
+    # st.dataframe and st.table send pandas frames as Arrow; st.table of a Styler also loads
+    # pandas' Styler and its jinja templates (~0.1 s on first use)
+    import pandas as pd
+    from streamlit import dataframe_util
+
+    frame = pd.DataFrame({"a": ["x", "y"], "b": [1.5, None], "c": [True, False]})
+    dataframe_util.convert_anything_to_arrow_bytes(frame)
+    frame[["b"]].style.format("{:.4g}", na_rep="—").to_html()
+
+
+def _warm_imports(*modules: str) -> Callable[[], None]:
+    def step() -> None:
+        import importlib
+
+        for name in modules:
+            importlib.import_module(name)
+
+    return step
+
+
+# How long no page may have run before the bulk of the warm-up goes on: a first visit in a
+# fresh browser keeps it busy drawing for up to ~1.5 s after the page's script has ended
+# (plotly.js alone), and on a small machine a warm-up then would take CPU from it.
+QUIET_S = 1.5
+
+
+def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
+    """``(name, soon, step)`` in the order a curator usually opens the pages; each step is short.
+
+    ``soon`` steps run as soon as no page script runs (the next page likely needs them:
+    ~0.3 s in all); the others wait for the server to have been quiet for :data:`QUIET_S`
+    once (see :func:`_warm_up`).
+    """
+
+    def key() -> tuple:
+        return appsupport.graph_key(_open_store(path))
+
+    def graph_page_view() -> None:  # the KP graph page's default view: the 100 most frequent KPs
+        k = key()
+        nodes = appsupport.top_nodes(_graph(k), 100)
+        _graph_html(k, tuple(int(v) for v in nodes), "discipline", ())
+
+    return [
+        ("plotly", True, _warm_plotly),
+        ("arrow", True, _warm_arrow),
+        ("numba", True, _warm_imports("numba", "linkqa_core.graph")),
+        ("graph", False, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
+        ("kp table", False, lambda: _kp_table(key(), 100, "")),
+        ("merge suggestions", False, lambda: _suggestions(key())),
+        ("pyvis", False, _warm_imports("networkx", "pyvis.network")),
+        ("graph statistics", False, lambda: _stats(key())),
+        ("graph drawing", False, graph_page_view),
+        ("walk kernels", False, appsupport.warm_up),
+        ("synthesis and review", False, _warm_imports("linkqa_core.synthesis", "linkqa_core.difficulty",
+                                                      "linkqa_core.quality", "linkqa_core.review",
+                                                      "linkqa_core.items_export", "linkqa_core.jobs")),
+    ]
+
+
+def _warm_up(path: str) -> None:
+    """Run the warm-up steps in the background, each only while no page script runs.
+
+    The ``soon`` steps go first; the rest wait until the server has been quiet for
+    :data:`QUIET_S` once, then go on between page runs. After every step the objects
+    made so far are frozen out of the garbage collector (see :func:`_freeze`).
+    """
+    last_busy = time.monotonic()
+    quiet_seen = False
+    for name, soon, step in _warm_steps(path):
+        while True:
+            now = time.monotonic()
+            if _page_running():
+                last_busy = now
+            elif soon or quiet_seen or now - last_busy >= QUIET_S:
+                break
+            time.sleep(0.02)
+        quiet_seen = quiet_seen or not soon
+        t = time.perf_counter()
+        try:
+            step()
+        except Exception:  # a warm-up is an optimisation: the page does the work itself if this fails
+            _LOG.debug("warm-up step %s failed", name, exc_info=True)
+        _freeze()
+        _LOG.debug("warm-up step %s: %.3f s", name, time.perf_counter() - t)
+
+
+_frozen_at = 0  # len(sys.modules) at the last gc.freeze()
+
+
+def _freeze(min_new_modules: int = 0) -> None:
+    """Move every object alive now (mostly modules: pandas, plotly, numba…) out of the
+    garbage collector's reach, when enough modules were imported since the last time.
+
+    Streamlit runs a full ``gc.collect()`` after every script run, holding the GIL while it
+    walks every object, so the page's last messages wait for it: with the libraries loaded
+    that took 0.1–0.2 s of every page view. Frozen objects are still freed when unreferenced;
+    only cyclic garbage among them is never collected, which is why this runs a bounded
+    number of times (when the set of modules grew), not on every run.
+    """
+    global _frozen_at
+    if len(sys.modules) - _frozen_at >= min_new_modules:
+        _frozen_at = len(sys.modules)
+        gc.freeze()
+
+
+class _WarmUpContextFilter(logging.Filter):
+    """Drop Streamlit's "missing ScriptRunContext" warning for the warm-up thread only: it
+    fills the caches outside any page run on purpose (a spinner has nowhere to show)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == _WARM_UP_THREAD and "missing ScriptRunContext" in record.getMessage())
+
+
+_WARM_UP_THREAD = "linkqa-warm-up"
+_warm_up_lock = threading.Lock()
+_warm_up_started = False
+
+
+def _start_warm_up(path: str) -> None:
+    """Start the background warm-up once per process (for the first database it serves)."""
+    global _warm_up_started
+    if _warm_up_started:
+        return
+    with _warm_up_lock:
+        if _warm_up_started:
+            return
+        _warm_up_started = True
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_WarmUpContextFilter())
+    threading.Thread(target=_warm_up, args=(path,), name=_WARM_UP_THREAD, daemon=True).start()
 
 
 def get_store() -> Store:
@@ -88,12 +256,15 @@ def get_store() -> Store:
     except LinkQAError as err:
         st.error(str(err))
         st.stop()
-    _warm_up_thread()
+    _freeze(min_new_modules=100)  # this page's imports (the first page: sqlite_utils, pandas, numpy…)
+    _start_warm_up(path)
     return store
 
 
 @st.cache_resource(show_spinner="Building the KP graph…", max_entries=2)
 def _graph(key: tuple) -> KPGraph:
+    from linkqa_core.graph import build_graph
+
     return build_graph(_open_store(key[0]))
 
 
@@ -104,6 +275,8 @@ def get_graph(store: Store) -> KPGraph:
 
 @st.cache_data(show_spinner="Computing graph statistics…", max_entries=4)
 def _stats(key: tuple) -> dict[str, Any]:
+    from linkqa_core.graph import graph_stats
+
     return graph_stats(_graph(key))
 
 
@@ -113,6 +286,8 @@ def get_graph_stats(store: Store) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _communities(key: tuple, nodes: tuple[int, ...]) -> dict[int, int]:
+    from linkqa_core.graph import community_labels
+
     return community_labels(_graph(key), list(nodes))
 
 
@@ -235,3 +410,80 @@ def get_graph_html(store: Store, nodes: Any, colour_by: str, path: Any = ()) -> 
     """The pyvis page of a subgraph, cached by data state and selection (it is ~1 MB with vis.js inlined)."""
     return _graph_html(appsupport.graph_key(store), tuple(int(v) for v in nodes), colour_by,
                        tuple(int(v) for v in path))
+
+
+# -- charts -----------------------------------------------------------------------------------
+# Built with plotly's graph objects, not plotly express: px costs ~0.35 s on its first
+# figure in a process (its import and set-up) and ~30–40 ms on every figure after; these
+# take ~3 ms. They mirror what the pages asked of px (hover labels, legend title, order).
+
+
+def bar_figure(rows: Any, x: str, y: str, *, colour: str | None = None, order: dict[str, list] | None = None,
+               colours: dict[str, str] | None = None, barmode: str = "relative", orientation: str = "v",
+               log_y: bool = False, percent: bool = False, title: str | None = None, height: int = 360,
+               x_title: str | None = "", y_title: str | None = "", margin: dict | None = None,
+               legend: dict | None = None, bar_colour: str | None = None) -> Any:
+    """Bars of ``rows`` (dicts), one trace per value of ``colour`` (like ``px.bar``).
+
+    ``order`` gives the order of values of ``x`` (category axis) or ``colour`` (traces);
+    ``colours`` maps ``colour`` values to colours, ``bar_colour`` colours a single trace;
+    axis titles default to the column names, ``None`` hides one.
+    """
+    import plotly.graph_objects as go
+
+    order = order or {}
+    groups: dict[Any, list] = {}
+    for r in rows:
+        groups.setdefault(r[colour] if colour else None, []).append(r)
+    names = list(groups)
+    if colour and colour in order:
+        rank = {v: i for i, v in enumerate(order[colour])}
+        names.sort(key=lambda v: rank.get(v, len(rank)))
+    hover = f"{x}=%{{x}}<br>{y}=%{{y}}"
+    traces = []
+    for name in names:
+        part = groups[name]
+        traces.append(go.Bar(
+            x=[r[x] for r in part], y=[r[y] for r in part], orientation=orientation,
+            name=str(name) if colour else "", showlegend=bool(colour),
+            marker_color=(colours or {}).get(name) if colour else bar_colour,
+            hovertemplate=hover + (f"<br>{colour}={name}" if colour else "") + "<extra></extra>",
+        ))
+    value_axis = "xaxis" if orientation == "h" else "yaxis"
+    category_axis = "yaxis" if orientation == "h" else "xaxis"
+    layout: dict[str, Any] = {
+        "barmode": barmode, "height": height, "title": title, "margin": margin or dict(l=10, r=10, t=40, b=10),
+        "xaxis": {"title": {"text": x if x_title == "" else x_title}},
+        "yaxis": {"title": {"text": y if y_title == "" else y_title}},
+        "legend": legend if legend is not None else ({"title": {"text": colour}} if colour else {}),
+    }
+    if log_y:
+        layout[value_axis]["type"] = "log"
+    if percent:
+        layout[value_axis]["tickformat"] = ".0%"
+    cat = y if orientation == "h" else x
+    if cat in order:
+        layout[category_axis].update(type="category", categoryorder="array", categoryarray=list(order[cat]))
+    return go.Figure(data=traces, layout=layout)
+
+
+def line_figure(series: dict[str, Any], *, x: str, y: str, colours: dict[str, str] | None = None,
+                title: str | None = None, height: int = 360, percent: bool = False, legend: dict | None = None,
+                margin: dict | None = None) -> Any:
+    """One line per entry of ``series`` (name -> [(x, y), …]), like ``px.line``."""
+    import plotly.graph_objects as go
+
+    traces = [
+        go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=name,
+                   line={"color": (colours or {}).get(name)},
+                   hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<extra>{name}</extra>")
+        for name, points in series.items()
+    ]
+    layout: dict[str, Any] = {
+        "height": height, "title": title, "margin": margin or dict(l=0, r=0, t=40, b=0),
+        "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
+        "legend": legend or {},
+    }
+    if percent:
+        layout["yaxis"]["tickformat"] = ".0%"
+    return go.Figure(data=traces, layout=layout)

@@ -16,14 +16,16 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import InputError, LinkQAError
-from .graph import KPGraph
 from .records import ExtractReport, IngestReport
 from .store import Store
+
+if TYPE_CHECKING:  # graph.py imports numba (~0.1 s): only the pages that draw or walk the graph need it
+    from .graph import KPGraph
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -57,6 +59,7 @@ __all__ = [
     "discipline_colours",
     "knob_step",
     "metrics_rows",
+    "visit_points",
     "warm_up",
 ]
 
@@ -235,17 +238,31 @@ def test_llm_connection(config: Mapping[str, Any]) -> tuple[bool, str]:
 
 
 def llm_extractor_status(config: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the LLM extractor can run here, and if not, why (for the KP page)."""
+    """Whether the LLM extractor can run here, and if not, why (for the KP page).
+
+    Without an endpoint the LLM engine is only looked for, not imported: importing it
+    (the openai client and its types) took ~0.4 s of every first visit of the KP page.
+    """
+    not_here = "The LLM extractor is not part of this version yet (it comes with the LLM stages)."
+    if not config.get("configured"):
+        import importlib.util
+
+        try:
+            found = all(importlib.util.find_spec(name) is not None
+                        for name in (f"{__package__}.kps_llm", f"{__package__}.llm", "openai"))
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return False, not_here
+        return False, ("No LLM endpoint is configured: set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
+                       "in the environment or in .streamlit/secrets.toml.")
     try:
         from . import kps_llm  # type: ignore[attr-defined]  # noqa: F401
         from . import llm  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
-        return False, "The LLM extractor is not part of this version yet (it comes with the LLM stages)."
+        return False, not_here
     if not hasattr(kps_llm, "LLMExtractor"):
         return False, "linkqa_core.kps_llm has no LLMExtractor yet."
-    if not config.get("configured"):
-        return False, ("No LLM endpoint is configured: set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
-                       "in the environment or in .streamlit/secrets.toml.")
     return True, ""
 
 
@@ -615,6 +632,35 @@ def metrics_rows(metrics: Mapping[str, Any], baseline: Mapping[str, Any], names:
             "difference": round(a - b, 4) if isinstance(b, (int, float)) else None,
         })
     return rows
+
+
+def visit_points(g: KPGraph, visits: np.ndarray, examples: int = 3) -> dict[str, list]:
+    """The visited KPs as one point per distinct (frequency, visits) pair, for a scatter.
+
+    Frequencies and visit counts are small integers, so thousands of visited KPs fall on a
+    few hundred points (~160 for 1,000 paths on MMLU): drawing one marker per pair instead
+    of one per KP keeps every KP in the picture with ~20x fewer SVG elements. Each point
+    says how many KPs it stands for and names the ``examples`` most frequent ones
+    (``x``, ``y``, ``count``, ``label``; points sorted by x, then y).
+    """
+    visits = np.asarray(visits)
+    seen = np.flatnonzero(visits > 0)
+    out: dict[str, list] = {"x": [], "y": [], "count": [], "label": []}
+    if seen.size == 0:
+        return out
+    x, y = g.freq[seen].astype(np.int64), visits[seen].astype(np.int64)
+    order = np.lexsort((seen, -x, y, x))  # by pair, then the KP's own frequency (highest first), then index
+    x, y, seen = x[order], y[order], seen[order]
+    starts = np.flatnonzero(np.r_[True, (x[1:] != x[:-1]) | (y[1:] != y[:-1])])
+    ends = np.r_[starts[1:], seen.size]
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        names = [g.names[int(i)] for i in seen[a : min(b, a + examples)]]
+        more = b - a - len(names)
+        out["x"].append(int(x[a]))
+        out["y"].append(int(y[a]))
+        out["count"].append(b - a)
+        out["label"].append(", ".join(names) + (f" and {more:,} more" if more else ""))
+    return out
 
 
 def warm_up() -> float:

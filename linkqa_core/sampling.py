@@ -12,16 +12,17 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .bundles import Bundles, choose_bundles
 from .errors import ConfigError
-from .graph import KPGraph, build_graph
-from .metrics import coverage_curve, sample_metrics
 from .store import Store
-from .walks import WalkParams, Walks, uniform_walks, value_walks
+
+if TYPE_CHECKING:  # numba and the kernels load when a sample is drawn, not on import (the home page needs none)
+    from .bundles import Bundles
+    from .graph import KPGraph
+    from .walks import WalkParams, Walks
 
 __all__ = ["PathRecord", "SampleResult", "sample", "save_sample", "coverage_ledger", "cumulative_coverage",
            "run_paths", "config_hash", "insert_paths", "LEDGERS"]
@@ -144,6 +145,11 @@ def sample(
     progress: Progress | None = None,
 ) -> SampleResult:
     """Walk, bundle, measure and (optionally) save; the same arguments give the same paths."""
+    from .bundles import choose_bundles
+    from .graph import build_graph
+    from .metrics import coverage_curve, sample_metrics
+    from .walks import uniform_walks, value_walks
+
     if ledger not in LEDGERS:
         raise ConfigError(f"ledger must be one of {', '.join(LEDGERS)}, got '{ledger}'")
     if n_paths < 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 import studio_ui as ui
@@ -151,10 +150,10 @@ else:
 
 st.subheader("Frequency distribution")
 g = ui.get_graph(store)
-hist = pd.DataFrame(appsupport.freq_histogram(g.freq))
-fig = px.bar(hist, x="seeds naming the KP", y="KPs", log_y=True, height=360,
-             title=f"{g.n_nodes:,} KPs by how many seeds name them (log scale)")
-fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), xaxis_type="category")
+hist = appsupport.freq_histogram(g.freq)
+fig = ui.bar_figure(hist, "seeds naming the KP", "KPs", log_y=True, height=360,
+                    order={"seeds naming the KP": [h["seeds naming the KP"] for h in hist]},
+                    title=f"{g.n_nodes:,} KPs by how many seeds name them (log scale)")
 st.plotly_chart(fig, key="freq_hist")
 single = int((g.freq == 1).sum())
 st.caption(f"{single:,} KPs ({single / max(g.n_nodes, 1):.0%}) are named by one seed only: they link nothing. "

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 import studio_ui as ui
@@ -122,7 +120,7 @@ with right:
     st.markdown(f"**Drawn:** {len(nodes):,} KPs, {len(src):,} edges")
     hist = stats["degree"].get("histogram", {})
     if hist:
-        fig = px.bar(pd.DataFrame({"degree": list(hist), "KPs": list(hist.values())}), x="degree", y="KPs",
-                     log_y=True, height=260, title="Degree distribution")
-        fig.update_layout(margin=dict(l=0, r=0, t=30, b=0), xaxis_type="category")
+        fig = ui.bar_figure([{"degree": d, "KPs": n} for d, n in hist.items()], "degree", "KPs", log_y=True,
+                            height=260, title="Degree distribution", order={"degree": list(hist)},
+                            margin=dict(l=0, r=0, t=30, b=0))
         st.plotly_chart(fig, key="degree_hist")

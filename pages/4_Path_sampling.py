@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -36,6 +35,7 @@ METRIC_HELP = {
     "mean_link_strength": "path KPs named per chosen seed (higher = more strongly linked bundles)",
 }
 SHOW_METRICS = ("n_paths", "mean_path_length", "kps_visited", *METRIC_NAMES)
+WALK_COLOURS = {"value walk": "#4e79a7", "uniform baseline": "#f28e2b"}
 
 
 def save_preview() -> None:
@@ -126,10 +126,9 @@ with out_col:
         st.info("Set the knobs on the left and press **Preview** to sample paths; nothing is stored until you "
                 "save the preview as a run.")
         now = target_shares(g, params) if params is not None else default_shares
-        shown = pd.DataFrame({"discipline": g.disciplines, "share": now})[has_kps]
-        fig = px.bar(shown, x="discipline", y="share", height=360, title="Target discipline shares of paths",
-                     color_discrete_sequence=["#bab0ac"])
-        fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), xaxis_title=None, yaxis_tickformat=".0%")
+        shown = [{"discipline": d, "share": float(v)} for d, v, k in zip(g.disciplines, now, has_kps) if k]
+        fig = ui.bar_figure(shown, "discipline", "share", height=360, title="Target discipline shares of paths",
+                            bar_colour="#bab0ac", percent=True, x_title=None, margin=dict(l=0, r=0, t=40, b=0))
         st.plotly_chart(fig, key="target_shares_chart")
         st.stop()
 
@@ -158,28 +157,23 @@ with out_col:
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in METRIC_HELP.items()))
 
     c1, c2 = st.columns(2)
-    curve = pd.DataFrame(
-        [{"paths": p, "KP coverage": c, "walk": "value walk"} for p, c in m.get("coverage_curve", [])]
-        + [{"paths": p, "KP coverage": c, "walk": "uniform baseline"} for p, c in b.get("coverage_curve", [])]
-    )
-    fig = px.line(curve, x="paths", y="KP coverage", color="walk", title="Coverage as paths grow", height=360,
-                  color_discrete_map={"value walk": "#4e79a7", "uniform baseline": "#f28e2b"})
-    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.2, title=None),
-                      yaxis_tickformat=".0%")
+    fig = ui.line_figure({"value walk": m.get("coverage_curve", []), "uniform baseline": b.get("coverage_curve", [])},
+                         x="paths", y="KP coverage", title="Coverage as paths grow", height=360, percent=True,
+                         colours=WALK_COLOURS, legend=dict(orientation="h", y=-0.2))
     c1.plotly_chart(fig, key="coverage_curve")
 
-    rng = np.random.default_rng(0)
     fig = go.Figure()
-    for label, visits, colour in (("value walk", result.walks.visits, "#4e79a7"),
-                                  ("uniform baseline", result.baseline_walks.visits, "#f28e2b")):
-        seen = np.flatnonzero(visits > 0)
-        if seen.size > 2000:
-            seen = rng.choice(seen, 2000, replace=False)
-        fig.add_trace(go.Scatter(x=g.freq[seen], y=visits[seen], mode="markers", name=label, opacity=0.5,
-                                 marker=dict(size=5, color=colour), text=[g.names[i] for i in seen],
-                                 hovertemplate="%{text}<br>freq %{x}, visits %{y}<extra></extra>"))
-    fig.update_layout(title="Visits vs KP frequency (log axes)", height=360, xaxis=dict(type="log", dtick=1),
-                      yaxis=dict(type="log", dtick=1), xaxis_title="seeds naming the KP", yaxis_title="visits",
+    for label, visits in (("value walk", result.walks.visits), ("uniform baseline", result.baseline_walks.visits)):
+        pts = appsupport.visit_points(g, visits)  # one marker per (frequency, visits) pair, sized by its KPs
+        fig.add_trace(go.Scatter(x=pts["x"], y=pts["y"], mode="markers", name=label, opacity=0.6,
+                                 marker=dict(size=[5 + 1.5 * np.log2(c) for c in pts["count"]],
+                                             color=WALK_COLOURS[label]),
+                                 customdata=pts["count"], text=pts["label"],
+                                 hovertemplate="%{customdata:,} KP(s): %{text}<br>freq %{x}, visits %{y}"
+                                               "<extra></extra>"))
+    fig.update_layout(title="Visits vs KP frequency (log axes; size: KPs)", height=360,
+                      xaxis=dict(type="log", dtick=1), yaxis=dict(type="log", dtick=1),
+                      xaxis_title="seeds naming the KP", yaxis_title="visits",
                       margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.2))
     c2.plotly_chart(fig, key="visits_scatter")
 
@@ -187,11 +181,10 @@ with out_col:
     for label, source in (("target", m.get("target_shares", {})), ("value walk", m.get("discipline_shares", {})),
                           ("uniform baseline", b.get("discipline_shares", {}))):
         shares += [{"discipline": d, "share": s, "of": label} for d, s in source.items()]
-    fig = px.bar(pd.DataFrame(shares), x="discipline", y="share", color="of", barmode="group", height=360,
-                 title="Discipline shares of paths: realised vs target",
-                 color_discrete_map={"target": "#bab0ac", "value walk": "#4e79a7", "uniform baseline": "#f28e2b"})
-    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend=dict(title=None), xaxis_title=None,
-                      yaxis_tickformat=".0%")
+    fig = ui.bar_figure(shares, "discipline", "share", colour="of", barmode="group", height=360,
+                        title="Discipline shares of paths: realised vs target",
+                        colours={"target": "#bab0ac", **WALK_COLOURS}, percent=True, x_title=None, legend={},
+                        margin=dict(l=0, r=0, t=40, b=0))
     st.plotly_chart(fig, key="shares_bar")
 
     st.subheader("Paths and their seed bundles")

@@ -7,8 +7,6 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 import studio_ui as ui
@@ -177,8 +175,8 @@ if mix:
     rows = [{"discipline": d, "difficulty": str(level), "items": n} for d, levels in mix.items()
             for level, n in levels.items() if n]
     if rows:
-        st.plotly_chart(px.bar(pd.DataFrame(rows), x="discipline", y="items", color="difficulty",
-                               category_orders={"difficulty": ["1", "2", "3", "4", "5"]}, height=320),
+        st.plotly_chart(ui.bar_figure(rows, "discipline", "items", colour="difficulty", height=320,
+                                      order={"difficulty": ["1", "2", "3", "4", "5"]}),
                         key="mix_chart")
 spec = st.text_input("Target difficulty mix", value=DifficultyTargets().spec(), key="targets_spec",
                      help='per discipline, e.g. "default=3:0.3,4:0.4,5:0.3;Mathematics=4:0.5,5:0.5"')
