@@ -5,7 +5,8 @@ import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
 from linkqa_core.sampling import coverage_ledger, cumulative_coverage, run_paths, sample
-from linkqa_core.store import SCHEMA_VERSION, Store
+from linkqa_core.seeds import ingest, sample_path
+from linkqa_core.store import PAGE_SIZE, SCHEMA_VERSION, Store
 from linkqa_core.walks import WalkParams
 
 
@@ -19,6 +20,18 @@ def test_reopening_a_database_keeps_its_data(sample_store):
     sample_store.close()
     with Store(path) as again:
         assert again.seed_count() == n and again.schema_version == SCHEMA_VERSION
+
+
+def test_a_new_database_gets_16k_pages_and_an_older_4k_one_keeps_its_own(tmp_path):
+    with Store(tmp_path / "new.db") as new:
+        assert new.scalar("PRAGMA page_size") == PAGE_SIZE == 16384
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size=4096")
+    old.execute("CREATE TABLE note (x)")
+    old.close()
+    with Store(tmp_path / "old.db") as store:
+        assert store.scalar("PRAGMA page_size") == 4096 and store.schema_version == SCHEMA_VERSION
+        assert ingest(store, sample_path()).added == 1139
 
 
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
