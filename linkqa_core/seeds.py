@@ -37,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Union
 
 from .errors import InputError
 from .records import BadRow, IngestReport, Seed
@@ -942,28 +942,18 @@ class _Load:
         for i, q, a, o, letter, d, subject, diff, source, meta in self.fields():
             yield Seed(i, q, a, o, letter, d, subject, diff, False, source, meta)
 
-    def row_batches(self, added_at: float) -> Iterator[list[tuple]]:
-        """Database rows (:func:`~linkqa_core.store.seed_row`) in lists of :data:`BATCH`."""
+    def rows(self, added_at: float, records: Iterable[tuple[int, Any]] | None = None) -> Iterator[tuple]:
+        """Database rows (:func:`~linkqa_core.store.seed_row`) of ``records`` (default: the whole source)."""
         from .store import seed_row
 
-        size = BATCH
-        batch: list[tuple] = []
-        for i, q, a, o, letter, d, subject, diff, source, meta in self.fields():
-            batch.append(seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
+        for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records):
+            yield seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
+
+    def row_batches(self, added_at: float) -> Generator[list[tuple], None, None]:
+        """:meth:`rows` in lists of :data:`BATCH`."""
+        rows = self.rows(added_at)
+        while batch := list(itertools.islice(rows, BATCH)):
             yield batch
-
-    def rows_of(self, records: Iterable[tuple[int, Any]], added_at: float) -> list[tuple]:
-        """Database rows of ``records`` (one chunk of a JSON-lines file)."""
-        from .store import seed_row
-
-        return [
-            seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
-            for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records)
-        ]
 
     def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:
         """What the parsing children need to read this source as this load does, or None
@@ -1097,9 +1087,7 @@ def ingest(
                     done = load.rows_read
                     progress(done, max(total, done), f"{n_seeds:,} seeds read from {name}")
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # stops the parsing child when an insert failed
+            batches.close()  # stops the parsing children when an insert failed
         load.check_usable(n_seeds)
     if progress:
         progress(load.rows_read, load.rows_read, f"{added:,} seeds added from {name}")
@@ -1112,7 +1100,7 @@ def ingest(
     )
 
 
-def _from_worker(load: _Load, spec: dict[str, Any]) -> Iterator[list[tuple]]:
+def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], None, None]:
     """Row batches parsed by the children, keeping ``load``'s tallies as if parsed here."""
     from .seeds_worker import worker_batches
 

@@ -131,7 +131,7 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
         if index % parts != part:
             continue
         bad_before, read_before = len(load.bad_rows), load.rows_read
-        rows = load.rows_of(_jsonl_records(lines, before), added_at)
+        rows = list(load.rows(added_at, _jsonl_records(lines, before)))
         pickle.dump(("rows", rows, load.bad_rows[bad_before:], load.rows_read - read_before), out, _PROTOCOL)
         out.flush()
 
