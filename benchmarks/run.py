@@ -952,12 +952,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 mark = f"({mark})"
         table.append((r["stage"], size, fmt_figure(r), fmt_figure(r, "baseline") if r.get("baseline") else "—",
                       ratio, cpu_ratio, r.get("target", "—"), mark))
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *table)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
-    print(line)
-    print("-" * len(line))
-    for t in table:
-        print("  ".join(str(x).ljust(w) for x, w in zip(t, widths)))
+    _print_cols(head, table)
     notes = [f"- {r['stage']} {gen.size_label(r['size']) if r.get('size') else ''}: {r['note']}"
              for r in rows if r.get("note")]
     if notes:

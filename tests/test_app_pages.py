@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+import studio_ui  # noqa: E402
 from linkqa_core import appsupport  # noqa: E402
 from linkqa_core.errors import InputError  # noqa: E402
 from linkqa_core.graph import build_graph  # noqa: E402
@@ -29,14 +30,7 @@ from linkqa_core.metrics import METRIC_NAMES  # noqa: E402
 from linkqa_core.seeds import ingest, sample_path  # noqa: E402
 from linkqa_core.store import Store  # noqa: E402
 
-PAGES = {
-    "seeds": "pages/1_Seeds.py",
-    "kps": "pages/2_Knowledge_points.py",
-    "graph": "pages/3_KP_graph.py",
-    "sampling": "pages/4_Path_sampling.py",
-    "synthesis": "pages/5_Synthesis.py",
-    "review": "pages/6_Review_and_export.py",
-}
+PAGES = {name: path for name, path in studio_ui.PAGES.items() if name != "home"}
 SECRET = "sk-test-DO-NOT-SHOW-0123456789abcdef"
 
 GOOD_CSV = (
@@ -165,10 +159,15 @@ def test_home_without_llm_settings_says_so(db):
     assert at.button(key="test_connection").disabled
 
 
-def test_home_never_shows_the_key(db, monkeypatch):
+
+def use_endpoint(monkeypatch, base_url: str, model: str) -> None:
+    """Configure the app's LLM endpoint through the environment, with the test key."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("LINKQA_MODEL", "tiny-model")
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    monkeypatch.setenv("LINKQA_MODEL", model)
+
+def test_home_never_shows_the_key(db, monkeypatch):
+    use_endpoint(monkeypatch, "http://127.0.0.1:9/v1", "tiny-model")
     at = open_app()
     shown = texts(at)
     assert "Configured (from environment)" in shown
@@ -197,9 +196,7 @@ def test_test_connection_succeeds_against_a_local_endpoint(db, monkeypatch):
     from openai_server import FakeOpenAI
 
     with FakeOpenAI(api_key=SECRET, models=("tiny-model",)) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("LINKQA_MODEL", "tiny-model")
+        use_endpoint(monkeypatch, server.base_url, "tiny-model")
         at = open_app()
         at.button(key="test_connection").click().run(timeout=60)
         assert_ok(at)
@@ -212,9 +209,7 @@ def test_test_connection_failure_is_shown_without_the_key(db, monkeypatch):
     from openai_server import FakeOpenAI
 
     with FakeOpenAI(api_key="the-right-key") as server:  # answers 401 quoting the key it got
-        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("LINKQA_MODEL", "fake-model")
+        use_endpoint(monkeypatch, server.base_url, "fake-model")
         at = open_app()
         at.button(key="test_connection").click().run(timeout=60)
         assert_ok(at)
@@ -338,9 +333,7 @@ def test_llm_extractor_is_disabled_with_a_reason(db):
 
 @needs_llm
 def test_llm_extractor_is_offered_when_configured(db, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("LINKQA_MODEL", "tiny-model")
+    use_endpoint(monkeypatch, "http://127.0.0.1:9/v1", "tiny-model")
     at = open_app("kps")
     at.radio(key="extractor").set_value("llm").run()
     assert_ok(at)
