@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import studio_ui as ui
-from linkqa_core import appsupport
-from linkqa_core.sampling import cumulative_coverage
+import studio.ui as ui
+from studio import support
+from linkqa_core.graph.sampling import cumulative_coverage
 
 store = ui.page_setup(
     "LinkQA Studio",
@@ -18,7 +18,7 @@ store = ui.page_setup(
 ui.flash()
 
 counts = store.counts()
-step = appsupport.next_step(counts)
+step = support.next_step(counts)
 
 st.subheader("Database")
 st.markdown(f"`{store.path}`")
@@ -79,5 +79,5 @@ st.markdown(
 if st.button("Test connection", key="test_connection", disabled=not llm["configured"],
              help=None if llm["configured"] else "configure an endpoint first"):
     with st.spinner("Asking the endpoint…"):
-        ok, message = appsupport.test_llm_connection(llm)
+        ok, message = support.test_llm_connection(llm)
     (st.success if ok else st.error)(message)

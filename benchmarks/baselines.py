@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from linkqa_core.graph import KPGraph
-from linkqa_core.walks import WalkParams, Walks
+from linkqa_core.graph.build import KPGraph
+from linkqa_core.graph.walks import WalkParams, Walks
 
 __all__ = ["nx_build_graph", "compare_graphs", "nx_value_walks", "to_walks", "distribution_check",
            "DISTRIBUTION_METRICS"]
@@ -249,9 +249,9 @@ def distribution_check(g: KPGraph, nxg: Any, params: WalkParams, n_paths: int, *
     max(z_max · se, abs_tol)`` for every metric (``abs_tol`` covers metrics that barely
     vary, like the TV distance that the deficit rule pins near 0).
     """
-    from linkqa_core.bundles import choose_bundles
-    from linkqa_core.metrics import sample_metrics
-    from linkqa_core.walks import value_walks
+    from linkqa_core.graph.bundles import choose_bundles
+    from linkqa_core.graph.metrics import sample_metrics
+    from linkqa_core.graph.walks import value_walks
 
     seeds = seeds or tuple(range(1, repeats + 1))
     engine_runs, base_runs = [], []

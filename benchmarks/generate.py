@@ -352,7 +352,7 @@ def iter_rows(data: ScaleData, fit: dict[str, Any] | None = None, batch: int = 5
 def _seed_id_function():
     """The engine's content id (so that ingesting the JSONL gives the same ids as the fast path)."""
     try:
-        from linkqa_core.seeds import seed_id
+        from linkqa_core.ingest.load import seed_id
     except ImportError:  # pragma: no cover - only while seeds.py is being rewritten
         def seed_id(question: str, options, answer: str) -> str:
             key = "\x1e".join([" ".join(question.split()), "\x1f".join(" ".join(o.split()) for o in options),
@@ -516,7 +516,7 @@ def _in_discipline_share(seed_disc: np.ndarray, kp: np.ndarray, n_disc: int) -> 
 
 def _graph_shape(g) -> dict[str, Any]:
     """Edges, degrees, components and Louvain modularity: to compare real and generated."""
-    from linkqa_core.graph import graph_stats
+    from linkqa_core.graph.build import graph_stats
 
     st = graph_stats(g, communities=True, max_community_edges=10**7)
     com = st.get("communities") or {}
@@ -529,8 +529,8 @@ def _graph_shape(g) -> dict[str, Any]:
 def refit(data_path: str | Path = MMLU_PATH, out_path: str | Path | None = FIT_PATH, *, verbose: bool = True) -> dict[str, Any]:
     """Ingest MMLU into a temporary store, run the offline extractor and fit the model."""
     from linkqa_core import seeds as seeds_mod
-    from linkqa_core.graph import build_graph, graph_from_links
-    from linkqa_core.kps import run_extraction
+    from linkqa_core.graph.build import build_graph, graph_from_links
+    from linkqa_core.kps.extract import run_extraction
     from linkqa_core.store import Store
 
     def say(msg: str) -> None:
@@ -597,7 +597,7 @@ def refit(data_path: str | Path = MMLU_PATH, out_path: str | Path | None = FIT_P
     target_share = _in_discipline_share(seed_disc, kp_dense, len(disc_names))
 
     fit: dict[str, Any] = {
-        "source": "shared/data/mmlu_test.jsonl through linkqa_core.seeds.ingest + kps.run_extraction (offline)",
+        "source": "shared/data/mmlu_test.jsonl through linkqa_core.ingest.load.ingest + kps.run_extraction (offline)",
         "fitted_at": time.strftime("%Y-%m-%d"),
         "observed": {
             "seeds": n_seeds, "links": int(links.shape[0]), "kps": int(freq.size), "edges": g.n_edges,

@@ -8,9 +8,9 @@
 Stages (each a row of the table; the figure, the baseline's figure, their ratio, the
 target and whether it is met):
 
-- ``ingest``: rows/s of :func:`linkqa_core.seeds.ingest` from a generated MMLU-shaped
+- ``ingest``: rows/s of :func:`linkqa_core.ingest.load.ingest` from a generated MMLU-shaped
   JSONL into a fresh SQLite file. Files of ``WORKER_MIN_BYTES`` and more are parsed by
-  child processes while the parent inserts (``linkqa_core.seeds_worker``); for those the
+  child processes while the parent inserts (``linkqa_core.ingest.workers``); for those the
   row's note also gives the same ingest parsed in process (``parallel=False``), and CPU
   figures include the children's CPU. Baseline: a raw reference (``json.loads`` + one
   INSERT per row of the same columns, no validation, one process); its ratio is guarded,
@@ -19,11 +19,11 @@ target and whether it is met):
   graph, median of 3 after an untimed warm-up call for its numba kernels) against networkx edge by edge (:func:`baselines.nx_build_graph`,
   best of 2, one run at 1M, in a child process so that its millions of objects do not
   slow the engine's timings); the two graphs are checked equal.
-- ``walks``: paths/s of :func:`linkqa_core.walks.value_walks` for ``--paths`` paths
+- ``walks``: paths/s of :func:`linkqa_core.graph.walks.value_walks` for ``--paths`` paths
   (default 100k; value function and coverage updates; median of 3, after a warm-up
   call so numba compilation is excluded) against :func:`baselines.nx_value_walks` on a
   prefix of the paths (``--baseline-paths``; its rate is extrapolated, as the table says).
-- ``bundles``: paths/s of :func:`linkqa_core.bundles.choose_bundles` on those paths (no baseline).
+- ``bundles``: paths/s of :func:`linkqa_core.graph.bundles.choose_bundles` on those paths (no baseline).
 - ``distribution``: engine vs baseline sample metrics on the same graph and knobs (the
   smallest size, 5,000 paths, 5 seeds each): must agree within noise.
 - ``memory``: peak resident memory (VmHWM) of a fresh process that builds the graph and
@@ -247,7 +247,7 @@ def _cpu_with_children() -> float:
 
 def _timed_ingest(path: str, db: Path, parallel: bool | None) -> tuple[Any, float, float]:
     """(report, wall s, CPU s including parsing children) of one ingest into a fresh file."""
-    from linkqa_core.seeds import ingest
+    from linkqa_core.ingest.load import ingest
     from linkqa_core.store import Store
 
     with Store(db) as store:
@@ -263,9 +263,9 @@ def _timed_ingest(path: str, db: Path, parallel: bool | None) -> tuple[Any, floa
 
 def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: bool = True) -> dict[str, Any]:
     try:
-        from linkqa_core.seeds import WORKER_MIN_BYTES, WORKER_PROCESSES
+        from linkqa_core.ingest.load import WORKER_MIN_BYTES, WORKER_PROCESSES
     except ImportError as err:
-        return {"stage": "ingest", "size": n, "status": "skipped", "note": f"linkqa_core.seeds.ingest not importable ({err})"}
+        return {"stage": "ingest", "size": n, "status": "skipped", "note": f"linkqa_core.ingest.load.ingest not importable ({err})"}
 
     path = data["jsonl"]
     parallel = os.path.getsize(path) >= WORKER_MIN_BYTES
@@ -308,7 +308,7 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
 def engine_graph(db: str, repeat: int) -> dict[str, Any]:
     """build_graph timings (wall and CPU) and the last graph built. A warm-up call first
     (numba compile or cache load of its kernels), excluded, as for the walks."""
-    from linkqa_core.graph import build_graph
+    from linkqa_core.graph.build import build_graph
     from linkqa_core.store import Store
 
     with Store(db) as store:
@@ -320,7 +320,7 @@ def engine_graph(db: str, repeat: int) -> dict[str, Any]:
 
 
 def engine_walks(g, params, n_paths: int, repeat: int) -> tuple[Timing, Any, float]:
-    from linkqa_core.walks import value_walks
+    from linkqa_core.graph.walks import value_walks
 
     t = time.perf_counter()
     value_walks(g, params, 10, seed=0)  # warm-up: numba compile or cache load, excluded
@@ -334,7 +334,7 @@ def child_baseline(db: str, n_paths: int, compare: bool, graph_repeat: int = 1) 
     """In a fresh process: networkx graph edge by edge (best of ``graph_repeat``), then nx walks."""
     from benchmarks.baselines import compare_graphs, nx_build_graph, nx_value_walks
     from linkqa_core.store import Store
-    from linkqa_core.walks import WalkParams
+    from linkqa_core.graph.walks import WalkParams
 
     out: dict[str, Any] = {"rss_start": rss_bytes()}
     store = Store(db)
@@ -348,7 +348,7 @@ def child_baseline(db: str, n_paths: int, compare: bool, graph_repeat: int = 1) 
         out["walk_paths"] = len(res["paths"])
         out["walk_nodes"] = sum(len(p) for p in res["paths"])
     if compare:
-        from linkqa_core.graph import build_graph
+        from linkqa_core.graph.build import build_graph
 
         out["compare"] = compare_graphs(build_graph(store), nxg)
     out["peak_rss"] = peak_rss_bytes()
@@ -357,9 +357,9 @@ def child_baseline(db: str, n_paths: int, compare: bool, graph_repeat: int = 1) 
 
 def child_memory(db: str, n_paths: int) -> dict[str, Any]:
     """In a fresh process: build the graph and walk; peak resident memory."""
-    from linkqa_core.graph import build_graph
+    from linkqa_core.graph.build import build_graph
     from linkqa_core.store import Store
-    from linkqa_core.walks import WalkParams, value_walks
+    from linkqa_core.graph.walks import WalkParams, value_walks
 
     out: dict[str, Any] = {"rss_after_imports": rss_bytes()}
     store = Store(db)
@@ -382,9 +382,9 @@ def child_memory(db: str, n_paths: int) -> dict[str, Any]:
 def child_jit() -> dict[str, Any]:
     """Compile times of the numba kernels (run with a fresh NUMBA_CACHE_DIR)."""
     t = time.perf_counter()
-    from linkqa_core.bundles import choose_bundles
-    from linkqa_core.graph import graph_from_links
-    from linkqa_core.walks import WalkParams, uniform_walks, value_walks
+    from linkqa_core.graph.bundles import choose_bundles
+    from linkqa_core.graph.build import graph_from_links
+    from linkqa_core.graph.walks import WalkParams, uniform_walks, value_walks
 
     out: dict[str, Any] = {"import_s": time.perf_counter() - t}
     d = gen.generate(2000, seed=3)
@@ -421,7 +421,7 @@ def child_jit() -> dict[str, Any]:
 
 
 def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Path, rows: list[dict], details: dict) -> None:
-    from linkqa_core.walks import WalkParams
+    from linkqa_core.graph.walks import WalkParams
 
     label = gen.size_label(n)
     say(f"[{label}] preparing data …")
@@ -483,7 +483,7 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
                     row["note"] = f"baseline rate extrapolated from its first {base['walk_paths']:,} paths"
                 rows.append(row)
             if "bundles" in stages:
-                from linkqa_core.bundles import choose_bundles
+                from linkqa_core.graph.bundles import choose_bundles
 
                 choose_bundles(g, value_walks_small(g, params))  # warm-up
                 tb, _ = timed(lambda: choose_bundles(g, walks), 3)
@@ -495,7 +495,7 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
     if "distribution" in stages and n == min(args.sizes):
         say(f"[{label}] distribution check (engine vs networkx, {args.dist_paths:,} paths x {args.dist_repeats}) …")
         from benchmarks.baselines import distribution_check, nx_build_graph
-        from linkqa_core.graph import build_graph
+        from linkqa_core.graph.build import build_graph
         from linkqa_core.store import Store
 
         with Store(data["db"]) as store:
@@ -524,7 +524,7 @@ def bench_size(n: int, args: argparse.Namespace, stages: list[str], workdir: Pat
 
 
 def value_walks_small(g, params):
-    from linkqa_core.walks import value_walks
+    from linkqa_core.graph.walks import value_walks
 
     return value_walks(g, params, 10, seed=0)
 
@@ -576,7 +576,7 @@ def llm_requests(c: int) -> int:
 
 def stage_llm(args: argparse.Namespace, rows: list[dict], details: dict) -> None:
     """Requests/s of LLMClient.complete_many at each concurrency, as a share of the ideal."""
-    from linkqa_core.llm import ChatRequest, LLMClient, LLMSettings
+    from linkqa_core.llm.client import ChatRequest, LLMClient, LLMSettings
     from linkqa_core.store import Store
 
     say(f"[llm] fake OpenAI server ({LLM_LATENCY_S * 1000:.0f} ms latency) in a child process …")
@@ -810,9 +810,9 @@ STAGE_SLOTS: dict[str, Callable[..., None] | None] = {"llm": stage_llm, "app": s
 def quick(args: argparse.Namespace) -> int:
     """Ratios at 10k, in-process, compared with guard.json; exit 1 on a regression."""
     from benchmarks.baselines import nx_build_graph, nx_value_walks
-    from linkqa_core.graph import build_graph
+    from linkqa_core.graph.build import build_graph
     from linkqa_core.store import Store
-    from linkqa_core.walks import WalkParams
+    from linkqa_core.graph.walks import WalkParams
 
     guard = json.loads(Path(args.guard).read_text())
     n = gen.parse_size(guard.get("size", "10k"))

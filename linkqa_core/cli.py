@@ -108,7 +108,7 @@ def main() -> None:
 def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None, use_sample: bool,
            mapping: tuple[str, ...], fmt: str | None, discipline_map: str | None, parallel: bool | None) -> None:
     """Load seed QA from FILE (JSONL, JSON, CSV, Parquet); bad rows are listed, the rest load."""
-    from .seeds import ingest as ingest_file, sample_path
+    from .ingest.load import ingest as ingest_file, sample_path
     from .taxonomy import load_discipline_map
 
     if use_sample == bool(file):
@@ -153,12 +153,12 @@ def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None,
 def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, only_missing: bool,
             model: str | None, batch_size: int) -> None:
     """Name 2–8 knowledge points for each seed and link seeds to them."""
-    from .kps import run_extraction
+    from .kps.extract import run_extraction
 
     chosen = None
     if extractor == "llm":
-        from .kps_llm import LLMExtractor
-        from .llm import LLMSettings
+        from .kps.llm import LLMExtractor
+        from .llm.client import LLMSettings
 
         settings = LLMSettings.from_env(**({"model": model} if model else {}))
         chosen = LLMExtractor(settings, store=store, batch_size=batch_size)
@@ -176,7 +176,7 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
 @common
 def graph(store: Store, as_json: bool, progress: ProgressBar, communities: bool, top: int) -> None:
     """Build the KP graph and print its statistics."""
-    from .graph import build_graph, graph_stats
+    from .graph.build import build_graph, graph_stats
 
     t = time.perf_counter()
     g = build_graph(store)
@@ -207,7 +207,7 @@ def graph(store: Store, as_json: bool, progress: ProgressBar, communities: bool,
 
 
 def knob_options(func: Callable) -> Callable:
-    from .walks import KNOBS
+    from .graph.walks import KNOBS
 
     for name, default, low, high, help_text in reversed(KNOBS):
         kind = int if name in ("min_len", "max_len") else float
@@ -234,9 +234,9 @@ def sample(store: Store, as_json: bool, progress: ProgressBar, n_paths: int, mix
            ledger: str, min_seeds: int, max_seeds: int, save: bool, name: str | None, show: int,
            **knobs: Any) -> None:
     """Sample value-guided KP paths with their seed bundles; metrics beside a uniform walk."""
-    from .metrics import METRIC_NAMES
-    from .sampling import sample as run_sample
-    from .walks import WalkParams, parse_mix
+    from .graph.metrics import METRIC_NAMES
+    from .graph.sampling import sample as run_sample
+    from .graph.walks import WalkParams, parse_mix
 
     params = WalkParams(**knobs, mix=parse_mix(mix) if mix else None)
     result = run_sample(store, params, n_paths, seed=seed, ledger=ledger, min_seeds=min_seeds,
@@ -270,7 +270,7 @@ def sample(store: Store, as_json: bool, progress: ProgressBar, n_paths: int, mix
 @common
 def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -> None:
     """List saved runs, with the cumulative KP coverage of all of them."""
-    from .sampling import cumulative_coverage
+    from .graph.sampling import cumulative_coverage
 
     rows = store.list_runs(kind)
     payload = {"runs": rows, "cumulative_kp_coverage": cumulative_coverage(store), "counts": store.counts()}
@@ -297,7 +297,7 @@ def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -
 @common
 def export(store: Store, as_json: bool, progress: ProgressBar, run_id: int, out: str, fmt: str, status: str) -> None:
     """Write a run to JSONL: its QA items if it has any, else its paths and bundles."""
-    from .export import export_run
+    from .curation.export import export_run
 
     report = export_run(store, run_id, Path(out), fmt=fmt, status=status)
     _emit(as_json, report, f"wrote {report['records']:,} {report['kind']} records to {out}")
@@ -307,8 +307,8 @@ def export(store: Store, as_json: bool, progress: ProgressBar, run_id: int, out:
 @common
 def init_sample(store: Store, as_json: bool, progress: ProgressBar) -> None:
     """Ingest the bundled sample and extract its KPs, if the database has no seeds yet."""
-    from .kps import run_extraction
-    from .seeds import ingest as ingest_file, sample_path
+    from .kps.extract import run_extraction
+    from .ingest.load import ingest as ingest_file, sample_path
 
     if store.seed_count():
         payload = {"initialised": False, **store.counts()}
@@ -329,7 +329,7 @@ def llm_settings(model: str | None = None, concurrency: int | None = None, budge
     """Settings from the environment with command-line overrides; None means offline."""
     if offline:
         return None
-    from .llm import LLMSettings
+    from .llm.client import LLMSettings
 
     overrides: dict[str, Any] = {}
     if model:
@@ -371,7 +371,7 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
                target_items: int | None, template: str | None, open_ended: bool, estimate: bool, model: str | None,
                concurrency: int | None, budget_tokens: int | None, budget_usd: float | None, offline: bool) -> None:
     """Write new QA items for each bundle of a run; run it again to resume after a crash."""
-    from .synthesis import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
+    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
 
     text = Path(template).read_text(encoding="utf-8") if template else DEFAULT_TEMPLATE
     cfg = SynthesisConfig(per_bundle=per_bundle, target_items=target_items, template=text,
@@ -405,7 +405,7 @@ def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, tar
             model: str | None, concurrency: int | None, budget_tokens: int | None, budget_usd: float | None,
             offline: bool) -> None:
     """Rewrite items below the target difficulty mix harder; report the mix before and after."""
-    from .difficulty import DifficultyTargets, enhance as run_enhance
+    from .difficulty.enhance import DifficultyTargets, enhance as run_enhance
 
     tgt = DifficultyTargets.parse(targets) if targets else DifficultyTargets()
     settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
@@ -437,7 +437,7 @@ def _mix_text(payload: dict[str, Any]) -> str:
 def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, reference: str | None, near_dup: float,
           ngram: int) -> None:
     """Quality gates on a run's generated items; rejected items keep their reason."""
-    from .quality import GateConfig, apply_gates, load_reference
+    from .quality.gates import GateConfig, apply_gates, load_reference
 
     cfg = GateConfig(near_dup_threshold=near_dup, decontam_ngram=ngram)
     ref = load_reference(reference, decontam_ngram=ngram) if reference else None

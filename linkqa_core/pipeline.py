@@ -69,11 +69,11 @@ def _resolve(base: Path, p: str) -> Path:
 
 
 def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, str], None] | None = None) -> dict:
-    from .kps import run_extraction
-    from .sampling import sample
-    from .seeds import ingest, sample_path
-    from .synthesis import DEFAULT_TEMPLATE, SynthesisConfig, synthesize
-    from .walks import WalkParams
+    from .kps.extract import run_extraction
+    from .graph.sampling import sample
+    from .ingest.load import ingest, sample_path
+    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, synthesize
+    from .graph.walks import WalkParams
 
     cfg = load_config(path)
     base = Path(path).resolve().parent
@@ -93,7 +93,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
     ext_cfg = cfg.get("extract", {})
     extractor = None
     if ext_cfg.get("extractor", "offline") == "llm":
-        from .kps_llm import LLMExtractor
+        from .kps.llm import LLMExtractor
 
         extractor = LLMExtractor(_settings(cfg), store=store, batch_size=int(ext_cfg.get("batch_size", 8)))
     if missing:
@@ -134,14 +134,14 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
                                 "requests": r.requests, "cached": r.cached, "stopped": r.stopped,
                                 "tokens": r.prompt_tokens + r.completion_tokens}
     if "enhance" in cfg:
-        from .difficulty import DifficultyTargets, enhance
+        from .difficulty.enhance import DifficultyTargets, enhance
 
         en = cfg["enhance"]
         targets = DifficultyTargets.parse(en["targets"]) if en.get("targets") else DifficultyTargets()
         r = enhance(store, run_id, targets, settings, max_rounds=int(en.get("max_rounds", 2)), progress=progress)
         report["enhance"] = r.to_dict() if hasattr(r, "to_dict") else dict(r.__dict__)
     if "gates" in cfg:
-        from .quality import GateConfig, apply_gates, load_reference
+        from .quality.gates import GateConfig, apply_gates, load_reference
 
         g = cfg["gates"]
         gcfg = GateConfig.from_dict({k: v for k, v in g.items() if k != "reference"})
@@ -149,7 +149,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
             if g.get("reference") else None
         report["gates"] = apply_gates(store, run_id, reference=ref, cfg=gcfg)
     if "export" in cfg:
-        from .export import export_run
+        from .curation.export import export_run
 
         ex = cfg["export"]
         report["export"] = export_run(store, run_id, _resolve(base, ex.get("out", f"run{run_id}.jsonl")),
@@ -159,7 +159,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
 
 
 def _settings(cfg: dict[str, Any]):
-    from .llm import LLMSettings
+    from .llm.client import LLMSettings
 
     llm = {k: v for k, v in cfg.get("llm", {}).items()}
     if llm.get("offline"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import studio_ui as ui
-from linkqa_core import appsupport
+import studio.ui as ui
+from studio import support
 from linkqa_core.errors import LinkQAError
-from linkqa_core.seeds import FIELDS, FORMATS, ingest, sample_path
+from linkqa_core.ingest.load import FIELDS, FORMATS, ingest, sample_path
 
 store = ui.page_setup("Seeds", "📥", caption="Load seed QA items, check how columns map onto seed fields, "
                       "and see every row that could not be used.")
@@ -29,7 +29,7 @@ FIELD_HELP = {
 def remember_report(name: str, report) -> None:
     st.session_state["ingest_report"] = {
         "name": name, "added": report.added, "duplicates": report.duplicates, "total": report.total_seeds,
-        "rows_read": report.rows_read, "bad_rows": appsupport.bad_rows_table(report),
+        "rows_read": report.rows_read, "bad_rows": support.bad_rows_table(report),
         "n_bad": len(report.bad_rows),
     }
     st.session_state.pop("ingest_error", None)
@@ -48,7 +48,7 @@ with upload_tab:
     if uploaded is not None:
         data = uploaded.getvalue()
         try:
-            preview = appsupport.preview_upload(data, uploaded.name)
+            preview = support.preview_upload(data, uploaded.name)
         except LinkQAError as err:
             st.session_state["ingest_error"] = str(err)
             preview = None
@@ -79,8 +79,8 @@ with upload_tab:
             if submitted:
                 bar = st.progress(0.0, text="Importing…")
                 try:
-                    report = appsupport.import_upload(store, data, uploaded.name,
-                                                      appsupport.mapping_from_choices(choices),
+                    report = support.import_upload(store, data, uploaded.name,
+                                                      support.mapping_from_choices(choices),
                                                       progress=ui.progress_callback(bar))
                 except LinkQAError as err:
                     st.session_state["ingest_error"] = str(err)
@@ -125,7 +125,7 @@ if not store.seed_count():
     st.info("No seeds yet: upload a file above or load the bundled sample.")
     st.stop()
 
-opts = appsupport.seed_filter_options(store)
+opts = support.seed_filter_options(store)
 # The filters sit in a popover, labelled with what they are set to: drawn only when opened,
 # they no longer cost a first visit in a fresh browser their four widgets' scripts (~0.15 s).
 active = [", ".join(st.session_state.get("f_discipline") or []),
@@ -140,13 +140,13 @@ with st.popover(label, icon=":material/filter_list:", key="seed_filters"):
     search = st.text_input("Search question, answer or subject", key="f_search")
     page_size = st.selectbox("Rows per page", [25, 50, 100, 250], index=1, key="f_rows")
 
-_, total = appsupport.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search, limit=0)
+_, total = support.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search, limit=0)
 pages = max(1, -(-total // page_size))
 if st.session_state.get("f_page", 1) > pages:
     st.session_state["f_page"] = 1
 p1, p2 = st.columns([1, 5], vertical_alignment="bottom")
 page = p1.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="f_page")
-rows, total = appsupport.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search,
+rows, total = support.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search,
                                      limit=page_size, offset=(int(page) - 1) * page_size)
 # plain Markdown (no HTML line break): HTML in Markdown makes the browser load one more parser on first visit
 p2.markdown(f"{total:,} matching seeds · page {int(page)} of {pages}")
@@ -164,10 +164,10 @@ st.dataframe(
 )
 
 c1, c2 = st.columns(2)
-disc = sorted(appsupport.discipline_counts(store), key=lambda r: r["seeds"])  # smallest at the bottom
+disc = sorted(support.discipline_counts(store), key=lambda r: r["seeds"])  # smallest at the bottom
 c1.plotly_chart(ui.bar_figure(disc, "seeds", "discipline", orientation="h", title="Seeds per discipline",
                               height=420, y_title=None), key="disc_chart")
-c2.plotly_chart(ui.bar_figure(appsupport.difficulty_counts(store), "difficulty", "seeds", colour="kind",
+c2.plotly_chart(ui.bar_figure(support.difficulty_counts(store), "difficulty", "seeds", colour="kind",
                               order={"difficulty": ["1", "2", "3", "4", "5", "unknown"],
                                      "kind": ["given", "estimated", "missing"]},
                               title="Seeds per difficulty", height=420), key="diff_chart")

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import studio_ui as ui
-from linkqa_core import appsupport
+import studio.ui as ui
+from studio import support
 from linkqa_core.errors import LinkQAError
-from linkqa_core.kps import merge_kps, normalize_kp, rename_kp, run_extraction
+from linkqa_core.kps.curate import merge_kps, rename_kp
+from linkqa_core.kps.extract import run_extraction
+from linkqa_core.kps.names import normalize_kp
 
 store = ui.page_setup("Knowledge points", "🧩", caption="Each seed gets 2–8 knowledge points (KPs); seeds that "
                       "share a KP are linked in the KP graph. Merge near-duplicates so that links are not lost.")
@@ -20,7 +22,7 @@ ui.flash()
 
 counts = store.counts()
 st.subheader("Extract")
-llm_ok, llm_why = appsupport.llm_extractor_status(ui.get_llm_config())
+llm_ok, llm_why = support.llm_extractor_status(ui.get_llm_config())
 e1, e2 = st.columns([2, 3])
 with e1:
     choice = st.radio(
@@ -43,7 +45,7 @@ with e2:
 if run:
     bar = st.progress(0.0, text="Extracting…")
     try:
-        extractor = appsupport.make_llm_extractor(store, ui.get_llm_config()) if choice == "llm" else None
+        extractor = support.make_llm_extractor(store, ui.get_llm_config()) if choice == "llm" else None
         report = run_extraction(store, extractor, only_missing=only_missing, progress=ui.progress_callback(bar))
     except LinkQAError as err:
         bar.empty()
@@ -150,7 +152,7 @@ else:
 
 st.subheader("Frequency distribution")
 g = ui.get_graph(store)
-hist = appsupport.freq_histogram(g.freq)
+hist = support.freq_histogram(g.freq)
 fig = ui.bar_figure(hist, "seeds naming the KP", "KPs", log_y=True, height=360,
                     order={"seeds naming the KP": [h["seeds naming the KP"] for h in hist]},
                     title=f"{g.n_nodes:,} KPs by how many seeds name them (log scale)")

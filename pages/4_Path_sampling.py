@@ -9,12 +9,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import studio_ui as ui
-from linkqa_core import appsupport
+import studio.ui as ui
+from studio import support
 from linkqa_core.errors import LinkQAError
-from linkqa_core.metrics import METRIC_NAMES
-from linkqa_core.sampling import LEDGERS, sample, save_sample
-from linkqa_core.walks import KNOBS, WalkParams, target_shares
+from linkqa_core.graph.metrics import METRIC_NAMES
+from linkqa_core.graph.sampling import LEDGERS, sample, save_sample
+from linkqa_core.graph.walks import KNOBS, WalkParams, target_shares
 
 store = ui.page_setup(
     "Path sampling", "🧭",
@@ -56,7 +56,7 @@ with knobs_col:
     st.subheader("Settings")
     knobs = {}
     for name, default, low, high, help_text in KNOBS:
-        step = appsupport.knob_step(name, low, high, default)
+        step = support.knob_step(name, low, high, default)
         if step == 1:
             knobs[name] = st.slider(name, int(low), int(high), int(default), step=1, help=help_text,
                                     key=f"knob_{name}")
@@ -150,7 +150,7 @@ with out_col:
         s3.success(f"Saved as run {result.run_id}.")
         st.page_link(ui.PAGES["synthesis"], label=f"Next: synthesise QA from run {result.run_id}", icon="➡️")
 
-    rows = appsupport.metrics_rows(m, b, SHOW_METRICS)
+    rows = support.metrics_rows(m, b, SHOW_METRICS)
     table = pd.DataFrame(rows).set_index("metric")
     st.table(table.style.format("{:.4g}", na_rep="—"))
     with st.expander("What the metrics mean"):
@@ -164,7 +164,7 @@ with out_col:
 
     fig = go.Figure()
     for label, visits in (("value walk", result.walks.visits), ("uniform baseline", result.baseline_walks.visits)):
-        pts = appsupport.visit_points(g, visits)  # one marker per (frequency, visits) pair, sized by its KPs
+        pts = support.visit_points(g, visits)  # one marker per (frequency, visits) pair, sized by its KPs
         fig.add_trace(go.Scatter(x=pts["x"], y=pts["y"], mode="markers", name=label, opacity=0.6,
                                  marker=dict(size=[5 + 1.5 * np.log2(c) for c in pts["count"]],
                                              color=WALK_COLOURS[label]),

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import streamlit as st
 
-import studio_ui as ui
-from linkqa_core import appsupport
-from linkqa_core.difficulty import DifficultyTargets, difficulty_mix, enhance
+import studio.ui as ui
+from studio import support
+from linkqa_core.difficulty.enhance import DifficultyTargets, difficulty_mix, enhance
 from linkqa_core.errors import LinkQAError
-from linkqa_core.jobs import JOBS
-from linkqa_core.quality import GateConfig, apply_gates, load_reference
-from linkqa_core.synthesis import (
+from studio.jobs import JOBS
+from linkqa_core.quality.gates import GateConfig, apply_gates, load_reference
+from linkqa_core.synthesis.run import (
     DEFAULT_TEMPLATE,
     OFFLINE_MODEL,
     SynthesisConfig,
@@ -48,7 +48,7 @@ llm = ui.get_llm_config()
 settings = None
 if llm["configured"]:
     try:
-        settings = appsupport.llm_settings(llm)
+        settings = support.llm_settings(llm)
     except LinkQAError as err:
         ui.show_error(err)
     if settings is not None and not settings.configured:

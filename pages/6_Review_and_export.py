@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import streamlit as st
 
-import studio_ui as ui
+import studio.ui as ui
 from linkqa_core.errors import LinkQAError
-from linkqa_core.items_export import item_records
-from linkqa_core.review import STATUSES, compare_runs, edit_item, item_counts, item_detail, list_items, set_status
+from linkqa_core.curation.items import item_records
+from linkqa_core.curation.review import STATUSES, compare_runs, edit_item, item_counts, item_detail, list_items, set_status
 
 store = ui.page_setup("Review & export", "✅",
                       caption="Accept, reject or edit generated items; export the chosen ones with provenance.")

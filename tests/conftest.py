@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from linkqa_core.kps import run_extraction
-from linkqa_core.seeds import ingest, sample_path
+from linkqa_core.kps.extract import run_extraction
+from linkqa_core.ingest.load import ingest, sample_path
 from linkqa_core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

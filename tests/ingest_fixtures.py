@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from linkqa_core.seeds import ingest, sample_path
+from linkqa_core.ingest.load import ingest, sample_path
 from linkqa_core.store import Store
 
 LETTERS = "ABCD"

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import studio_ui as ui
-from linkqa_core.appsupport import visit_points
+import studio.ui as ui
+from studio.support import visit_points
 
 
 def graph(freq: list[int]) -> SimpleNamespace:

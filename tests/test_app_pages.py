@@ -21,13 +21,13 @@ if str(ROOT) not in sys.path:
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import studio_ui  # noqa: E402
-from linkqa_core import appsupport  # noqa: E402
+from studio import ui as studio_ui  # noqa: E402
+from studio import support  # noqa: E402
 from linkqa_core.errors import InputError  # noqa: E402
-from linkqa_core.graph import build_graph  # noqa: E402
-from linkqa_core.kps import kp_table, merge_kps, rename_kp  # noqa: E402
-from linkqa_core.metrics import METRIC_NAMES  # noqa: E402
-from linkqa_core.seeds import ingest, sample_path  # noqa: E402
+from linkqa_core.graph.build import build_graph  # noqa: E402
+from linkqa_core.kps.curate import kp_table, merge_kps, rename_kp  # noqa: E402
+from linkqa_core.graph.metrics import METRIC_NAMES  # noqa: E402
+from linkqa_core.ingest.load import ingest, sample_path  # noqa: E402
 from linkqa_core.store import Store  # noqa: E402
 
 PAGES = {name: path for name, path in studio_ui.PAGES.items() if name != "home"}
@@ -49,7 +49,7 @@ def sample_db(tmp_path_factory) -> Path:
     """The bundled sample, ingested and extracted once for the module."""
     path = tmp_path_factory.mktemp("sample") / "sample.db"
     with Store(path) as store:
-        appsupport.load_sample(store)
+        support.load_sample(store)
     return path
 
 
@@ -218,12 +218,12 @@ def test_test_connection_failure_is_shown_without_the_key(db, monkeypatch):
 
 
 def test_secrets_mapping_is_read_and_key_scrubbed():
-    config = appsupport.llm_config({}, {"llm": {"api_key": SECRET, "model": "m", "base_url": "http://x/v1"}})
+    config = support.llm_config({}, {"llm": {"api_key": SECRET, "model": "m", "base_url": "http://x/v1"}})
     assert config["configured"] and config["has_key"] and config["model"] == "m"
     assert config["origin"]["OPENAI_API_KEY"] == "secrets.toml"
-    env_wins = appsupport.llm_config({"LINKQA_MODEL": "from-env"}, {"LINKQA_MODEL": "from-secrets"})
+    env_wins = support.llm_config({"LINKQA_MODEL": "from-env"}, {"LINKQA_MODEL": "from-secrets"})
     assert env_wins["model"] == "from-env"
-    assert SECRET not in appsupport._scrub(f"bad key {SECRET}", config)
+    assert SECRET not in support._scrub(f"bad key {SECRET}", config)
 
 
 # -- page 1: seeds -------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_mapping_can_be_corrected_before_import(empty_db):
 def test_bad_upload_shows_the_engines_error(empty_db):
     data = b"\x00\x01\x02\x03 not a seed file \xff\xfe" * 20
     with pytest.raises(InputError) as raised:
-        appsupport.preview_upload(data, "broken.jsonl")
+        support.preview_upload(data, "broken.jsonl")
     at = open_app("seeds")
     at.file_uploader(key="seed_upload").set_value(("broken.jsonl", data, "application/json")).run()
     assert_ok(at)
@@ -325,7 +325,7 @@ def test_llm_extractor_is_disabled_with_a_reason(db):
     at = open_app("kps")
     at.radio(key="extractor").set_value("llm").run()
     assert_ok(at)
-    ok, why = appsupport.llm_extractor_status(appsupport.llm_config({}, {}))
+    ok, why = support.llm_extractor_status(support.llm_config({}, {}))
     assert not ok
     assert at.button(key="run_extraction").disabled
     assert why in texts(at)
@@ -458,7 +458,7 @@ def metrics_table(at: AppTest):
 
 
 def test_sliders_come_from_knobs(db):
-    from linkqa_core.walks import KNOBS
+    from linkqa_core.graph.walks import KNOBS
 
     at = open_app("sampling")
     labels = [s.label for s in at.slider]
@@ -549,12 +549,12 @@ def test_every_page_opens_by_its_path(db):
 
 def test_graph_key_changes_with_curation(db):
     with Store(db) as store:
-        before = appsupport.graph_key(store)
+        before = support.graph_key(store)
         top = [r["name"] for r in kp_table(store, limit=3)]
         rename_kp(store, top[0], "a brand new name")
-        after_rename = appsupport.graph_key(store)
+        after_rename = support.graph_key(store)
         merge_kps(store, [top[1]], top[2])
-        after_merge = appsupport.graph_key(store)
+        after_merge = support.graph_key(store)
     assert len({before, after_rename, after_merge}) == 3
 
 
@@ -562,10 +562,10 @@ def test_subgraph_helpers_respect_the_cap(db):
     with Store(db) as store:
         g = build_graph(store)
     hub = int(g.degree.argmax())
-    nodes = appsupport.neighbourhood(g, hub, hops=2, cap=50)
+    nodes = support.neighbourhood(g, hub, hops=2, cap=50)
     assert len(nodes) == 50 and nodes[0] == hub
-    src, dst, w = appsupport.subgraph_edges(g, nodes)
+    src, dst, w = support.subgraph_edges(g, nodes)
     assert (src < dst).all() and len(src) == len(w) > 0
-    html = appsupport.pyvis_html(g, appsupport.top_nodes(g, 500))
-    assert html.count('"shape": "dot"') <= appsupport.MAX_DRAW_NODES
+    html = support.pyvis_html(g, support.top_nodes(g, 500))
+    assert html.count('"shape": "dot"') <= support.MAX_DRAW_NODES
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html)  # works offline

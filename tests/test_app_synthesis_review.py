@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from linkqa_core.jobs import JOBS
-from linkqa_core.review import list_items, set_status
-from linkqa_core.sampling import sample
+from studio.jobs import JOBS
+from linkqa_core.curation.review import list_items, set_status
+from linkqa_core.graph.sampling import sample
 from linkqa_core.store import Store
-from linkqa_core.synthesis import SynthesisConfig, synthesize
-from linkqa_core.walks import WalkParams
+from linkqa_core.synthesis.run import SynthesisConfig, synthesize
+from linkqa_core.graph.walks import WalkParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = "pages/5_Synthesis.py"

@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import generate as gen  # noqa: E402
-from linkqa_core.graph import build_graph  # noqa: E402
+from linkqa_core.graph.build import build_graph  # noqa: E402
 from linkqa_core.store import Store  # noqa: E402
 
 

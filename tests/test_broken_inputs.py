@@ -14,7 +14,7 @@ import pytest
 from ingest_fixtures import csv_bytes, jsonl_bytes, parquet_bytes, sample_rows, seeded_store  # noqa: F401
 from linkqa_core.errors import InputError
 from linkqa_core.records import BadRow
-from linkqa_core.seeds import ingest, load_seeds
+from linkqa_core.ingest.load import ingest, load_seeds
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 

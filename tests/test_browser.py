@@ -150,9 +150,9 @@ def test_two_tabs_on_one_database_while_a_long_synthesis_runs(studio, browser):
     """One tab runs a big offline synthesis in the background; the other previews and saves."""
     import sqlite3
 
-    from linkqa_core.sampling import sample
+    from linkqa_core.graph.sampling import sample
     from linkqa_core.store import Store
-    from linkqa_core.walks import WalkParams
+    from linkqa_core.graph.walks import WalkParams
 
     a = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
     b = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()

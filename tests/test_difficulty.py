@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from linkqa_core.difficulty import (
+from linkqa_core.difficulty.enhance import (
     OFFLINE_OPERATIONS,
     OFFLINE_REWRITER,
     OPERATIONS,
@@ -22,10 +22,10 @@ from linkqa_core.difficulty import (
     mix_gap,
 )
 from linkqa_core.errors import ConfigError, InputError
-from linkqa_core.llm import LLMSettings
-from linkqa_core.sampling import sample
-from linkqa_core.synthesis import SynthesisConfig, synthesize
-from linkqa_core.walks import WalkParams
+from linkqa_core.llm.client import LLMSettings
+from linkqa_core.graph.sampling import sample
+from linkqa_core.synthesis.run import SynthesisConfig, synthesize
+from linkqa_core.graph.walks import WalkParams
 
 from openai_server import Answer, FakeOpenAI
 

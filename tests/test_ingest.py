@@ -7,10 +7,10 @@ import json
 import pytest
 
 from ingest_fixtures import as_format, csv_bytes, fail_add_rows_on_call, jsonl_bytes, parquet_bytes, sample_rows, seeded_store, write_as  # noqa: F401
-from linkqa_core import seeds as seeds_module
+from linkqa_core.ingest import load as seeds_module
 from linkqa_core.errors import InputError
 from linkqa_core.records import BadRow
-from linkqa_core.seeds import guess_mapping, ingest, load_seeds, peek, sample_path, seed_id
+from linkqa_core.ingest.load import guess_mapping, ingest, load_seeds, peek, sample_path, seed_id
 from linkqa_core.store import Store
 from linkqa_core.taxonomy import DISCIPLINES
 

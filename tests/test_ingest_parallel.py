@@ -1,4 +1,4 @@
-"""Ingest with parsing children (linkqa_core.seeds_worker) stores exactly what a serial ingest stores."""
+"""Ingest with parsing children (linkqa_core.ingest.workers) stores exactly what a serial ingest stores."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import tempfile
 import pytest
 from ingest_fixtures import fail_add_rows_on_call, sample_rows, seeded_store  # noqa: F401
 
-import linkqa_core.seeds as seeds_module
-import linkqa_core.seeds_worker as worker_module
+import linkqa_core.ingest.load as seeds_module
+import linkqa_core.ingest.workers as worker_module
 from linkqa_core.errors import InputError
-from linkqa_core.seeds import ingest
-from linkqa_core.seeds_worker import WorkerFailed
+from linkqa_core.ingest.load import ingest
+from linkqa_core.ingest.workers import WorkerFailed
 from linkqa_core.store import Store
 
 COLUMNS = ("id, question, answer, options, answer_letter, discipline, subject, difficulty,"

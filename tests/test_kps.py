@@ -3,16 +3,10 @@ from collections import Counter
 import pytest
 
 from linkqa_core.errors import InputError, NotFoundError
-from linkqa_core.kps import (
-    OfflineExtractor,
-    estimate_difficulty,
-    kp_table,
-    merge_kps,
-    normalize_kp,
-    rename_kp,
-    run_extraction,
-    singularize,
-)
+from linkqa_core.kps.curate import kp_table, merge_kps, rename_kp
+from linkqa_core.kps.extract import estimate_difficulty, run_extraction
+from linkqa_core.kps.names import normalize_kp, singularize
+from linkqa_core.kps.offline import OfflineExtractor
 from linkqa_core.records import Seed
 
 

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from linkqa_core.errors import ConfigError
-from linkqa_core.kps import run_extraction
-from linkqa_core.kps_llm import LLMExtractor, parse_batch, render_batch_prompt
-from linkqa_core.llm import LLMSettings
+from linkqa_core.kps.extract import run_extraction
+from linkqa_core.kps.llm import LLMExtractor, parse_batch, render_batch_prompt
+from linkqa_core.llm.client import LLMSettings
 from linkqa_core.records import BadRow, Seed
-from linkqa_core.seeds import ingest
+from linkqa_core.ingest.load import ingest
 from linkqa_core.store import Store
 
 from openai_server import Answer, FakeOpenAI, HTTPError

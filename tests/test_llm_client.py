@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from linkqa_core.errors import ConfigError, LLMError
-from linkqa_core.llm import (
+from linkqa_core.llm.client import (
     BUDGET_REACHED,
     STOPPED,
     ChatRequest,

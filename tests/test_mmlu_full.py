@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from linkqa_core.graph import build_graph, graph_stats
-from linkqa_core.sampling import sample
-from linkqa_core.seeds import load_seeds
+from linkqa_core.graph.build import build_graph, graph_stats
+from linkqa_core.graph.sampling import sample
+from linkqa_core.ingest.load import load_seeds
 from linkqa_core.store import Store
-from linkqa_core.walks import WalkParams
+from linkqa_core.graph.walks import WalkParams
 
 pytestmark = pytest.mark.slow
 

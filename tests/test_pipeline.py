@@ -10,7 +10,7 @@ import pytest
 
 from linkqa_core.errors import ConfigError, InputError
 from linkqa_core.pipeline import load_config, run_from_config
-from linkqa_core.review import list_items
+from linkqa_core.curation.review import list_items
 from openai_server import Answer, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
-from linkqa_core.quality import (
+from linkqa_core.quality.gates import (
     GATES,
     Candidate,
     GateConfig,

@@ -4,10 +4,10 @@ import sqlite3
 import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
-from linkqa_core.sampling import coverage_ledger, cumulative_coverage, run_paths, sample
-from linkqa_core.seeds import ingest, sample_path
+from linkqa_core.graph.sampling import coverage_ledger, cumulative_coverage, run_paths, sample
+from linkqa_core.ingest.load import ingest, sample_path
 from linkqa_core.store import PAGE_SIZE, SCHEMA_VERSION, Store
-from linkqa_core.walks import WalkParams
+from linkqa_core.graph.walks import WalkParams
 
 
 def test_database_uses_wal_and_the_latest_schema(store):
@@ -105,7 +105,7 @@ def test_an_interrupted_save_leaves_no_partial_run(sample_store, monkeypatch):
     sample_store.conn = Conn()
     try:
         with pytest.raises(Boom):
-            from linkqa_core.sampling import save_sample
+            from linkqa_core.graph.sampling import save_sample
 
             save_sample(sample_store, result)
     finally:

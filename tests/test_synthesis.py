@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from linkqa_core.errors import ConfigError, NotFoundError
-from linkqa_core.export import export_run
-from linkqa_core.llm import LLMSettings
-from linkqa_core.review import list_items
-from linkqa_core.sampling import sample
-from linkqa_core.synthesis import (
+from linkqa_core.curation.export import export_run
+from linkqa_core.llm.client import LLMSettings
+from linkqa_core.curation.review import list_items
+from linkqa_core.graph.sampling import sample
+from linkqa_core.synthesis.run import (
     OFFLINE_MODEL,
     SynthesisConfig,
     estimate_synthesis_cost,
@@ -28,7 +28,7 @@ from linkqa_core.synthesis import (
     run_progress,
     synthesize,
 )
-from linkqa_core.walks import WalkParams
+from linkqa_core.graph.walks import WalkParams
 from openai_server import Answer, FakeOpenAI, HTTPError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def test_prompt_holds_path_kps_in_order_and_every_bundle_seed(sample_store, run_
     ],
 )
 def test_malformed_model_output_is_explained(content, message):
-    from linkqa_core.synthesis import ParseError
+    from linkqa_core.synthesis.run import ParseError
 
     with pytest.raises(ParseError, match=message):
         parse_items(content)

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from linkqa_core.bundles import choose_bundles
+from linkqa_core.graph.bundles import choose_bundles
 from linkqa_core.errors import ConfigError
-from linkqa_core.graph import build_graph
-from linkqa_core.metrics import sample_metrics
-from linkqa_core.walks import WalkParams, parse_mix, target_shares, uniform_walks, value_walks
+from linkqa_core.graph.build import build_graph
+from linkqa_core.graph.metrics import sample_metrics
+from linkqa_core.graph.walks import WalkParams, parse_mix, target_shares, uniform_walks, value_walks
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_bundles_cover_paths_with_strongly_linked_seeds(graph):
 def test_spearman_matches_scipy_with_ties():
     from scipy.stats import spearmanr
 
-    from linkqa_core.metrics import spearman
+    from linkqa_core.graph.metrics import spearman
 
     rng = np.random.default_rng(5)
     a = rng.integers(0, 6, 500)  # many ties, as visit counts have

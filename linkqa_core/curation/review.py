@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any, Sequence
 
-from .errors import ConfigError, InputError, NotFoundError
-from .store import Store
+from ..errors import ConfigError, InputError, NotFoundError
+from ..store import Store
 
 __all__ = ["STATUSES", "list_items", "item_detail", "set_status", "edit_item", "compare_runs", "item_counts"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from .errors import ConfigError
-from .sampling import config_hash
-from .store import Store
+from ..errors import ConfigError
+from ..graph.sampling import config_hash
+from ..store import Store
 
 __all__ = ["item_records", "format_prompt"]
 

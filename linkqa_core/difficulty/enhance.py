@@ -60,12 +60,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
-from .errors import ConfigError, InputError
-from .kps import normalize_kp
-from .quality import jaccard, shingles
-from .records import Seed
-from .store import Store
-from .taxonomy import DISCIPLINES
+from ..errors import ConfigError, InputError
+from ..kps.names import normalize_kp
+from ..quality.gates import jaccard, shingles
+from ..records import Seed
+from ..store import Store
+from ..taxonomy import DISCIPLINES
 
 __all__ = [
     "LEVELS",
@@ -492,7 +492,7 @@ class LLMRater:
         if client is None:
             if settings is None or not getattr(settings, "configured", False):
                 raise ConfigError("the LLM rater needs an endpoint and a model (OPENAI_BASE_URL, LINKQA_MODEL)")
-            from .llm import LLMClient
+            from ..llm.client import LLMClient
 
             client = LLMClient(settings, store)
             self._own = True
@@ -506,7 +506,7 @@ class LLMRater:
             self.client.close()
 
     def request(self, item: QAItem, run_id: int | None = None) -> Any:
-        from .llm import ChatRequest
+        from ..llm.client import ChatRequest
 
         prompt = _RATE_PROMPT.format(discipline=item.discipline, item=_format_item(item))
         return ChatRequest(messages=[{"role": "user", "content": prompt}], temperature=0.0,
@@ -849,7 +849,7 @@ class _LLMRewriter:
         return True
 
     def request(self, job: _Job, run_id: int | None) -> Any:
-        from .llm import ChatRequest
+        from ..llm.client import ChatRequest
 
         p = job.parent
         prompt = _REWRITE_PROMPT.format(
@@ -866,7 +866,7 @@ class _LLMRewriter:
 
     def rewrite_many(self, jobs: Sequence[_Job], *, run_id: int | None = None,
                      stop_event: threading.Event | None = None) -> list[_Draft]:
-        from .synthesis import ParseError, parse_items
+        from ..synthesis.run import ParseError, parse_items
 
         results = self.client.complete_many([self.request(j, run_id) for j in jobs], stop_event=stop_event)
         out = []
@@ -973,7 +973,7 @@ class _LLMChecker:
         self.client = client
 
     def requests(self, job: _Job, child: QAItem, run_id: int | None) -> list[Any]:
-        from .llm import ChatRequest
+        from ..llm.client import ChatRequest
 
         shape = "<the text of the option you choose>" if child.options else "<your short final answer>"
         ask = _ANSWER_PROMPT.format(discipline=child.discipline, shape=shape, item=_format_item(child, with_answer=False))
@@ -1201,7 +1201,7 @@ def enhance(
 
     own_client = False
     if client is None and settings is not None and getattr(settings, "configured", False):
-        from .llm import LLMClient
+        from ..llm.client import LLMClient
 
         client = LLMClient(settings, store)
         own_client = True

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ConfigError
-from .sampling import config_hash, run_paths
-from .store import Store
+from ..errors import ConfigError
+from ..graph.sampling import config_hash, run_paths
+from ..store import Store
 
 __all__ = ["export_run", "path_records"]
 
@@ -68,7 +68,7 @@ def export_run(store: Store, run_id: int, out: Path, *, fmt: str = "records", st
     store.get_run(run_id)
     n_items = store.scalar("SELECT count(*) FROM items WHERE run_id = ?", (run_id,))
     if n_items:
-        from .items_export import item_records  # added with the LLM stages
+        from .items import item_records  # added with the LLM stages
 
         n = write_jsonl(item_records(store, run_id, fmt=fmt, status=status), out)
         return {"run_id": run_id, "kind": "item", "records": n, "out": str(out), "format": fmt, "status": status}

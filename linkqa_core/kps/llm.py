@@ -30,10 +30,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from .errors import ConfigError
-from .kps import MAX_KPS, MIN_KPS, normalize_kp
-from .records import BadRow, Extraction, Seed
-from .taxonomy import DISCIPLINES
+from ..errors import ConfigError
+from .names import MAX_KPS, MIN_KPS, normalize_kp
+from ..records import BadRow, Extraction, Seed
+from ..taxonomy import DISCIPLINES
 
 __all__ = ["LLMExtractor", "ExtractionStats", "KP_SCHEMA", "render_batch_prompt", "parse_batch"]
 
@@ -255,7 +255,7 @@ class LLMExtractor:
     # -- requests ------------------------------------------------------------------------
 
     def _request(self, messages: list[dict[str, str]], *, stage: str, variant: int = 0) -> Any:
-        from .llm import ChatRequest
+        from ..llm.client import ChatRequest
 
         return ChatRequest(messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
                            response_format={"type": "json_schema", "json_schema": KP_SCHEMA},
@@ -283,7 +283,7 @@ class LLMExtractor:
         request (wrong key, model or URL); any other failure is per seed, in
         :attr:`failures`.
         """
-        from .llm import LLMClient
+        from ..llm.client import LLMClient
 
         self.failures = []
         self.stats = ExtractionStats(seeds=len(seeds))

@@ -21,10 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from .errors import BudgetExceeded, ConfigError, InputError, NotFoundError
-from .records import Seed
-from .sampling import run_paths
-from .store import Store
+from ..errors import BudgetExceeded, ConfigError, InputError, NotFoundError
+from ..records import Seed
+from ..graph.sampling import run_paths
+from ..store import Store
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -382,10 +382,10 @@ def _top_up_paths(store: Store, run_id: int, extra: int) -> int:
     """Sample ``extra`` more paths for a run, continuing its coverage: the run grows."""
     import numpy as np
 
-    from .graph import build_graph
-    from .sampling import SampleResult, insert_paths
-    from .bundles import choose_bundles
-    from .walks import WalkParams, value_walks
+    from ..graph.build import build_graph
+    from ..graph.sampling import SampleResult, insert_paths
+    from ..graph.bundles import choose_bundles
+    from ..graph.walks import WalkParams, value_walks
 
     run = store.get_run(run_id)
     cfg = run["config"] or {}
@@ -438,7 +438,7 @@ def synthesize(
     report = SynthesisReport(run_id=run_id, target_items=target, model=model)
     client = None
     if use_llm:
-        from .llm import LLMClient
+        from ..llm.client import LLMClient
 
         client = LLMClient(settings, store=store)
     try:
@@ -501,7 +501,7 @@ def _run_offline(store, plan, difficulty, cfg, report, progress, target, stop_ev
 
 
 def _run_llm(store, client, plan, difficulty, cfg, report, progress, target, stop_event, settings) -> None:
-    from .llm import ChatRequest
+    from ..llm.client import ChatRequest
 
     reqs = [
         ChatRequest(
@@ -514,7 +514,7 @@ def _run_llm(store, client, plan, difficulty, cfg, report, progress, target, sto
         for ctx, n in plan
     ]
     lock = threading.Lock()
-    from .llm import BUDGET_REACHED, STOPPED
+    from ..llm.client import BUDGET_REACHED, STOPPED
 
     def on_result(i: int, res: Any) -> None:
         ctx, n = plan[i]
@@ -543,7 +543,7 @@ def _run_llm(store, client, plan, difficulty, cfg, report, progress, target, sto
                      f"{report.requests} requests, {report.prompt_tokens + report.completion_tokens:,} tokens, "
                      f"{len(report.errors)} errors")
 
-    from .llm import BUDGET_REACHED, STOPPED
+    from ..llm.client import BUDGET_REACHED, STOPPED
 
     try:
         results = client.complete_many(reqs, on_result=on_result, stop_event=stop_event)
@@ -569,7 +569,7 @@ def preview_bundle(store: Store, run_id: int, path_index: int, cfg: SynthesisCon
     prompt = render_prompt(ctx, cfg, cfg.per_bundle, difficulty)
     out: dict[str, Any] = {"prompt": prompt, "kps": ctx.kps, "seeds": [s.id for s in ctx.seeds]}
     if settings is not None and getattr(settings, "configured", False):
-        from .llm import ChatRequest, LLMClient
+        from ..llm.client import ChatRequest, LLMClient
 
         client = LLMClient(settings, store=store)
         try:

@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Union
 
-from .errors import InputError
-from .records import BadRow, IngestReport, Seed
-from .taxonomy import DISCIPLINES, discipline_for
+from ..errors import InputError
+from ..records import BadRow, IngestReport, Seed
+from ..taxonomy import DISCIPLINES, discipline_for
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 __all__ = [
     "FORMATS",
@@ -77,7 +77,7 @@ _Fields = tuple[Any, ...]
 # this many lines); also how often progress fires.
 BATCH = 5000
 # JSON-lines files at least this big (on disk; gzip counted 4x) are parsed by a child
-# process while this one writes SQLite: see seeds_worker. Below it, the child's start-up
+# process while this one writes SQLite: see workers. Below it, the child's start-up
 # (~60 ms) is not worth it.
 WORKER_MIN_BYTES = 8 << 20
 # Parsing children: with two, parsing keeps up with SQLite on a 2-core machine; past
@@ -149,7 +149,7 @@ class LoadResult:
 
 def sample_path() -> Path:
     """The bundled MMLU sample (1140 questions, 20 from each of 57 subjects)."""
-    return Path(__file__).resolve().parent / "data" / "mmlu_sample.jsonl"
+    return Path(__file__).resolve().parent.parent / "data" / "mmlu_sample.jsonl"
 
 
 def _norm(text: str) -> str:
@@ -944,7 +944,7 @@ class _Load:
 
     def rows(self, added_at: float, records: Iterable[tuple[int, Any]] | None = None) -> Iterator[tuple]:
         """Database rows (:func:`~linkqa_core.store.seed_row`) of ``records`` (default: the whole source)."""
-        from .store import seed_row
+        from ..store import seed_row
 
         for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records):
             yield seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
@@ -1057,7 +1057,7 @@ def ingest(
     million-row file never sits in memory as seeds. ``progress(done, total, message)``
     is called once a batch with rows read so far (``total`` is an estimate until the
     last call). ``parallel`` parses in child processes while this one inserts (see
-    :mod:`linkqa_core.seeds_worker`); the default does so for JSON-lines sources (files
+    :mod:`linkqa_core.ingest.workers`); the default does so for JSON-lines sources (files
     or uploads) of at least :data:`WORKER_MIN_BYTES`, ``False`` never does, ``True``
     does for any JSON-lines source. Either way the stored rows and the bad-row report
     are the same. Takes the same arguments as :func:`load_seeds`.
@@ -1102,7 +1102,7 @@ def ingest(
 
 def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], None, None]:
     """Row batches parsed by the children, keeping ``load``'s tallies as if parsed here."""
-    from .seeds_worker import worker_batches
+    from .workers import worker_batches
 
     spill = None
     if spec["path"] is None:  # an upload: the children read it from a temporary file

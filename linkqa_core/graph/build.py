@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
-from .store import Store
+from ..store import Store
 
 __all__ = ["KPGraph", "build_graph", "graph_from_links", "graph_stats", "community_labels"]
 

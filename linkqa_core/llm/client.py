@@ -79,7 +79,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import httpx2
 import openai
 
-from .errors import ConfigError, LLMError
+from ..errors import ConfigError, LLMError
 
 __all__ = [
     "LLMSettings",

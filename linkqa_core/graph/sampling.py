@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .errors import ConfigError
-from .store import Store
+from ..errors import ConfigError
+from ..store import Store
 
 if TYPE_CHECKING:  # numba and the kernels load when a sample is drawn, not on import (the home page needs none)
     from .bundles import Bundles
-    from .graph import KPGraph
+    from .build import KPGraph
     from .walks import WalkParams, Walks
 
 __all__ = ["PathRecord", "SampleResult", "sample", "save_sample", "coverage_ledger", "cumulative_coverage",
@@ -146,7 +146,7 @@ def sample(
 ) -> SampleResult:
     """Walk, bundle, measure and (optionally) save; the same arguments give the same paths."""
     from .bundles import choose_bundles
-    from .graph import build_graph
+    from .build import build_graph
     from .metrics import coverage_curve, sample_metrics
     from .walks import uniform_walks, value_walks
 

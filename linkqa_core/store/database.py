@@ -20,8 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from .errors import InputError, NotFoundError
-from .records import Seed
+from ..errors import InputError, NotFoundError
+from ..records import Seed
 
 __all__ = ["Store", "seed_row", "default_db_path", "SCHEMA_VERSION", "GRAPH_VERSION"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .errors import ConfigError
-from .graph import KPGraph
+from ..errors import ConfigError
+from .build import KPGraph
 from .walks import Walks
 
 __all__ = ["Bundles", "choose_bundles"]

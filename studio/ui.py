@@ -6,7 +6,7 @@ not in ``linkqa_core``, which never imports Streamlit).
 - :func:`get_store` opens the database once per process (``st.cache_resource``); the
   :class:`~linkqa_core.store.Store` is shared by every session, safely, through its lock.
 - :func:`get_graph` builds the KP graph once per state of the data: the cache key is
-  :func:`linkqa_core.appsupport.graph_key`, which changes after an ingest, an
+  :func:`linkqa_core.support.graph_key`, which changes after an ingest, an
   extraction, a merge or a rename.
 - :func:`get_store` also starts, once per process, a background warm-up (see
   :func:`_warm_up`): the imports, numba kernels, plotly validators and cached results
@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import streamlit as st
 
-from linkqa_core import appsupport
+from studio import support
 from linkqa_core.errors import LinkQAError
 from linkqa_core.store import Store, default_db_path
 
 if TYPE_CHECKING:  # linkqa_core.graph imports numba: the home page does without it
-    from linkqa_core.graph import KPGraph
+    from linkqa_core.graph.build import KPGraph
 
 _LOG = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _autoload(path: str) -> bool:
     store = _open_store(path)
     if store.seed_count():
         return False
-    appsupport.load_sample(store)
+    support.load_sample(store)
     return True
 
 
@@ -150,27 +150,27 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
     """
 
     def key() -> tuple:
-        return appsupport.graph_key(_open_store(path))
+        return support.graph_key(_open_store(path))
 
     def graph_page_view() -> None:  # the KP graph page's default view: the 100 most frequent KPs
         k = key()
-        nodes = appsupport.top_nodes(_graph(k), 100)
+        nodes = support.top_nodes(_graph(k), 100)
         _graph_html(k, tuple(int(v) for v in nodes), "discipline", ())
 
     return [
         ("plotly", True, _warm_plotly),
         ("arrow", True, _warm_arrow),
-        ("numba", True, _warm_imports("numba", "linkqa_core.graph")),
+        ("numba", True, _warm_imports("numba", "linkqa_core.graph.build")),
         ("graph", False, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
         ("kp table", False, lambda: _kp_table(key(), 100, "")),
         ("merge suggestions", False, lambda: _suggestions(key())),
         ("pyvis", False, _warm_imports("networkx", "pyvis.network")),
         ("graph statistics", False, lambda: _stats(key())),
         ("graph drawing", False, graph_page_view),
-        ("walk kernels", False, appsupport.warm_up),
-        ("synthesis and review", False, _warm_imports("linkqa_core.synthesis", "linkqa_core.difficulty",
-                                                      "linkqa_core.quality", "linkqa_core.review",
-                                                      "linkqa_core.items_export", "linkqa_core.jobs")),
+        ("walk kernels", False, support.warm_up),
+        ("synthesis and review", False, _warm_imports("linkqa_core.synthesis.run", "linkqa_core.difficulty.enhance",
+                                                      "linkqa_core.quality.gates", "linkqa_core.curation.review",
+                                                      "linkqa_core.curation.items", "studio.jobs")),
     ]
 
 
@@ -251,7 +251,7 @@ def get_store() -> Store:
     path = db_path()
     try:
         store = _open_store(path)
-        if appsupport.autoload_requested():
+        if support.autoload_requested():
             _autoload(path)
     except LinkQAError as err:
         st.error(str(err))
@@ -263,54 +263,54 @@ def get_store() -> Store:
 
 @st.cache_resource(show_spinner="Building the KP graph…", max_entries=2)
 def _graph(key: tuple) -> KPGraph:
-    from linkqa_core.graph import build_graph
+    from linkqa_core.graph.build import build_graph
 
     return build_graph(_open_store(key[0]))
 
 
 def get_graph(store: Store) -> KPGraph:
     """The KP graph of the current data, from cache (rebuilt only when the data changed)."""
-    return _graph(appsupport.graph_key(store))
+    return _graph(support.graph_key(store))
 
 
 @st.cache_data(show_spinner="Computing graph statistics…", max_entries=4)
 def _stats(key: tuple) -> dict[str, Any]:
-    from linkqa_core.graph import graph_stats
+    from linkqa_core.graph.build import graph_stats
 
     return graph_stats(_graph(key))
 
 
 def get_graph_stats(store: Store) -> dict[str, Any]:
-    return _stats(appsupport.graph_key(store))
+    return _stats(support.graph_key(store))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _communities(key: tuple, nodes: tuple[int, ...]) -> dict[int, int]:
-    from linkqa_core.graph import community_labels
+    from linkqa_core.graph.build import community_labels
 
     return community_labels(_graph(key), list(nodes))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _kp_table(key: tuple, limit: int, search: str) -> list[dict]:
-    from linkqa_core.kps import kp_table
+    from linkqa_core.kps.curate import kp_table
 
     return kp_table(_open_store(key[0]), limit=limit, search=search or None)
 
 
 def get_kp_table(store: Store, limit: int, search: str = "") -> list[dict]:
-    return _kp_table(appsupport.graph_key(store), int(limit), search.strip())
+    return _kp_table(support.graph_key(store), int(limit), search.strip())
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _suggestions(key: tuple) -> list[tuple[str, str]]:
-    from linkqa_core.kps import suggest_merges
+    from linkqa_core.kps.curate import suggest_merges
 
     return suggest_merges(_open_store(key[0]), limit=200)
 
 
 def get_merge_suggestions(store: Store) -> list[tuple[str, str]]:
-    return _suggestions(appsupport.graph_key(store))
+    return _suggestions(support.graph_key(store))
 
 
 def read_secrets() -> dict[str, Any]:
@@ -322,7 +322,7 @@ def read_secrets() -> dict[str, Any]:
 
 
 def get_llm_config() -> dict[str, Any]:
-    return appsupport.llm_config(os.environ, read_secrets())
+    return support.llm_config(os.environ, read_secrets())
 
 
 def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) -> Store:
@@ -371,7 +371,7 @@ def need(store: Store, what: str) -> None:
 def load_sample_with_progress(store: Store) -> None:
     bar = st.progress(0.0, text="Loading the bundled sample…")
     try:
-        report, extraction = appsupport.load_sample(store, progress=progress_callback(bar))
+        report, extraction = support.load_sample(store, progress=progress_callback(bar))
     except LinkQAError as err:
         bar.empty()
         show_error(err)
@@ -402,13 +402,13 @@ def md(text: str) -> str:
 def _graph_html(key: tuple, nodes: tuple[int, ...], colour_by: str, path: tuple[int, ...]) -> str:
     g = _graph(key)
     communities = _communities(key, nodes) if colour_by == "community" else None
-    return appsupport.pyvis_html(g, list(nodes), colour_by=colour_by, communities=communities, path=list(path),
+    return support.pyvis_html(g, list(nodes), colour_by=colour_by, communities=communities, path=list(path),
                                  height=640)
 
 
 def get_graph_html(store: Store, nodes: Any, colour_by: str, path: Any = ()) -> str:
     """The pyvis page of a subgraph, cached by data state and selection (it is ~1 MB with vis.js inlined)."""
-    return _graph_html(appsupport.graph_key(store), tuple(int(v) for v in nodes), colour_by,
+    return _graph_html(support.graph_key(store), tuple(int(v) for v in nodes), colour_by,
                        tuple(int(v) for v in path))
 
 

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError, LinkQAError
-from .records import ExtractReport, IngestReport
-from .store import Store
+from linkqa_core.errors import InputError, LinkQAError
+from linkqa_core.records import ExtractReport, IngestReport
+from linkqa_core.store import Store
 
 if TYPE_CHECKING:  # graph.py imports numba (~0.1 s): only the pages that draw or walk the graph need it
-    from .graph import KPGraph
+    from linkqa_core.graph.build import KPGraph
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -84,8 +84,8 @@ def load_sample(store: Store, progress: Progress | None = None) -> tuple[IngestR
 
     ``progress(done, total, message)`` runs from 0 to 100 over both stages.
     """
-    from .kps import run_extraction
-    from .seeds import ingest, sample_path
+    from linkqa_core.kps.extract import run_extraction
+    from linkqa_core.ingest.load import ingest, sample_path
 
     def scaled(lo: float, hi: float) -> Progress | None:
         if progress is None:
@@ -191,13 +191,11 @@ def llm_config(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] 
 
 
 def llm_settings(config: Mapping[str, Any]) -> Any:
-    """Engine settings for ``config`` (from :func:`llm_config`); raises ImportError before the LLM engine lands."""
-    from . import llm  # type: ignore[attr-defined]
+    """Engine settings for ``config`` (from :func:`llm_config`): environment over secrets.toml."""
+    from linkqa_core.llm.client import settings_from_mapping
 
-    values = dict(config.get("values", {}))  # resolved: environment over secrets.toml
-    if hasattr(llm, "settings_from_mapping"):
-        return llm.settings_from_mapping({**config.get("secrets", {}), **values})
-    return llm.LLMSettings.from_env()
+    values = dict(config.get("values", {}))
+    return settings_from_mapping({**config.get("secrets", {}), **values})
 
 
 def _scrub(text: str, config: Mapping[str, Any]) -> str:
@@ -209,65 +207,32 @@ def _scrub(text: str, config: Mapping[str, Any]) -> str:
 
 def test_llm_connection(config: Mapping[str, Any]) -> tuple[bool, str]:
     """Ask the endpoint one tiny question; ``(ok, message)`` with the key never in the message."""
+    from linkqa_core.llm.client import test_connection
+
     try:
-        from . import llm  # type: ignore[attr-defined]
-    except ImportError:
-        return False, "The LLM engine (linkqa_core/llm.py) is not installed in this version yet."
-    if not hasattr(llm, "test_connection"):
-        return False, "This version of linkqa_core.llm has no test_connection()."
-    try:
-        settings = llm_settings(config)
-        result = llm.test_connection(settings)
+        ok, message = test_connection(llm_settings(config))
     except LinkQAError as err:
         return False, _scrub(str(err), config)
-    except Exception as err:  # the endpoint's own errors: show them, without the key
-        return False, _scrub(f"{type(err).__name__}: {err}", config)
-    ok = True
-    if isinstance(result, tuple) and result and isinstance(result[0], bool):
-        ok, result = result[0], (result[1] if len(result) > 1 else "")
-    elif isinstance(result, Mapping):
-        ok = bool(result.get("ok", True))
-        result = result.get("message") or result.get("reply") or json.dumps(dict(result), default=str)
-    elif isinstance(result, bool):
-        ok, result = result, ""
-    elif hasattr(result, "ok"):
-        ok = bool(result.ok)
-        result = getattr(result, "message", None) or str(result)
-    message = _scrub(str(result or ("connected" if ok else "failed")), config)
-    return ok, message
+    return ok, _scrub(message, config)
+
+
+test_llm_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def llm_extractor_status(config: Mapping[str, Any]) -> tuple[bool, str]:
     """Whether the LLM extractor can run here, and if not, why (for the KP page).
 
-    Without an endpoint the LLM engine is only looked for, not imported: importing it
-    (the openai client and its types) took ~0.4 s of every first visit of the KP page.
+    Nothing of the LLM engine is imported here: importing it (the openai client and its
+    types) took ~0.4 s of every first visit of the KP page.
     """
-    not_here = "The LLM extractor is not part of this version yet (it comes with the LLM stages)."
     if not config.get("configured"):
-        import importlib.util
-
-        try:
-            found = all(importlib.util.find_spec(name) is not None
-                        for name in (f"{__package__}.kps_llm", f"{__package__}.llm", "openai"))
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return False, not_here
         return False, ("No LLM endpoint is configured: set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
                        "in the environment or in .streamlit/secrets.toml.")
-    try:
-        from . import kps_llm  # type: ignore[attr-defined]  # noqa: F401
-        from . import llm  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False, not_here
-    if not hasattr(kps_llm, "LLMExtractor"):
-        return False, "linkqa_core.kps_llm has no LLMExtractor yet."
     return True, ""
 
 
 def make_llm_extractor(store: Store, config: Mapping[str, Any], batch_size: int = 8) -> Any:
-    from .kps_llm import LLMExtractor  # type: ignore[import-not-found]
+    from linkqa_core.kps.llm import LLMExtractor
 
     return LLMExtractor(llm_settings(config), store=store, batch_size=batch_size)
 
@@ -289,7 +254,7 @@ class UploadPreview:
 
 def preview_upload(data: bytes, filename: str, n: int = 5) -> UploadPreview:
     """Columns, first rows and the guessed mapping of an uploaded file; InputError if unreadable."""
-    from .seeds import guess_mapping, peek
+    from linkqa_core.ingest.load import guess_mapping, peek
 
     if not data:
         raise InputError(f"{filename} is empty")
@@ -314,7 +279,7 @@ def mapping_from_choices(choices: Mapping[str, Any]) -> dict[str, Any]:
 def import_upload(store: Store, data: bytes, filename: str, mapping: Mapping[str, Any] | None = None,
                   progress: Progress | None = None) -> IngestReport:
     """Ingest uploaded bytes; the whole file or nothing (raises InputError on a bad file)."""
-    from .seeds import ingest
+    from linkqa_core.ingest.load import ingest
 
     if not data:
         raise InputError(f"{filename} is empty")
@@ -671,10 +636,10 @@ def warm_up() -> float:
     """
     import time
 
-    from .bundles import choose_bundles
-    from .graph import graph_from_links
-    from .metrics import coverage_curve, sample_metrics
-    from .walks import WalkParams, uniform_walks, value_walks
+    from linkqa_core.graph.bundles import choose_bundles
+    from linkqa_core.graph.build import graph_from_links
+    from linkqa_core.graph.metrics import coverage_curve, sample_metrics
+    from linkqa_core.graph.walks import WalkParams, uniform_walks, value_walks
 
     t = time.perf_counter()
     g = graph_from_links(

@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 from numba import njit
 
-from .errors import ConfigError
-from .graph import KPGraph
+from ..errors import ConfigError
+from .build import KPGraph
 
 __all__ = ["WalkParams", "Walks", "value_walks", "uniform_walks", "target_shares", "parse_mix", "KNOBS"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .bundles import Bundles
-from .graph import KPGraph
+from .build import KPGraph
 from .walks import Walks
 
 __all__ = ["sample_metrics", "coverage_curve", "realised_shares", "spearman", "METRIC_NAMES"]

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import LinkQAError
+from linkqa_core.errors import LinkQAError
 
 __all__ = ["Job", "JobRegistry", "JOBS"]
 

@@ -6,7 +6,7 @@ time) and inserting it (SQLite). In one process they take turns on one core. Her
 child ``k`` parses chunks ``k, k + parts, ...`` (it skims the others to keep line
 numbers), and the parent takes the chunks' rows from the children in turn, so rows,
 bad rows and their line numbers come out in file order, exactly as a serial parse.
-The children are plain ``python -m linkqa_core.seeds_worker`` processes (not
+The children are plain ``python -m linkqa_core.ingest.workers`` processes (not
 ``multiprocessing``), so this works the same under the CLI, pytest and Streamlit,
 whose ``__main__`` is not ours to re-import.
 
@@ -26,15 +26,15 @@ import tempfile
 import traceback
 from typing import Any, BinaryIO, Iterator
 
-from .errors import InputError, LinkQAError
-from .records import BadRow
+from ..errors import InputError, LinkQAError
+from ..records import BadRow
 
 __all__ = ["WorkerFailed", "worker_batches"]
 
 _PROTOCOL = 5
 # How a parsing child is started (a list, as for subprocess).
-COMMAND = [sys.executable, "-m", "linkqa_core.seeds_worker"]
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = [sys.executable, "-m", "linkqa_core.ingest.workers"]
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class WorkerFailed(LinkQAError):
@@ -116,7 +116,7 @@ def _last_line(text: str) -> str:
 
 
 def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
-    from .seeds import _jsonl_records, _Load
+    from .load import _jsonl_records, _Load
 
     load = _Load(
         spec["path"],

@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any, Hashable, Iterable, Mapping, Sequence
 
 from datasketch import MinHash, MinHashLSH
 
-from .errors import ConfigError, InputError
-from .records import BadRow
+from ..errors import ConfigError, InputError
+from ..records import BadRow
 
 if TYPE_CHECKING:  # the store pulls in sqlite-utils; the gates themselves do not need it
-    from .store import Store
+    from ..store import Store
 
 __all__ = [
     "GATES",

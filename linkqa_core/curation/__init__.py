@@ -1,0 +1,1 @@
+"""Curation: review (accept, reject, edit) and export with provenance."""

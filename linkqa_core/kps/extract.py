@@ -1,0 +1,140 @@
+"""Running an extractor over the stored seeds and storing what it names.
+
+An extractor turns seeds into :class:`~linkqa_core.records.Extraction` records; the
+offline one (:mod:`.offline`) needs no model and no network, so the whole pipeline runs
+on a fresh machine; the LLM one (:mod:`.llm`) asks a model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Protocol, Sequence
+
+from ..errors import InputError
+from ..records import Extraction, ExtractReport, Seed
+from ..store import Store
+from .names import MAX_KPS, normalize_kp
+
+__all__ = ["Extractor", "estimate_difficulty", "load_aliases", "run_extraction"]
+
+Progress = Callable[[int, int, str], None]
+
+
+class Extractor(Protocol):
+    """Anything that names the KPs of seeds; the LLM extractor plugs in here."""
+
+    name: str
+
+    def extract(self, seeds: Sequence[Seed], progress: Progress | None = None) -> list[Extraction]:
+        ...
+
+
+# -- difficulty -----------------------------------------------------------------------
+
+_LEVELS = (("elementary", 1.5), ("high school", 2.5), ("college", 3.5), ("professional", 4.0), ("graduate", 4.5))
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def estimate_difficulty(seed: Seed) -> float:
+    """Heuristic 1–5 for seeds that came without a difficulty (marked as estimated).
+
+    Level named in the subject (elementary 1.5, high school 2.5, college 3.5,
+    professional 4, else 3), +0.5 for a long question (over 400 characters), +0.5 when
+    it carries four or more numbers (a calculation), −0.5 for a very short one (under 60).
+    """
+    if seed.difficulty is not None:
+        return float(seed.difficulty)
+    subject = (seed.subject or "").lower()
+    base = next((v for k, v in _LEVELS if k in subject), 3.0)
+    q = seed.question
+    if len(q) > 400:
+        base += 0.5
+    if len(_NUMBER.findall(q)) >= 4:
+        base += 0.5
+    if len(q) < 60:
+        base -= 0.5
+    return float(min(5, max(1, round(base))))
+
+
+# -- storing extractions --------------------------------------------------------------
+
+
+def load_aliases(store: Store) -> dict[str, str]:
+    """alias -> canonical name."""
+    return {
+        row[0]: row[1]
+        for row in store.query("SELECT a.alias, k.name FROM kp_aliases a JOIN kps k ON k.id = a.kp_id")
+    }
+
+
+def run_extraction(
+    store: Store,
+    extractor: Extractor | None = None,
+    *,
+    only_missing: bool = False,
+    progress: Progress | None = None,
+) -> ExtractReport:
+    """Extract KPs for the stored seeds and replace their links, in one transaction.
+
+    Names are normalised and mapped through the stored aliases, so merges made by a
+    curator survive a re-extraction.
+    """
+    aliases = load_aliases(store)
+    if extractor is None:
+        from .offline import OfflineExtractor
+
+        extractor = OfflineExtractor(aliases=aliases)
+    where = "rid NOT IN (SELECT seed_rid FROM seed_kps)" if only_missing else ""
+    pairs = list(store.iter_seeds(where=where))
+    if not pairs:
+        if store.seed_count() == 0:
+            raise InputError("no seeds in the database yet: ingest a file first")
+        return ExtractReport(seeds=0, kps=store.counts()["kps"], extractor=extractor.name)
+    rid_of = {seed.id: rid for rid, seed in pairs}
+    seeds = [seed for _, seed in pairs]
+    extractions = extractor.extract(seeds, progress=progress)
+    by_id = {s.id: s for s in seeds}
+    _save_extractions(store, extractions, rid_of, by_id, aliases)
+    return ExtractReport(
+        seeds=len({e.seed_id for e in extractions if e.kps}),
+        kps=store.counts()["kps"],
+        extractor=extractor.name,
+        failed=list(getattr(extractor, "failures", [])),
+    )
+
+
+def _save_extractions(store: Store, extractions: Iterable[Extraction], rid_of: dict[str, int],
+                      by_id: dict[str, Seed], aliases: dict[str, str]) -> None:
+    with store.transaction() as conn:
+        kp_ids = {row[1]: row[0] for row in conn.execute("SELECT id, name FROM kps")}
+        links: list[tuple[int, int]] = []
+        diff_updates: list[tuple[float, int]] = []
+        disc_updates: list[tuple[str, int]] = []
+        rids: list[tuple[int]] = []
+        for ex in extractions:
+            rid = rid_of.get(ex.seed_id)
+            if rid is None:
+                continue
+            rids.append((rid,))
+            names = []
+            for raw in ex.kps:
+                name = normalize_kp(raw)
+                name = aliases.get(name, name)
+                if name and name not in names:
+                    names.append(name)
+            for name in names[:MAX_KPS]:
+                kid = kp_ids.get(name)
+                if kid is None:
+                    kid = conn.execute("INSERT INTO kps (name) VALUES (?)", (name,)).lastrowid
+                    kp_ids[name] = kid
+                links.append((rid, kid))
+            seed = by_id[ex.seed_id]
+            if seed.difficulty is None and ex.difficulty is not None:
+                diff_updates.append((float(ex.difficulty), rid))
+            if seed.discipline == "Other" and ex.discipline:
+                disc_updates.append((ex.discipline, rid))
+        conn.executemany("DELETE FROM seed_kps WHERE seed_rid = ?", rids)
+        conn.executemany("INSERT OR IGNORE INTO seed_kps (seed_rid, kp_id) VALUES (?, ?)", links)
+        conn.executemany("UPDATE seeds SET difficulty = ?, difficulty_estimated = 1 WHERE rid = ?", diff_updates)
+        conn.executemany("UPDATE seeds SET discipline = ? WHERE rid = ?", disc_updates)
+        store.bump()

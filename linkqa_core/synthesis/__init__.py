@@ -1,0 +1,1 @@
+"""Diffusion synthesis: one prompt per seed bundle, several new QA items back."""
