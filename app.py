@@ -9,7 +9,6 @@ import streamlit as st
 
 import studio.ui as ui
 from studio import support
-from linkqa_core.graph.sampling import cumulative_coverage
 
 store = ui.page_setup(
     "LinkQA Studio",
@@ -37,7 +36,7 @@ cols[1].metric("Knowledge points", f"{counts['kps']:,}",
                help=f"{counts['seeds_with_kps']:,} seeds have KPs, {counts['seed_kps']:,} seed–KP links")
 cols[2].metric("Saved runs", f"{counts['runs']:,}")
 cols[3].metric("Saved paths", f"{counts['paths']:,}")
-cols[4].metric("Run coverage", f"{cumulative_coverage(store):.1%}",
+cols[4].metric("Run coverage", f"{store.runs.cumulative_coverage():.1%}",
                help="share of today's KPs that some saved run has visited (the coverage ledger)")
 cols[5].metric("QA items", f"{counts['items']:,}", help=f"generated QA items; {counts['accepted_items']:,} accepted")
 

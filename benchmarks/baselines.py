@@ -42,12 +42,11 @@ def nx_build_graph(store) -> Any:
     """The KP graph from the store's links, edge by edge (networkx ``Graph``, nodes = KP ids)."""
     import networkx as nx
 
-    conn = store.conn
-    with store.lock:
+    with store.reading() as conn:
         cur = conn.execute("SELECT rid, discipline, difficulty FROM seeds")
         cur.row_factory = None
         seed_info = {rid: (disc, diff) for rid, disc, diff in cur}
-        cur = conn.execute("SELECT id, name FROM kps")
+        cur = conn.execute("SELECT id, coalesce(label, name) FROM kps")
         cur.row_factory = None
         names = dict(cur.fetchall())
         g = nx.Graph()

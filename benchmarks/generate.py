@@ -389,7 +389,7 @@ def write_store(data: ScaleData, store, fit: dict[str, Any] | None = None, *, te
     The ``seed_kps(kp_id)`` index is dropped for the bulk insert and rebuilt in the same
     transaction.
     """
-    if store.seed_count():
+    if store.seeds.count():
         raise ValueError(f"{store.path} already holds seeds; the generator writes into an empty store")
     now = time.time()
     seed_id = _seed_id_function()
@@ -516,7 +516,7 @@ def _in_discipline_share(seed_disc: np.ndarray, kp: np.ndarray, n_disc: int) -> 
 
 def _graph_shape(g) -> dict[str, Any]:
     """Edges, degrees, components and Louvain modularity: to compare real and generated."""
-    from linkqa_core.graph.build import graph_stats
+    from linkqa_core.graph.stats import graph_stats
 
     st = graph_stats(g, communities=True, max_community_edges=10**7)
     com = st.get("communities") or {}
@@ -543,12 +543,13 @@ def refit(data_path: str | Path = MMLU_PATH, out_path: str | Path | None = FIT_P
         say(f"ingested {report.added} seeds ({len(report.bad_rows)} bad rows)")
         run_extraction(store)
         g = build_graph(store)
-        cur = store.conn.execute("SELECT seed_rid, kp_id FROM seed_kps ORDER BY seed_rid")
-        cur.row_factory = None
-        links = np.array(cur.fetchall(), dtype=np.int64)
-        cur = store.conn.execute("SELECT rid, discipline, subject, difficulty, question, options FROM seeds")
-        cur.row_factory = None
-        seed_rows = cur.fetchall()
+        with store.reading() as conn:
+            cur = conn.execute("SELECT seed_rid, kp_id FROM seed_kps ORDER BY seed_rid")
+            cur.row_factory = None
+            links = np.array(cur.fetchall(), dtype=np.int64)
+            cur = conn.execute("SELECT rid, discipline, subject, difficulty, question, options FROM seeds")
+            cur.row_factory = None
+            seed_rows = cur.fetchall()
         store.close()
 
     disc_names = sorted({r[1] for r in seed_rows})

@@ -196,7 +196,7 @@ def prepare_data(n: int, seed: int, data_dir: Path, *, jsonl: bool) -> dict[str,
         t = time.perf_counter()
         with Store(db) as store:
             gen.write_store(data, store, fit)
-            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.checkpoint()
         info["write_store_s"] = round(time.perf_counter() - t, 3)
         db_ok.write_text(json.dumps(data.summary()))
     if jsonl and not js_ok.exists():

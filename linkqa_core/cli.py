@@ -1,7 +1,9 @@
 """The command line: each command gathers arguments and calls one engine function.
 
 ``python -m linkqa_core --help`` lists the commands; every command takes ``--db`` and
-``--json`` (one JSON object on stdout, for scripts). Errors go to stderr with exit 1.
+``--json`` (one JSON object on stdout, for scripts). Every error is one line on stderr
+("error: ...") with a non-zero exit, never a traceback; ``linkqa --debug COMMAND`` shows
+the traceback of an unexpected one.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str | Callable[[], str])
         click.echo(text() if callable(text) else text)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def common(func: Callable) -> Callable:
-    """``--db``, ``--json`` and ``--quiet`` on every command; LinkQAError -> stderr, exit 1."""
+    """``--db``, ``--json`` and ``--quiet`` on every command; any error -> one line on stderr, exit 1."""
 
     @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
                   help=f"SQLite database (default: $LINKQA_DB or {default_db_path()})")
@@ -66,19 +72,29 @@ def common(func: Callable) -> Callable:
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
     @wraps(func)
     def wrapper(db_path: str | None, as_json: bool, quiet: bool, **kwargs: Any) -> None:
+        debug = bool((click.get_current_context().obj or {}).get("debug"))
         bar = ProgressBar(enabled=not quiet)
         store = None
         try:
             store = Store(db_path)
             func(store=store, as_json=as_json, progress=bar, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except LinkQAError as err:
             bar.close()
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {_one_line(err)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             bar.close()
             click.echo("interrupted: the database is as it was before the last unfinished step", err=True)
             sys.exit(130)
+        except Exception as err:  # a bug: one line, the traceback only with --debug
+            bar.close()
+            if debug:
+                raise
+            click.echo(f"error: unexpected {type(err).__name__}: {_one_line(err)[:300]} "
+                       "(run with linkqa --debug for the traceback)", err=True)
+            sys.exit(1)
         finally:
             bar.close()
             if store is not None:
@@ -89,8 +105,11 @@ def common(func: Callable) -> Callable:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="linkqa")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="show the traceback of an unexpected error")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """LinkQA Studio engine: seeds -> knowledge points -> KP graph -> value-guided paths."""
+    ctx.obj = {"debug": debug}
 
 
 @main.command()
@@ -176,7 +195,8 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
 @common
 def graph(store: Store, as_json: bool, progress: ProgressBar, communities: bool, top: int) -> None:
     """Build the KP graph and print its statistics."""
-    from .graph.build import build_graph, graph_stats
+    from .graph.build import build_graph
+    from .graph.stats import graph_stats
 
     t = time.perf_counter()
     g = build_graph(store)
@@ -270,19 +290,23 @@ def sample(store: Store, as_json: bool, progress: ProgressBar, n_paths: int, mix
 @common
 def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -> None:
     """List saved runs, with the cumulative KP coverage of all of them."""
-    from .graph.sampling import cumulative_coverage
-
-    rows = store.list_runs(kind)
-    payload = {"runs": rows, "cumulative_kp_coverage": cumulative_coverage(store), "counts": store.counts()}
+    rows = store.runs.list(kind)
+    payload = {"runs": [r.to_dict() for r in rows], "cumulative_kp_coverage": store.runs.cumulative_coverage(),
+               "counts": store.counts()}
 
     def text() -> str:
-        lines = [f"{'id':>4}  {'kind':<10}{'status':<12}{'paths':>7}{'items':>7}  {'coverage':>8}  created"]
+        lines = [f"{'id':>4}  {'kind':<10}{'status':<13}{'paths':>7}{'items':>7}  {'coverage':>8}  created"]
+        interrupted = []
         for r in rows:
-            cov = (r.get("metrics") or {}).get("kp_coverage")
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
-            lines.append(f"{r['id']:>4}  {r['kind']:<10}{r['status']:<12}{r['n_paths']:>7}{r['n_items']:>7}  "
-                         f"{'' if cov is None else f'{cov:.3f}':>8}  {created}  {r.get('name') or ''}")
+            cov = (r.metrics or {}).get("kp_coverage")
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+            lines.append(f"{r.id:>4}  {r.kind:<10}{r.status:<13}{r.n_paths:>7}{r.n_items:>7}  "
+                         f"{'' if cov is None else f'{cov:.3f}':>8}  {created}  {r.name or ''}")
+            if r.status == "interrupted":
+                interrupted.append(r.id)
         lines.append(f"cumulative KP coverage of all saved runs: {payload['cumulative_kp_coverage']:.3f}")
+        for run_id in interrupted:
+            lines.append(f"run {run_id} was interrupted; resume it with: python -m linkqa_core synthesize --run {run_id}")
         return "\n".join(lines)
 
     _emit(as_json, payload, text)
@@ -292,14 +316,15 @@ def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -
 @click.option("--run", "run_id", type=int, required=True, help="run id (see `runs`)")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSONL file to write")
 @click.option("--format", "fmt", type=click.Choice(["records", "messages"]), default="records", show_default=True)
-@click.option("--status", type=click.Choice(["accepted", "all"]), default="all", show_default=True,
-              help="which generated items to write (runs with items only)")
+@click.option("--status", type=click.Choice(["accepted", "unrejected", "all"]), default="accepted",
+              show_default=True, help="which items: accepted; unrejected (accepted + not yet reviewed); all "
+                                      "(rejected and superseded too, each with its status) -- runs with items only")
 @common
 def export(store: Store, as_json: bool, progress: ProgressBar, run_id: int, out: str, fmt: str, status: str) -> None:
     """Write a run to JSONL: its QA items if it has any, else its paths and bundles."""
     from .curation.export import export_run
 
-    report = export_run(store, run_id, Path(out), fmt=fmt, status=status)
+    report = export_run(store, run_id, out, fmt=fmt, status=status)
     _emit(as_json, report, f"wrote {report['records']:,} {report['kind']} records to {out}")
 
 
@@ -310,7 +335,7 @@ def init_sample(store: Store, as_json: bool, progress: ProgressBar) -> None:
     from .kps.extract import run_extraction
     from .ingest.load import ingest as ingest_file, sample_path
 
-    if store.seed_count():
+    if store.seeds.count():
         payload = {"initialised": False, **store.counts()}
         _emit(as_json, payload, f"{store.path} already holds {payload['seeds']:,} seeds; nothing to do")
         return
@@ -320,8 +345,36 @@ def init_sample(store: Store, as_json: bool, progress: ProgressBar) -> None:
     _emit(as_json, payload, f"loaded the bundled sample: {report.added:,} seeds, {ext.kps:,} KPs in {store.path}")
 
 
-def run() -> None:
-    main(prog_name="linkqa")
+@main.command()
+@common
+def check(store: Store, as_json: bool, progress: ProgressBar) -> None:
+    """Check the database file for damage (reads every page) and list who is working on it."""
+    damage = store.check(full=True)
+    payload = {"path": store.path, "ok": damage is None, "damage": damage, "schema": store.schema_version,
+               "working": store.leases()}
+    lines = [f"{store.path}: " + ("no damage found" if damage is None else damage)]
+    lines += [f"  {r['what']} (pid {r['pid']}, since {time.strftime('%H:%M', time.localtime(r['started_at']))})"
+              for r in payload["working"]]
+    _emit(as_json, payload, "\n".join(lines))
+    if damage is not None:
+        sys.exit(2)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The ``linkqa`` entry point: click's errors (usage, bad values) as one line too."""
+    try:
+        main.main(args=argv, prog_name="linkqa", standalone_mode=False)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        hint = ""
+        if isinstance(err, click.UsageError) and err.ctx is not None:
+            hint = f" (see {err.ctx.command_path} --help)"
+        click.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+        sys.exit(err.exit_code)
 
 
 def llm_settings(model: str | None = None, concurrency: int | None = None, budget_tokens: int | None = None,
@@ -437,7 +490,9 @@ def _mix_text(payload: dict[str, Any]) -> str:
 def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, reference: str | None, near_dup: float,
           ngram: int) -> None:
     """Quality gates on a run's generated items; rejected items keep their reason."""
-    from .quality.gates import GateConfig, apply_gates, load_reference
+    from .quality.checks import GateConfig
+    from .quality.gates import apply_gates
+    from .quality.reference import load_reference
 
     cfg = GateConfig(near_dup_threshold=near_dup, decontam_ngram=ngram)
     ref = load_reference(reference, decontam_ngram=ngram) if reference else None

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["LinkQAError", "InputError", "ConfigError", "NotFoundError", "LLMError", "BudgetExceeded"]
+__all__ = [
+    "LinkQAError",
+    "InputError",
+    "ConfigError",
+    "NotFoundError",
+    "LLMError",
+    "BudgetExceeded",
+    "DatabaseBusy",
+    "DamagedDatabase",
+    "LeaseHeld",
+]
 
 
 class LinkQAError(Exception):
@@ -27,3 +37,15 @@ class LLMError(LinkQAError):
 
 class BudgetExceeded(LinkQAError):
     """The token or money budget of a run is spent; the run stops cleanly."""
+
+
+class DatabaseBusy(LinkQAError):
+    """Another process holds the database's write lock for longer than the busy time-out."""
+
+
+class DamagedDatabase(LinkQAError):
+    """The database file is damaged: refused for writing, readable only where SQLite can."""
+
+
+class LeaseHeld(LinkQAError):
+    """Another live process is already doing this work (a run's synthesis, say)."""

@@ -81,7 +81,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
 
     ing = cfg.get("ingest", {})
     files = [sample_path()] if ing.get("sample") else [_resolve(base, f) for f in ing.get("files", [])]
-    if not files and not store.seed_count():
+    if not files and not store.seeds.count():
         raise ConfigError(f"{path}: [ingest] names no files (files = [...] or sample = true) and the database is empty")
     report["ingest"] = []
     for f in files:
@@ -89,7 +89,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
         report["ingest"].append({"file": str(f), "added": r.added, "duplicates": r.duplicates,
                                  "bad_rows": len(r.bad_rows)})
 
-    missing = store.scalar("SELECT count(*) FROM seeds WHERE rid NOT IN (SELECT seed_rid FROM seed_kps)")
+    missing = store.seeds.count_without_kps()
     ext_cfg = cfg.get("extract", {})
     extractor = None
     if ext_cfg.get("extractor", "offline") == "llm":
@@ -110,15 +110,14 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
     params = WalkParams.from_dict(s_cfg)
     key = hashlib.sha256(json.dumps([params.to_dict(), n_paths, seed, ledger, str(path)], sort_keys=True)
                          .encode()).hexdigest()[:16]
-    found = store.query("SELECT id FROM runs WHERE kind = 'sample' AND json_extract(config, '$.pipeline') = ?", (key,))
-    if found:
-        run_id = int(found[0][0])
+    found = store.runs.find("pipeline", key)
+    if found is not None:
+        run_id = found
         report["sample"] = {"run_id": run_id, "resumed": True}
     else:
         result = sample(store, params, n_paths, seed=seed, ledger=ledger, save=True, name=name, progress=progress)
         run_id = result.run_id
-        run = store.get_run(run_id)
-        store.update_run(run_id, config={**run["config"], "pipeline": key})
+        store.runs.update(run_id, config={**store.runs.get(run_id).config, "pipeline": key})
         report["sample"] = {"run_id": run_id, "kp_coverage": result.metrics["kp_coverage"],
                             "baseline_kp_coverage": result.baseline["kp_coverage"]}
 
@@ -141,7 +140,9 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
         r = enhance(store, run_id, targets, settings, max_rounds=int(en.get("max_rounds", 2)), progress=progress)
         report["enhance"] = r.to_dict() if hasattr(r, "to_dict") else dict(r.__dict__)
     if "gates" in cfg:
-        from .quality.gates import GateConfig, apply_gates, load_reference
+        from .quality.checks import GateConfig
+        from .quality.gates import apply_gates
+        from .quality.reference import load_reference
 
         g = cfg["gates"]
         gcfg = GateConfig.from_dict({k: v for k, v in g.items() if k != "reference"})
@@ -153,7 +154,7 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
 
         ex = cfg["export"]
         report["export"] = export_run(store, run_id, _resolve(base, ex.get("out", f"run{run_id}.jsonl")),
-                                      fmt=ex.get("format", "records"), status=ex.get("status", "all"))
+                                      fmt=ex.get("format", "records"), status=ex.get("status", "accepted"))
     report["run_id"] = run_id
     return report
 

@@ -121,11 +121,11 @@ if rep:
 # -- browse -----------------------------------------------------------------------------------
 
 st.subheader("Browse seeds")
-if not store.seed_count():
+if not store.seeds.count():
     st.info("No seeds yet: upload a file above or load the bundled sample.")
     st.stop()
 
-opts = support.seed_filter_options(store)
+opts = store.seeds.filter_options()
 # The filters sit in a popover, labelled with what they are set to: drawn only when opened,
 # they no longer cost a first visit in a fresh browser their four widgets' scripts (~0.15 s).
 active = [", ".join(st.session_state.get("f_discipline") or []),
@@ -140,13 +140,13 @@ with st.popover(label, icon=":material/filter_list:", key="seed_filters"):
     search = st.text_input("Search question, answer or subject", key="f_search")
     page_size = st.selectbox("Rows per page", [25, 50, 100, 250], index=1, key="f_rows")
 
-_, total = support.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search, limit=0)
+_, total = store.seeds.page(disciplines=disciplines, difficulties=difficulties, search=search, limit=0)
 pages = max(1, -(-total // page_size))
 if st.session_state.get("f_page", 1) > pages:
     st.session_state["f_page"] = 1
 p1, p2 = st.columns([1, 5], vertical_alignment="bottom")
 page = p1.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="f_page")
-rows, total = support.query_seeds(store, disciplines=disciplines, difficulties=difficulties, search=search,
+rows, total = store.seeds.page(disciplines=disciplines, difficulties=difficulties, search=search,
                                      limit=page_size, offset=(int(page) - 1) * page_size)
 # plain Markdown (no HTML line break): HTML in Markdown makes the browser load one more parser on first visit
 p2.markdown(f"{total:,} matching seeds · page {int(page)} of {pages}")
@@ -164,10 +164,10 @@ st.dataframe(
 )
 
 c1, c2 = st.columns(2)
-disc = sorted(support.discipline_counts(store), key=lambda r: r["seeds"])  # smallest at the bottom
+disc = sorted(store.seeds.discipline_counts(), key=lambda r: r["seeds"])  # smallest at the bottom
 c1.plotly_chart(ui.bar_figure(disc, "seeds", "discipline", orientation="h", title="Seeds per discipline",
                               height=420, y_title=None), key="disc_chart")
-c2.plotly_chart(ui.bar_figure(support.difficulty_counts(store), "difficulty", "seeds", colour="kind",
+c2.plotly_chart(ui.bar_figure(store.seeds.difficulty_counts(), "difficulty", "seeds", colour="kind",
                               order={"difficulty": ["1", "2", "3", "4", "5", "unknown"],
                                      "kind": ["given", "estimated", "missing"]},
                               title="Seeds per difficulty", height=420), key="diff_chart")

@@ -59,7 +59,7 @@ if run:
             st.session_state["flash"] += " Every seed already had KPs: untick 'Only seeds without KPs' to re-extract all."
         st.rerun()
 
-if not store.counts()["kps"]:
+if not store.kps.count():
     st.info("No knowledge points yet: press **Extract knowledge points**.")
     st.stop()
 
@@ -120,11 +120,11 @@ with m2:
             st.error("Choose a KP and type its new name.")
         else:
             try:
-                rename_kp(store, old, new)
+                shown = rename_kp(store, old, new)
             except LinkQAError as err:
                 ui.show_error(err)
             else:
-                st.session_state["flash"] = f"Renamed '{old}' to '{normalize_kp(new)}'."
+                st.session_state["flash"] = f"Renamed '{old}' to '{shown}'."
                 st.rerun()
 
 st.subheader("Merge suggestions")

@@ -8,7 +8,6 @@ import streamlit as st
 import studio.ui as ui
 from studio import support
 from linkqa_core.errors import LinkQAError
-from linkqa_core.graph.sampling import run_paths
 from linkqa_core.graph.walks import WalkParams, value_walks
 
 store = ui.page_setup("KP graph", "🕸️", caption="Nodes are knowledge points (size = seeds naming it); an edge joins "
@@ -55,7 +54,7 @@ with c2:
                     f"({len(nodes)} KPs; it has {int(g.degree[int(centre)]):,} direct neighbours).")
             path = [int(centre)]
     else:
-        runs = store.list_runs(kind="sample")
+        runs = store.runs.list(kind="sample")
         source = st.radio("Path", ["Sample one now (default knobs)", "From a saved run"], horizontal=True,
                           key="g_path_source", disabled=False)
         if source.startswith("Sample"):
@@ -71,15 +70,15 @@ with c2:
         elif not runs:
             st.info("No saved runs yet: save one on the Path sampling page, or sample a path here.")
         else:
-            run_id = st.selectbox("Run", [r["id"] for r in reversed(runs)], key="g_run",
-                                  format_func=lambda i: next(f"run {r['id']}" + (f" · {r['name']}" if r["name"] else "")
-                                                             + f" · {r['n_paths']:,} paths" for r in runs if r["id"] == i))
-            stored = run_paths(store, int(run_id))
+            run_id = st.selectbox("Run", [r.id for r in reversed(runs)], key="g_run",
+                                  format_func=lambda i: next(f"run {r.id}" + (f" · {r.name}" if r.name else "")
+                                                             + f" · {r.n_paths:,} paths" for r in runs if r.id == i))
+            stored = store.runs.paths(int(run_id))
             if stored:
                 idx = st.number_input("Path number", 1, len(stored), 1, key="g_run_path")
                 rec = stored[int(idx) - 1]
-                path = [i for i in (g.index_of_name(k) for k in rec["kps"]) if i is not None]
-                if len(path) < len(rec["kps"]):
+                path = [i for i in (g.index_of_name(k) for k in rec.kps) if i is not None]
+                if len(path) < len(rec.kps):
                     st.warning("Some KPs of this path are no longer in the graph (merged or re-extracted).")
         if path:
             cap = st.slider("Neighbours to show around it", 0, 200, 40, step=10, key="g_path_cap")

@@ -190,7 +190,7 @@ with out_col:
     st.subheader("Paths and their seed bundles")
     show = st.selectbox("Show the first", [10, 25, 50], index=0, key="show_paths", format_func=lambda n: f"{n} paths")
     records = result.paths(store, limit=int(show))
-    seeds = {s.id: s for s in store.get_seeds(sorted({i for r in records for i in r.seed_ids}))}
+    seeds = {s.id: s for s in store.seeds.get(sorted({i for r in records for i in r.seed_ids}))}
     for rec in records:
         strength = np.mean(rec.link_strength) if rec.link_strength else 0.0
         with st.expander(f"#{rec.index + 1} · {rec.discipline} · {' → '.join(rec.kps)}  "

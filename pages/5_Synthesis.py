@@ -11,20 +11,16 @@ import streamlit as st
 
 import studio.ui as ui
 from studio import support
-from linkqa_core.difficulty.enhance import DifficultyTargets, difficulty_mix, enhance
+from linkqa_core.difficulty.enhance import difficulty_mix, enhance
+from linkqa_core.difficulty.targets import DifficultyTargets
 from linkqa_core.errors import LinkQAError
 from studio.jobs import JOBS
-from linkqa_core.quality.gates import GateConfig, apply_gates, load_reference
-from linkqa_core.synthesis.run import (
-    DEFAULT_TEMPLATE,
-    OFFLINE_MODEL,
-    SynthesisConfig,
-    check_template,
-    estimate_synthesis_cost,
-    preview_bundle,
-    run_progress,
-    synthesize,
-)
+from linkqa_core.quality.checks import GateConfig
+from linkqa_core.quality.gates import apply_gates
+from linkqa_core.quality.reference import load_reference
+from linkqa_core.synthesis.compose import OFFLINE_MODEL
+from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE, check_template
+from linkqa_core.synthesis.run import SynthesisConfig, estimate_synthesis_cost, preview_bundle, run_progress, synthesize
 
 store = ui.page_setup(
     "Synthesis", "✍️",
@@ -33,16 +29,16 @@ store = ui.page_setup(
 )
 ui.need(store, "kps")
 
-runs = [r for r in store.list_runs("sample")]
+runs = store.runs.list("sample")
 if not runs:
     st.info("No saved run yet: preview a sample on the Path sampling page and save it as a run.")
     st.page_link(ui.PAGES["sampling"], label="Go to Path sampling", icon="➡️")
     st.stop()
 
-labels = {r["id"]: f"run {r['id']} · {r.get('name') or 'unnamed'} · {r['n_paths']} paths · {r['n_items']} items · "
-                   f"{r['status']}" for r in runs}
+labels = {r.id: f"run {r.id} · {r.name or 'unnamed'} · {r.n_paths} paths · {r.n_items} items · "
+                f"{r.status}" for r in runs}
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, index=len(labels) - 1, key="synth_run")
-run = next(r for r in runs if r["id"] == run_id)
+run = next(r for r in runs if r.id == run_id)
 
 llm = ui.get_llm_config()
 settings = None
@@ -62,12 +58,12 @@ if settings is None:
 else:
     st.success(f"Model `{settings.model}` at {len(settings.base_urls)} endpoint(s).")
 
-stored = (run.get("config") or {}).get("synthesis") or {}
+stored = run.config.get("synthesis") or {}
 left, right = st.columns([1, 1.4], gap="large")
 with left:
     st.subheader("Settings")
     per_bundle = st.number_input("Items per bundle", 1, 20, int(stored.get("per_bundle", 2)), key="per_bundle")
-    default_target = int(stored.get("target_items") or run["n_paths"] * per_bundle)
+    default_target = int(stored.get("target_items") or run.n_paths * per_bundle)
     target = st.number_input("Items wanted", 1, 10_000_000, default_target, key="target_items",
                              help="you get this many: more paths are sampled if the run has too few")
     mc = st.toggle("Multiple choice", value=bool(stored.get("multiple_choice", True)), key="mc")
@@ -84,7 +80,7 @@ with left:
 
 with right:
     st.subheader("Preview one bundle")
-    path_number = st.number_input("Path", 1, max(run["n_paths"], 1), 1, key="preview_path",
+    path_number = st.number_input("Path", 1, max(run.n_paths, 1), 1, key="preview_path",
                                   help="path #1 is the run's first path")
     path_index = int(path_number) - 1
     if st.button("Preview prompt and answer", disabled=cfg is None, key="preview_btn"):

@@ -9,15 +9,15 @@ import streamlit as st
 
 import studio.ui as ui
 from linkqa_core.errors import LinkQAError
-from linkqa_core.curation.items import item_records
-from linkqa_core.curation.review import STATUSES, compare_runs, edit_item, item_counts, item_detail, list_items, set_status
+from linkqa_core.curation.export import EXPORT_STATUSES, item_records
+from linkqa_core.curation.review import STATUSES, compare_runs, edit_item, item_card, item_counts, list_items, set_status
 
 store = ui.page_setup("Review & export", "✅",
                       caption="Accept, reject or edit generated items; export the chosen ones with provenance.")
 ui.flash()
 
-all_runs = store.list_runs()
-with_items = [r for r in all_runs if r["n_items"]]
+all_runs = store.runs.list()
+with_items = [r for r in all_runs if r.n_items]
 tab_review, tab_history = st.tabs(["Items", "Run history"])
 
 with tab_review:
@@ -25,7 +25,7 @@ with tab_review:
         st.info("No run has items yet: synthesise some on the Synthesis page.")
         st.page_link(ui.PAGES["synthesis"], label="Go to Synthesis", icon="➡️")
     else:
-        labels = {r["id"]: f"run {r['id']} · {r.get('name') or 'unnamed'} · {r['n_items']} items" for r in with_items}
+        labels = {r.id: f"run {r.id} · {r.name or 'unnamed'} · {r.n_items} items" for r in with_items}
         run_id = st.selectbox("Run", list(labels), format_func=labels.get, index=len(labels) - 1, key="review_run")
         counts = item_counts(store, run_id)
         st.caption(" · ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
@@ -33,8 +33,7 @@ with tab_review:
         f1, f2, f3, f4, f5 = st.columns([1.4, 1.2, 1.2, 1, 1.2])
         statuses = f1.multiselect("Status", STATUSES, default=["generated", "accepted"], key="f_status",
                                   help="accepted items stay in view after you accept them")
-        disciplines = sorted({r[0] for r in store.query(
-            "SELECT DISTINCT discipline FROM items WHERE run_id = ? AND discipline IS NOT NULL", (run_id,))})
+        disciplines = store.items.disciplines(run_id)
         discipline = f2.selectbox("Discipline", ["(all)"] + disciplines, key="f_disc")
         lo, hi = f3.slider("Difficulty", 1.0, 5.0, (1.0, 5.0), 0.5, key="f_diff")
         gate = f4.text_input("Gate reason contains", key="f_gate")
@@ -49,13 +48,13 @@ with tab_review:
             ui.show_error(err)
             items = []
         table = pd.DataFrame([{
-            "id": i["id"], "status": i["status"], "discipline": i["discipline"], "difficulty": i["difficulty"],
-            "question": (i["question"] or "")[:160], "answer": (i["answer"] or "")[:60], "model": i["model"],
-            "parent": i["parent_id"], "gate reason": i["gate_reason"],
+            "id": i.id, "status": i.status, "discipline": i.discipline, "difficulty": i.difficulty,
+            "question": i.question[:160], "answer": i.answer[:60], "model": i.model,
+            "parent": i.parent_id, "gate reason": i.gate_reason,
         } for i in items])
         st.dataframe(table, hide_index=True, width="stretch", height=320, key="items_table")
 
-        ids = [i["id"] for i in items]
+        ids = [i.id for i in items]
         chosen = st.multiselect("Select items", ids, key="chosen_ids",
                                 format_func=lambda i: f"#{i}")
         b1, b2, b3, b4 = st.columns(4)
@@ -75,20 +74,22 @@ with tab_review:
         st.subheader("One item")
         if ids:
             item_id = st.selectbox("Item", ids, format_func=lambda i: f"#{i}", key="detail_id")
-            d = item_detail(store, item_id)
+            card = item_card(store, item_id)
+            d = card.item
             left, right = st.columns([1.3, 1], gap="large")
             with left:
-                st.caption(f"status **{d['status']}** · {d['discipline']} · difficulty {d['difficulty']} · "
-                           f"model {d['model']}" + (f" · operation {d['operation']}" if d.get("operation") else ""))
-                if d.get("gate_reason"):
-                    st.warning(d["gate_reason"])
+                st.caption(f"status **{d.status}** · {ui.md(d.discipline)} · difficulty {d.difficulty} · "
+                           f"model {ui.md(d.model or '')}" + (f" · operation {d.operation}" if d.operation else "")
+                           + (" · edited" if d.edited else ""))
+                if d.gate_reason:
+                    st.warning(d.gate_reason)
                 with st.form(f"edit_{item_id}"):
-                    q = st.text_area("Question", d["question"] or "", height=160)
+                    q = st.text_area("Question", d.question, height=160)
                     opts = st.text_area("Options (one a line; empty for an open question)",
-                                        "\n".join(d["options"] or []), height=110)
-                    a = st.text_input("Answer", d["answer"] or "")
-                    sol = st.text_area("Solution", d["solution"] or "", height=110)
-                    diff = st.slider("Difficulty", 1.0, 5.0, float(d["difficulty"] or 3.0), 0.5)
+                                        "\n".join(d.options or []), height=110)
+                    a = st.text_input("Answer", d.answer)
+                    sol = st.text_area("Solution", d.solution, height=110)
+                    diff = st.slider("Difficulty", 1.0, 5.0, float(d.difficulty or 3.0), 0.5)
                     save_col, acc_col, rej_col = st.columns(3)
                     save = save_col.form_submit_button("Save edits")
                     accept = acc_col.form_submit_button("Save and accept", type="primary")
@@ -108,30 +109,31 @@ with tab_review:
                     st.session_state["flash"] = f"Item #{item_id} rejected."
                     st.rerun()
             with right:
-                st.markdown("**Path:** " + " → ".join(ui.md(k) for k in d["path_kps"]))
-                if d.get("reasoning"):
+                st.markdown("**Path:** " + " → ".join(ui.md(k) for k in (card.path.kps if card.path else ())))
+                if d.reasoning:
                     with st.expander("Model reasoning", expanded=False):
-                        st.text(d["reasoning"])
-                for s in d["seeds"]:
-                    with st.expander(f"Seed {s['id']} · {s.get('subject') or s['discipline']}"):
-                        st.markdown(ui.md(s["question"]))
-                        st.caption(f"answer: {s['answer']}")
-                if d["lineage"]:
-                    with st.expander(f"Lineage ({len(d['lineage'])} parent(s))"):
-                        for p in d["lineage"]:
-                            st.caption(f"#{p['id']} · difficulty {p['difficulty']} · {p.get('operation') or 'original'}")
-                            st.markdown(ui.md((p["question"] or "")[:400]))
-                if d.get("raw") and d["status"] == "failed":
+                        st.text(d.reasoning)
+                for s in card.seeds:
+                    with st.expander(f"Seed {s.id} · {s.subject or s.discipline}"):
+                        st.text(s.question)
+                        st.caption(f"answer: {ui.md(s.answer)}")
+                if card.lineage:
+                    with st.expander(f"Lineage ({len(card.lineage)} parent(s))"):
+                        for p in card.lineage:
+                            st.caption(f"#{p.id} · difficulty {p.difficulty} · {p.operation or 'original'}")
+                            st.text(p.question[:400])
+                if d.raw and d.status == "failed":
                     with st.expander("Raw model answer"):
-                        st.text(d["raw"])
+                        st.text(d.raw)
 
         st.subheader("Export")
         e1, e2 = st.columns(2)
         fmt = e1.radio("Format", ["records", "messages"], horizontal=True, key="exp_fmt",
                        help="records: one QA with provenance a line; messages: chat format for fine-tuning")
-        which = e2.radio("Items", ["accepted", "all"], horizontal=True, key="exp_status")
-        n = counts.get("accepted", 0) if which == "accepted" else \
-            sum(v for k, v in counts.items() if k != "failed")
+        which = e2.radio("Items", list(EXPORT_STATUSES), horizontal=True, key="exp_status",
+                         help="accepted only; unrejected: accepted and not yet reviewed; all: rejected and "
+                              "superseded too, each with its status")
+        n = sum(counts.get(k, 0) for k in EXPORT_STATUSES[which])
 
         def jsonl(run_id: int = run_id, fmt: str = fmt, which: str = which) -> bytes:
             """Built when the button is clicked, not on every rerun of the page."""
@@ -147,15 +149,15 @@ with tab_history:
         st.info("No runs yet.")
     else:
         hist = pd.DataFrame([{
-            "id": r["id"], "kind": r["kind"], "name": r.get("name"), "status": r["status"],
-            "paths": r["n_paths"], "items": r["n_items"],
-            "kp_coverage": (r.get("metrics") or {}).get("kp_coverage"),
-            "baseline coverage": (r.get("baseline") or {}).get("kp_coverage"),
-            "created": pd.to_datetime(r["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
+            "id": r.id, "kind": r.kind, "name": r.name, "status": r.status,
+            "paths": r.n_paths, "items": r.n_items,
+            "kp_coverage": (r.metrics or {}).get("kp_coverage"),
+            "baseline coverage": (r.baseline or {}).get("kp_coverage"),
+            "created": pd.to_datetime(r.created_at, unit="s").strftime("%Y-%m-%d %H:%M"),
         } for r in all_runs])
         st.dataframe(hist, hide_index=True, width="stretch", key="history")
         if len(all_runs) >= 2:
-            ids = [r["id"] for r in all_runs]
+            ids = [r.id for r in all_runs]
             c1, c2, c3 = st.columns([1, 1, 1])
             a = c1.selectbox("Compare run", ids, index=len(ids) - 2, key="cmp_a")
             b = c2.selectbox("with run", ids, index=len(ids) - 1, key="cmp_b")

@@ -45,10 +45,6 @@ __all__ = [
     "import_upload",
     "mapping_from_choices",
     "bad_rows_table",
-    "seed_filter_options",
-    "query_seeds",
-    "discipline_counts",
-    "difficulty_counts",
     "freq_histogram",
     "search_kp_names",
     "top_nodes",
@@ -290,84 +286,6 @@ def bad_rows_table(report: IngestReport, limit: int = 5000) -> list[dict[str, An
     return [{"line": b.line, "reason": b.reason} for b in report.bad_rows[:limit]]
 
 
-# -- seeds: browsing --------------------------------------------------------------------
-
-UNKNOWN = "unknown"
-
-
-def seed_filter_options(store: Store) -> dict[str, list]:
-    disciplines = [r[0] for r in store.query("SELECT DISTINCT discipline FROM seeds ORDER BY discipline")]
-    levels = [r[0] for r in store.query(
-        "SELECT DISTINCT CAST(round(difficulty) AS INTEGER) FROM seeds WHERE difficulty IS NOT NULL ORDER BY 1")]
-    has_unknown = bool(store.scalar("SELECT 1 FROM seeds WHERE difficulty IS NULL LIMIT 1"))
-    return {"disciplines": disciplines, "difficulties": levels + ([UNKNOWN] if has_unknown else [])}
-
-
-def _seed_where(disciplines: Sequence[str] | None, difficulties: Sequence[Any] | None,
-                search: str | None) -> tuple[str, list]:
-    clauses, params = [], []
-    if disciplines:
-        clauses.append(f"discipline IN ({','.join('?' * len(disciplines))})")
-        params.extend(disciplines)
-    if difficulties:
-        levels = [int(d) for d in difficulties if d != UNKNOWN]
-        parts = []
-        if levels:
-            parts.append(f"CAST(round(difficulty) AS INTEGER) IN ({','.join('?' * len(levels))})")
-            params.extend(levels)
-        if UNKNOWN in difficulties:
-            parts.append("difficulty IS NULL")
-        clauses.append("(" + " OR ".join(parts) + ")")
-    if search and search.strip():
-        clauses.append("(question LIKE ? OR answer LIKE ? OR subject LIKE ?)")
-        like = f"%{search.strip()}%"
-        params.extend([like, like, like])
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def query_seeds(store: Store, *, disciplines: Sequence[str] | None = None, difficulties: Sequence[Any] | None = None,
-                search: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """One page of seeds matching the filters, and how many match in all."""
-    where, params = _seed_where(disciplines, difficulties, search)
-    total = int(store.scalar(f"SELECT count(*) FROM seeds{where}", params) or 0)
-    rows = store.query(
-        "SELECT s.id, s.question, s.answer, s.options, s.discipline, s.subject, s.difficulty,"
-        " s.difficulty_estimated, s.source,"
-        " (SELECT count(*) FROM seed_kps l WHERE l.seed_rid = s.rid) AS n_kps"
-        f" FROM seeds s{where} ORDER BY s.rid LIMIT ? OFFSET ?",
-        (*params, int(limit), int(offset)),
-    )
-    out = []
-    for r in rows:
-        options = json.loads(r["options"]) if r["options"] else None
-        out.append({
-            "id": r["id"],
-            "question": r["question"],
-            "answer": r["answer"],
-            "options": " | ".join(options) if options else "",
-            "discipline": r["discipline"],
-            "subject": r["subject"] or "",
-            "difficulty": r["difficulty"],
-            "estimated": bool(r["difficulty_estimated"]),
-            "kps": r["n_kps"],
-            "source": r["source"] or "",
-        })
-    return out, total
-
-
-def discipline_counts(store: Store) -> list[dict[str, Any]]:
-    return [{"discipline": r[0], "seeds": r[1]} for r in store.query(
-        "SELECT discipline, count(*) FROM seeds GROUP BY discipline ORDER BY count(*) DESC, discipline")]
-
-
-def difficulty_counts(store: Store) -> list[dict[str, Any]]:
-    rows = store.query(
-        "SELECT CASE WHEN difficulty IS NULL THEN 'unknown' ELSE CAST(CAST(round(difficulty) AS INTEGER) AS TEXT) END,"
-        " CASE WHEN difficulty IS NULL THEN 'missing' WHEN difficulty_estimated THEN 'estimated' ELSE 'given' END,"
-        " count(*) FROM seeds GROUP BY 1, 2 ORDER BY 1, 2")
-    return [{"difficulty": r[0], "kind": r[1], "seeds": r[2]} for r in rows]
-
-
 # -- knowledge points -------------------------------------------------------------------
 
 
@@ -389,11 +307,11 @@ def freq_histogram(freq: np.ndarray) -> list[dict[str, Any]]:
 
 def search_kp_names(g: KPGraph, text: str, limit: int = 50) -> list[int]:
     """Dense indices of KPs whose name contains ``text``, most frequent first."""
-    text = text.strip().lower()
+    text = text.strip().casefold()
     if not text:
         return []
     exact = g.index_of_name(text)
-    hits = [i for i, n in enumerate(g.names) if text in n]
+    hits = [i for i, n in enumerate(g.names) if text in n.casefold()]
     hits.sort(key=lambda i: (-int(g.freq[i]), g.names[i]))
     if exact is not None:
         hits.remove(exact)

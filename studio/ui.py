@@ -4,7 +4,8 @@ Lives at the top level (not in ``pages/``, where Streamlit would list it as a pa
 not in ``linkqa_core``, which never imports Streamlit).
 
 - :func:`get_store` opens the database once per process (``st.cache_resource``); the
-  :class:`~linkqa_core.store.Store` is shared by every session, safely, through its lock.
+  :class:`~linkqa_core.store.Store` is shared by every session: each thread reads on its own
+  connection, writes take turns on the one writer.
 - :func:`get_graph` builds the KP graph once per state of the data: the cache key is
   :func:`linkqa_core.support.graph_key`, which changes after an ingest, an
   extraction, a merge or a rename.
@@ -81,7 +82,7 @@ def _open_store(path: str) -> Store:
 def _autoload(path: str) -> bool:
     """Load the bundled sample into an empty database, once per process and database."""
     store = _open_store(path)
-    if store.seed_count():
+    if store.seeds.count():
         return False
     support.load_sample(store)
     return True
@@ -275,7 +276,7 @@ def get_graph(store: Store) -> KPGraph:
 
 @st.cache_data(show_spinner="Computing graph statistics…", max_entries=4)
 def _stats(key: tuple) -> dict[str, Any]:
-    from linkqa_core.graph.build import graph_stats
+    from linkqa_core.graph.stats import graph_stats
 
     return graph_stats(_graph(key))
 
@@ -286,7 +287,7 @@ def get_graph_stats(store: Store) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _communities(key: tuple, nodes: tuple[int, ...]) -> dict[int, int]:
-    from linkqa_core.graph.build import community_labels
+    from linkqa_core.graph.stats import community_labels
 
     return community_labels(_graph(key), list(nodes))
 

@@ -17,6 +17,7 @@ import pytest
 
 from linkqa_core.ingest.load import ingest, sample_path
 from linkqa_core.store import Store
+from linkqa_core.store.seeds import SeedStore
 
 LETTERS = "ABCD"
 
@@ -91,9 +92,9 @@ def seeded_store(tmp_path) -> Store:
 
 
 def fail_add_rows_on_call(monkeypatch, call: int) -> list[int]:
-    """Make ``Store.add_seed_rows`` raise "disk on fire" on its ``call``-th call; the list
+    """Make ``SeedStore.add_rows`` raise "disk on fire" on its ``call``-th call; the list
     returned fills with the batch sizes it was given."""
-    real_add = Store.add_seed_rows
+    real_add = SeedStore.add_rows
     sizes: list[int] = []
 
     def failing_add(self, rows):
@@ -102,5 +103,5 @@ def fail_add_rows_on_call(monkeypatch, call: int) -> list[int]:
             raise RuntimeError("disk on fire")
         return real_add(self, rows)
 
-    monkeypatch.setattr(Store, "add_seed_rows", failing_add)
+    monkeypatch.setattr(SeedStore, "add_rows", failing_add)
     return sizes

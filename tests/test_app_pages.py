@@ -281,7 +281,7 @@ def test_unusable_mapping_shows_the_error_and_imports_nothing(empty_db):
     assert_ok(at)
     assert "no answer column found" in at.error[0].value
     with Store(empty_db) as store:
-        assert store.seed_count() == 0
+        assert store.seeds.count() == 0
 
 
 def test_bundled_sample_button_on_seeds_page(empty_db):
@@ -367,7 +367,7 @@ def test_rename_kp_from_the_page(db):
     button(at, "Rename").click().run()
     assert_ok(at)
     names = list(frame(at, "kp_table")["name"])
-    assert "renamed concept" in names and old not in names
+    assert "Renamed Concept" in names and old not in names  # the curator's spelling is shown
 
 
 def test_merge_needs_two_kps(db):
@@ -482,8 +482,8 @@ def test_preview_shows_metrics_paths_and_saves_a_run(db):
     assert_ok(at)
     assert "Saved as run 1." in [s.value for s in at.success]
     with Store(db) as store:
-        run = store.get_run(1)
-        assert run["name"] == "from the test"
+        run = store.runs.get(1)
+        assert run.name == "from the test"
         assert store.scalar("SELECT count(*) FROM paths WHERE run_id = 1") == 1000
     assert at.button(key="save_run").disabled
 

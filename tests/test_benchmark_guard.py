@@ -64,7 +64,7 @@ def test_store_fast_path_matches_the_arrays():
     with Store(":memory:") as store:
         gen.write_store(d, store)
         g = build_graph(store)
-        assert store.seed_count() == d.n
+        assert store.seeds.count() == d.n
     assert g.n_nodes == np.unique(d.link_kp).size
     assert int(g.freq.sum()) == d.n_links
 

@@ -211,14 +211,14 @@ def test_a_broken_file_gets_one_exact_message_and_leaves_the_database_as_it_was(
     content, message = BROKEN[name]
     path = tmp_path / name
     path.write_bytes(content)
-    before = seeded_store.seed_count()
+    before = seeded_store.seeds.count()
     with pytest.raises(InputError) as err:
         ingest(seeded_store, path)
     if message.endswith("..."):
         assert str(err.value).startswith(message[:-3]) and len(str(err.value)) > len(message)
     else:
         assert str(err.value) == message
-    assert seeded_store.seed_count() == before
+    assert seeded_store.seeds.count() == before
     # the same bytes uploaded from the browser get the same message
     with pytest.raises(InputError) as err_bytes:
         load_seeds(content, filename=name)

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["ingest", "extract", "graph", "sample", "runs", "export", "init-sample", "synthesize", "enhance", "gates",
-            "run"]
+            "run", "check"]
 
 
 def test_the_list_above_is_every_command_and_the_readme_names_each():

@@ -9,18 +9,12 @@ import time
 
 import pytest
 
-from linkqa_core.difficulty.enhance import (
-    OFFLINE_OPERATIONS,
-    OFFLINE_REWRITER,
-    OPERATIONS,
-    DifficultyTargets,
-    OfflineRater,
-    QAItem,
-    difficulty_mix,
-    enhance,
-    level_of,
-    mix_gap,
-)
+from linkqa_core.difficulty.enhance import difficulty_mix, enhance
+from linkqa_core.difficulty.raters import OfflineRater
+from linkqa_core.difficulty.rewrite import OFFLINE_OPERATIONS, OFFLINE_REWRITER, OPERATIONS
+from linkqa_core.difficulty.targets import DifficultyTargets, level_of, mix_gap
+from linkqa_core.records import Item
+from linkqa_core.store.items import item_from_row
 from linkqa_core.errors import ConfigError, InputError
 from linkqa_core.llm.client import LLMSettings
 from linkqa_core.graph.sampling import sample
@@ -39,6 +33,10 @@ def _run(store, n_paths=20, seed=1) -> int:
 def _rows(store, run_id, where="1", params=()):
     return [dict(r) for r in store.query(f"SELECT * FROM items WHERE run_id = ? AND {where} ORDER BY id",
                                          (run_id, *params))]
+
+
+def _row_of(store, r):
+    return store.query("SELECT * FROM items WHERE id = ?", (r["id"],))[0]
 
 
 def _at_or_above(mix, level):
@@ -92,8 +90,8 @@ def test_mix_gap_is_zero_on_target_and_one_when_disjoint():
 
 def test_offline_rater_rates_longer_multi_part_items_higher():
     rater = OfflineRater()
-    easy = QAItem(question="What is the capital of France?", answer="Paris", options=("Paris", "Rome", "Oslo", "Bern"))
-    hard = QAItem(
+    easy = Item(question="What is the capital of France?", answer="Paris", options=("Paris", "Rome", "Oslo", "Bern"))
+    hard = Item(
         question="Part 1: A 2 kg mass moves at 3 m/s and hits a 4 kg mass at rest; the collision is elastic. "
                  "Part 2: Assume no friction. What is the speed of the 4 kg mass after 5 s, given that it must stay "
                  "on the track? " + "Explain each step of the momentum and energy balance. " * 4,
@@ -201,9 +199,9 @@ def test_every_eliminated_rewrite_keeps_its_reason(sample_store):
 def _one_item_run(store, *, long: bool) -> tuple[int, int]:
     """A run with a single item whose only linked seed is already quoted in it, so the
     offline rewriter can only add a constraint."""
-    seeds = [s for _, s in store.iter_seeds() if s.options and len(s.question.split()) > (150 if long else 0)]
+    seeds = [s for _, s in store.seeds.iter() if s.options and len(s.question.split()) > (150 if long else 0)]
     seed = seeds[0]
-    run_id = store.create_run("sample", {"seed": 0}, name="one item")
+    run_id = store.runs.create("sample", {"seed": 0}, name="one item")
     now = time.time()
     with store.transaction() as conn:
         path_id = conn.execute(
@@ -240,7 +238,7 @@ def test_max_rounds_is_respected_and_a_later_call_continues(sample_store):
     assert more.rounds == 1 and more.attempted > 0
     slots = [r["slot"] for r in _rows(sample_store, run_id, "parent_id IS NOT NULL")]
     assert any(s.endswith("/r2") for s in slots) and not any("/r3" in s for s in slots)
-    assert sample_store.get_run(run_id)["config"]["difficulty"]["rounds_done"] == 2
+    assert sample_store.runs.get(run_id).config["difficulty"]["rounds_done"] == 2
 
 
 def test_rerun_does_not_duplicate_children(sample_store):
@@ -258,7 +256,7 @@ def test_a_given_rater_rerates_every_generated_item(sample_store):
     report = enhance(sample_store, run_id, rater=OfflineRater(), max_rounds=0)
     assert report.rated == 10 and report.attempted == 0
     for r in _rows(sample_store, run_id):
-        assert r["difficulty"] == OfflineRater().rate(QAItem.from_row(r)).level
+        assert r["difficulty"] == OfflineRater().rate(item_from_row(_row_of(sample_store, r))).level
 
 
 def test_enhance_refuses_bad_arguments(sample_store):

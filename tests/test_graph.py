@@ -3,7 +3,8 @@ import itertools
 import networkx as nx
 import numpy as np
 
-from linkqa_core.graph.build import build_graph, graph_from_links, graph_stats
+from linkqa_core.graph.build import build_graph, graph_from_links
+from linkqa_core.graph.stats import graph_stats
 
 
 def _edge_by_edge(links):

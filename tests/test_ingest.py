@@ -12,6 +12,7 @@ from linkqa_core.errors import InputError
 from linkqa_core.records import BadRow
 from linkqa_core.ingest.load import guess_mapping, ingest, load_seeds, peek, sample_path, seed_id
 from linkqa_core.store import Store
+from linkqa_core.store.seeds import SeedStore
 from linkqa_core.taxonomy import DISCIPLINES
 
 FORMAT_KINDS = ["jsonl", "json_array", "json_splits", "csv_letters", "parquet"]
@@ -41,7 +42,7 @@ def test_ingest_sample_into_sqlite_then_again_adds_nothing(store):
     first = ingest(store, sample_path())
     # one question is filed under both clinical knowledge and college medicine: same id
     assert (first.added, first.duplicates, first.rows_read, first.bad_rows) == (1139, 1, 1140, [])
-    assert first.total_seeds == store.seed_count() == 1139
+    assert first.total_seeds == store.seeds.count() == 1139
     again = ingest(store, sample_path())
     assert (again.added, again.duplicates, again.total_seeds) == (0, 1140, 1139)
 
@@ -49,7 +50,7 @@ def test_ingest_sample_into_sqlite_then_again_adds_nothing(store):
 def test_stored_seed_reads_back_equal_to_the_loaded_one(store):
     loaded = load_seeds(sample_path()).seeds[:3]
     ingest(store, sample_path())
-    assert store.get_seeds([s.id for s in loaded]) == loaded
+    assert store.seeds.get([s.id for s in loaded]) == loaded
 
 
 def test_full_mmlu_file_gives_14042_seeds_and_reports_the_two_header_rows_by_line(mmlu_path):
@@ -65,7 +66,7 @@ def test_full_mmlu_file_gives_14042_seeds_and_reports_the_two_header_rows_by_lin
 def test_full_mmlu_ingest_counts_repeated_questions_as_duplicates(mmlu_path, store):
     report = ingest(store, mmlu_path)
     unique = len({s.id for s in load_seeds(mmlu_path).seeds})
-    assert report.added == unique == store.seed_count()
+    assert report.added == unique == store.seeds.count()
     assert report.added + report.duplicates == 14042 and len(report.bad_rows) == 2
 
 
@@ -347,16 +348,16 @@ def test_progress_is_called_once_a_batch_and_at_the_end(store, tmp_path, monkeyp
 
 
 def test_an_error_after_the_first_batch_rolls_the_whole_file_back(seeded_store, tmp_path, monkeypatch):
-    before = seeded_store.seed_count()
+    before = seeded_store.seeds.count()
     monkeypatch.setattr(seeds_module, "BATCH", 10)
-    real_add = Store.add_seed_rows
+    real_add = SeedStore.add_rows
     calls = fail_add_rows_on_call(monkeypatch, 2)
     rows = [{"question": f"new question {i}?", "answer": "yes"} for i in range(50)]
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest(seeded_store, jsonl_bytes(rows), filename="new.jsonl")
     assert calls == [10, 10]
-    assert seeded_store.seed_count() == before
-    monkeypatch.setattr(Store, "add_seed_rows", real_add)
+    assert seeded_store.seeds.count() == before
+    monkeypatch.setattr(SeedStore, "add_rows", real_add)
     assert ingest(seeded_store, jsonl_bytes(rows), filename="new.jsonl").added == 50
 
 
@@ -365,13 +366,13 @@ def test_ingest_inside_an_outer_transaction_joins_it(store):
         with store.transaction():
             assert ingest(store, sample_path()).added == 1139
             raise RuntimeError("caller changes its mind")
-    assert store.seed_count() == 0
+    assert store.seeds.count() == 0
 
 
 def test_ingest_streams_the_file_into_the_store_in_batches(store, monkeypatch):
     monkeypatch.setattr(seeds_module, "BATCH", 100)
     sizes = []
-    real_add = Store.add_seed_rows
-    monkeypatch.setattr(Store, "add_seed_rows", lambda self, rows: sizes.append(len(rows)) or real_add(self, rows))
+    real_add = SeedStore.add_rows
+    monkeypatch.setattr(SeedStore, "add_rows", lambda self, rows: sizes.append(len(rows)) or real_add(self, rows))
     ingest(store, sample_path())
     assert sizes == [100] * 11 + [40]

@@ -45,7 +45,7 @@ def messy_jsonl() -> bytes:
 
 
 def stored(store: Store) -> list[tuple]:
-    return [tuple(r) for r in store.conn.execute(f"SELECT {COLUMNS} FROM seeds ORDER BY rid")]
+    return [tuple(r) for r in store.query(f"SELECT {COLUMNS} FROM seeds ORDER BY rid")]
 
 
 @pytest.fixture
@@ -141,22 +141,22 @@ def test_progress_counts_rows_read_through_the_children(store, tmp_path, monkeyp
 
 def test_a_child_that_dies_fails_the_ingest_with_its_message_and_stores_nothing(seeded_store_path, monkeypatch):
     store, path = seeded_store_path
-    before = store.seed_count()
+    before = store.seeds.count()
     monkeypatch.setattr(worker_module, "COMMAND",
                         [sys.executable, "-c", "import sys; sys.stderr.write('parser ran out of memory\\n'); sys.exit(3)"])
     with pytest.raises(WorkerFailed, match=r"stopped \(exit code 3: parser ran out of memory\); nothing was stored"):
         ingest(store, path, parallel=True)
-    assert store.seed_count() == before
+    assert store.seeds.count() == before
 
 
 def test_an_insert_failure_stops_the_children_and_rolls_back(seeded_store_path, monkeypatch, children):
     store, path = seeded_store_path
-    before = store.seed_count()
+    before = store.seeds.count()
     monkeypatch.setattr(seeds_module, "BATCH", 50)
     fail_add_rows_on_call(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest(store, path, parallel=True)
-    assert store.seed_count() == before
+    assert store.seeds.count() == before
     assert children and all(c.proc.returncode is not None for c in children)  # stopped and reaped
 
 
@@ -170,7 +170,7 @@ def test_a_damaged_gzip_fails_with_the_same_message_either_way(tmp_path):
         with pytest.raises(InputError) as err:
             ingest(store, path, parallel=parallel)
         messages.append(str(err.value))
-        assert store.seed_count() == 0
+        assert store.seeds.count() == 0
     assert messages[0] == messages[1] and "not a readable gzip file" in messages[0]
 
 

@@ -34,7 +34,7 @@ def test_singularize_leaves_words_that_end_in_s_by_nature():
 
 def test_every_sample_seed_gets_two_to_eight_kps(sample_store):
     per_seed = sample_store.query("SELECT seed_rid, count(*) FROM seed_kps GROUP BY seed_rid")
-    assert len(per_seed) == sample_store.seed_count()
+    assert len(per_seed) == sample_store.seeds.count()
     counts = [n for _, n in per_seed]
     assert min(counts) >= 2 and max(counts) <= 8
 
@@ -53,7 +53,7 @@ def test_kps_link_seeds_across_the_sample(sample_store):
 
 
 def test_extraction_is_deterministic(sample_store):
-    seeds = [s for _, s in sample_store.iter_seeds()][:200]
+    seeds = [s for _, s in sample_store.seeds.iter()][:200]
     a = OfflineExtractor().extract(seeds)
     b = OfflineExtractor().extract(seeds)
     assert a == b

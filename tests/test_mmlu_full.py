@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from linkqa_core.graph.build import build_graph, graph_stats
+from linkqa_core.graph.build import build_graph
+from linkqa_core.graph.stats import graph_stats
 from linkqa_core.graph.sampling import sample
 from linkqa_core.ingest.load import load_seeds
 from linkqa_core.store import Store
@@ -31,7 +32,7 @@ def test_full_graph_is_one_big_component_with_a_heavy_tail(mmlu_db):
 def test_thousand_paths_on_full_mmlu_beat_the_uniform_walk_on_coverage_and_balance(mmlu_db):
     with Store(mmlu_db) as store:
         result = sample(store, WalkParams(w_cov=2.0), 1000, seed=0, save=True)
-        assert store.get_run(result.run_id)["metrics"]["kp_coverage"] == result.metrics["kp_coverage"]
+        assert store.runs.get(result.run_id).metrics["kp_coverage"] == result.metrics["kp_coverage"]
     m, b = result.metrics, result.baseline
     assert m["kp_coverage"] > b["kp_coverage"]
     assert m["discipline_tv_distance"] < 0.05

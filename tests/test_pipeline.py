@@ -32,6 +32,7 @@ max_rounds = 1
 near_dup_threshold = 0.8
 [export]
 out = "out.jsonl"
+status = "unrejected"
 """
 
 

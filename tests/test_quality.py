@@ -8,23 +8,11 @@ import time
 import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
-from linkqa_core.quality.gates import (
-    GATES,
-    Candidate,
-    GateConfig,
-    GateResult,
-    Reference,
-    apply_gates,
-    check_answer_consistency,
-    check_length,
-    check_schema,
-    jaccard,
-    load_reference,
-    run_gates,
-    shingles,
-    summarize,
-)
-from linkqa_core.records import Seed
+from linkqa_core.quality.checks import GateConfig, check_answer_consistency, check_length, check_schema
+from linkqa_core.quality.gates import GATES, GateResult, apply_gates, run_gates, summarize
+from linkqa_core.quality.reference import Reference, load_reference
+from linkqa_core.quality.text import jaccard, shingles
+from linkqa_core.records import Item, Seed
 from linkqa_core.store import Store
 
 OPTIONS = ["Paris", "Rome", "Madrid", "Berlin"]
@@ -43,8 +31,13 @@ OTHER_Q = (
 OTHER_OPTS = ["Ribosome", "Mitochondrion", "Golgi apparatus", "Lysosome"]
 
 
-def mc(key, question=LONG_Q, answer="It doubles", options=LONG_OPTS, **kw):
-    return Candidate(key, question, answer, list(options) if options is not None else None, **kw)
+def C(key, question, answer, options=None):
+    """An item as the gates see it; fields keep whatever type a test gives them."""
+    return Item(question, answer, tuple(options) if isinstance(options, list) else options, id=key)
+
+
+def mc(key, question=LONG_Q, answer="It doubles", options=LONG_OPTS):
+    return C(key, question, answer, list(options) if options is not None else None)
 
 
 def one_word_changed(text, old, new):
@@ -112,19 +105,19 @@ def test_config_from_dict_round_trips_and_refuses_unknown_settings():
 @pytest.mark.parametrize(
     "candidate, reason",
     [
-        (Candidate(1, None, "4"), "question is missing"),
-        (Candidate(1, "   ", "4"), "question is missing"),
-        (Candidate(1, 42, "4"), "question is not text (got int)"),
-        (Candidate(1, "What is two plus two?", None), "answer is missing"),
-        (Candidate(1, "What is two plus two?", " "), "answer is missing"),
-        (Candidate(1, "What is two plus two?", ["4"]), "answer is not text (got list)"),
-        (Candidate(1, "What is two plus two?", "4", options="4, 5"), "options are not a list (got str)"),
-        (Candidate(1, "What is two plus two?", "4", options=["4"]), "options must number 2 to 10 (got 1)"),
-        (Candidate(1, "What is two plus two?", "4", options=[str(i) for i in range(11)]),
+        (C(1, None, "4"), "question is missing"),
+        (C(1, "   ", "4"), "question is missing"),
+        (C(1, 42, "4"), "question is not text (got int)"),
+        (C(1, "What is two plus two?", None), "answer is missing"),
+        (C(1, "What is two plus two?", " "), "answer is missing"),
+        (C(1, "What is two plus two?", ["4"]), "answer is not text (got list)"),
+        (C(1, "What is two plus two?", "4", options="4, 5"), "options are not a list (got str)"),
+        (C(1, "What is two plus two?", "4", options=["4"]), "options must number 2 to 10 (got 1)"),
+        (C(1, "What is two plus two?", "4", options=[str(i) for i in range(11)]),
          "options must number 2 to 10 (got 11)"),
-        (Candidate(1, "What is two plus two?", "4", options=["4", "", "5"]), "option B is empty"),
-        (Candidate(1, "What is two plus two?", "4", options=["4", 5]), "option B is not text (got int)"),
-        (Candidate(1, "What is two plus two?", "4", options=["Four", "5", " four. "]),
+        (C(1, "What is two plus two?", "4", options=["4", "", "5"]), "option B is empty"),
+        (C(1, "What is two plus two?", "4", options=["4", 5]), "option B is not text (got int)"),
+        (C(1, "What is two plus two?", "4", options=["Four", "5", " four. "]),
          "options A and C are the same ('four.')"),
     ],
 )
@@ -132,9 +125,8 @@ def test_schema_gives_the_exact_reason(candidate, reason):
     assert check_schema(candidate) == reason
 
 
-def test_schema_accepts_a_free_answer_and_a_letter_only_multiple_choice_item():
-    assert check_schema(Candidate(1, "What is two plus two?", "4")) is None
-    assert check_schema(Candidate(1, "Capital of France?", None, OPTIONS, answer_letter="A")) is None
+def test_schema_accepts_a_free_answer_item():
+    assert check_schema(C(1, "What is two plus two?", "4")) is None
 
 
 # -- answer consistency -----------------------------------------------------------------
@@ -142,35 +134,26 @@ def test_schema_accepts_a_free_answer_and_a_letter_only_multiple_choice_item():
 
 @pytest.mark.parametrize("answer", ["Paris", " paris. ", "A", "(A)", "a", "A.", "A. Paris"])
 def test_answer_matching_an_option_by_text_or_letter_passes(answer):
-    assert check_answer_consistency(Candidate(1, "Capital of France?", answer, OPTIONS)) is None
+    assert check_answer_consistency(C(1, "Capital of France?", answer, OPTIONS)) is None
 
 
 def test_answer_not_among_the_options_is_rejected_with_the_count():
-    reason = check_answer_consistency(Candidate(1, "Capital of France?", "Lyon", OPTIONS))
+    reason = check_answer_consistency(C(1, "Capital of France?", "Lyon", OPTIONS))
     assert reason == "answer 'Lyon' is not one of the 4 options"
 
 
 def test_answer_letter_beyond_the_options_is_rejected():
-    reason = check_answer_consistency(Candidate(1, "Capital of France?", "E", OPTIONS))
+    reason = check_answer_consistency(C(1, "Capital of France?", "E", OPTIONS))
     assert reason == "answer letter 'E' is out of range for 4 options (A–D)"
 
 
 def test_answer_letter_with_the_wrong_text_is_rejected():
-    reason = check_answer_consistency(Candidate(1, "Capital of France?", "B. Paris", OPTIONS))
+    reason = check_answer_consistency(C(1, "Capital of France?", "B. Paris", OPTIONS))
     assert reason == "answer 'B. Paris' names option B but option B is 'Rome'"
 
 
-def test_answer_and_answer_letter_that_disagree_are_rejected():
-    reason = check_answer_consistency(Candidate(1, "Capital of France?", "Paris", OPTIONS, answer_letter="C"))
-    assert reason == "answer 'Paris' is option A but answer_letter is C"
-    reason = check_answer_consistency(Candidate(1, "Capital of France?", None, OPTIONS, answer_letter="F"))
-    assert reason == "answer_letter 'F' is out of range for 4 options (A–D)"
-
-
-def test_free_answer_items_pass_the_answer_gate_unless_they_carry_a_letter():
-    assert check_answer_consistency(Candidate(1, "What is two plus two?", "4")) is None
-    reason = check_answer_consistency(Candidate(1, "What is two plus two?", "4", answer_letter="B"))
-    assert reason == "answer_letter 'B' is given but the item has no options"
+def test_free_answer_items_pass_the_answer_gate():
+    assert check_answer_consistency(C(1, "What is two plus two?", "4")) is None
 
 
 # -- length -----------------------------------------------------------------------------
@@ -178,20 +161,20 @@ def test_free_answer_items_pass_the_answer_gate_unless_they_carry_a_letter():
 
 def test_length_reasons_name_the_length_and_the_bound():
     cfg = GateConfig()
-    assert check_length(Candidate(1, "What is 2+2 now?", "4"), cfg) == "question too short (16 < 20 characters)"
-    assert check_length(Candidate(1, "x" * 4001, "4"), cfg) == "question too long (4001 > 4000 characters)"
-    assert check_length(Candidate(1, "What is two plus two?", "y" * 2001), cfg) == "answer too long (2001 > 2000 characters)"
+    assert check_length(C(1, "What is 2+2 now?", "4"), cfg) == "question too short (16 < 20 characters)"
+    assert check_length(C(1, "x" * 4001, "4"), cfg) == "question too long (4001 > 4000 characters)"
+    assert check_length(C(1, "What is two plus two?", "y" * 2001), cfg) == "answer too long (2001 > 2000 characters)"
     strict = GateConfig(min_answer_chars=3)
-    assert check_length(Candidate(1, "What is two plus two?", "4"), strict) == "answer too short (1 < 3 characters)"
-    assert check_length(Candidate(1, "What is two plus two?", "4"), cfg) is None
+    assert check_length(C(1, "What is two plus two?", "4"), strict) == "answer too short (1 < 3 characters)"
+    assert check_length(C(1, "What is two plus two?", "4"), cfg) is None
 
 
 def test_length_ignores_surrounding_whitespace():
-    assert check_length(Candidate(1, "   What is 2+2 now?\n\n   ", "4")) == "question too short (16 < 20 characters)"
+    assert check_length(C(1, "   What is 2+2 now?\n\n   ", "4")) == "question too short (16 < 20 characters)"
 
 
 def test_length_bounds_are_configurable():
-    c = Candidate(1, "What is 2+2 now?", "4")
+    c = C(1, "What is 2+2 now?", "4")
     assert run_gates([c])[0].gate == "length"
     assert run_gates([c], cfg=GateConfig(min_question_chars=10))[0].passed
 
@@ -208,8 +191,8 @@ def test_exact_duplicate_ignores_case_spacing_punctuation_and_option_order():
 
 
 def test_exact_duplicate_keeps_symbols_that_change_the_meaning():
-    a = Candidate("a", "What is the value of 2+2 in base ten?", "4")
-    b = Candidate("b", "What is the value of 2-2 in base ten?", "0")
+    a = C("a", "What is the value of 2+2 in base ten?", "4")
+    b = C("b", "What is the value of 2-2 in base ten?", "0")
     assert summarize(run_gates([a, b], cfg=GateConfig(near_dup_threshold=1.0)))["exact_duplicate"] == 0
 
 
@@ -240,8 +223,8 @@ def test_reported_similarity_is_the_exact_jaccard_of_the_shingle_sets():
 
 
 def test_near_duplicate_threshold_changes_the_outcome():
-    a = Candidate(1, "The mitochondria is the powerhouse of the cell and makes ATP for it", "yes")
-    b = Candidate(2, "The mitochondria is the powerhouse of the cell and makes energy for it", "yes")
+    a = C(1, "The mitochondria is the powerhouse of the cell and makes ATP for it", "yes")
+    b = C(2, "The mitochondria is the powerhouse of the cell and makes energy for it", "yes")
     assert 0.5 < jaccard(shingles(a.question), shingles(b.question)) < 0.8  # the fixture sits between
     assert run_gates([a, b])[1].passed
     loose = run_gates([a, b], cfg=GateConfig(near_dup_threshold=0.5))[1]
@@ -311,20 +294,20 @@ def _with_ngram(n):
 
 def test_a_copied_13_gram_is_contamination_naming_the_reference_line(tmp_path):
     ref = load_reference(_reference_file(tmp_path))
-    result = run_gates([Candidate(1, _with_ngram(13), "Seven")], reference=ref)[0]
+    result = run_gates([C(1, _with_ngram(13), "Seven")], reference=ref)[0]
     assert (result.gate, result.reason, result.match) == (
         "contamination", "contaminated: shares a 13-gram with reference line 2", 2)
 
 
 def test_a_copied_12_gram_is_not_contamination(tmp_path):
     ref = load_reference(_reference_file(tmp_path))
-    assert run_gates([Candidate(1, _with_ngram(12), "Seven")], reference=ref)[0].passed
+    assert run_gates([C(1, _with_ngram(12), "Seven")], reference=ref)[0].passed
 
 
 def test_contamination_ignores_case_and_punctuation(tmp_path):
     ref = load_reference(_reference_file(tmp_path))
     shouted = _with_ngram(13).upper().replace(" ", " , ")
-    assert run_gates([Candidate(1, shouted, "Seven")], reference=ref)[0].gate == "contamination"
+    assert run_gates([C(1, shouted, "Seven")], reference=ref)[0].gate == "contamination"
 
 
 def test_plain_text_reference_counts_lines_from_one_including_blanks(tmp_path):
@@ -391,9 +374,9 @@ def test_jsonl_reference_without_any_question_field_is_refused(tmp_path):
 def test_reference_ngram_must_match_the_config(tmp_path):
     ref = load_reference(_reference_file(tmp_path), decontam_ngram=8)
     with pytest.raises(ConfigError, match="indexed with 8-grams but decontam_ngram is 13"):
-        run_gates([Candidate(1, _with_ngram(13), "Seven")], reference=ref)
+        run_gates([C(1, _with_ngram(13), "Seven")], reference=ref)
     cfg = GateConfig(decontam_ngram=8)
-    assert run_gates([Candidate(1, _with_ngram(8), "Seven")], reference=ref, cfg=cfg)[0].gate == "contamination"
+    assert run_gates([C(1, _with_ngram(8), "Seven")], reference=ref, cfg=cfg)[0].gate == "contamination"
 
 
 def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
@@ -402,8 +385,8 @@ def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
     indexed_in = time.perf_counter() - started
     rows = [json.loads(line) for line in mmlu_path.read_text(encoding="utf-8").splitlines()]
     copied = next(r["question"] for r in rows[5000:] if len(r["question"].split()) >= 30)
-    item = Candidate("copy", "Answer the following question. " + copied, "B")
-    fresh = Candidate("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?", "13")
+    item = C("copy", "Answer the following question. " + copied, "B")
+    fresh = C("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?", "13")
     results = run_gates([item, fresh], reference=ref)
     assert results[0].gate == "contamination"
     assert results[0].reason.startswith("contaminated: shares a 13-gram with reference line ")
@@ -419,10 +402,10 @@ def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
 def test_each_item_is_rejected_by_the_first_gate_it_fails(tmp_path):
     ref = load_reference(_reference_file(tmp_path))
     items = [
-        Candidate(1, "Short?", "Lyon", OPTIONS),  # schema ok, answer fails before length
-        Candidate(2, _with_ngram(13), "Seven"),  # contaminated
-        Candidate(3, _with_ngram(13), "Seven"),  # contaminated too, not an exact duplicate of 2
-        Candidate(4, None, "x"),
+        C(1, "Short?", "Lyon", OPTIONS),  # schema ok, answer fails before length
+        C(2, _with_ngram(13), "Seven"),  # contaminated
+        C(3, _with_ngram(13), "Seven"),  # contaminated too, not an exact duplicate of 2
+        C(4, None, "x"),
     ]
     gates = [r.gate for r in run_gates(items, reference=ref)]
     assert gates == ["answer", "contamination", "contamination", "schema"]
@@ -449,12 +432,12 @@ def test_two_thousand_candidates_give_exact_counts_and_the_same_answer_twice():
     rng = random.Random(7)
     vocab = [f"term{i}" for i in range(400)]
     base = [" ".join(rng.choice(vocab) for _ in range(30)) + "?" for _ in range(1800)]
-    items = [Candidate(i, q, "an answer") for i, q in enumerate(base)]
+    items = [C(i, q, "an answer") for i, q in enumerate(base)]
     for j in range(100):  # exact copies, shouted
-        items.append(Candidate(1800 + j, base[j].upper(), "another answer"))
+        items.append(C(1800 + j, base[j].upper(), "another answer"))
     for j in range(100):  # last word changed: 27 of 29 shingles shared
         words = base[200 + j].rstrip("?").split()
-        items.append(Candidate(1900 + j, " ".join(words[:-1] + ["zzz"]) + "?", "an answer"))
+        items.append(C(1900 + j, " ".join(words[:-1] + ["zzz"]) + "?", "an answer"))
     seeds = [(f"seed{j}", base[500 + j]) for j in range(50)] + [(f"new{j}", base[0][::-1]) for j in range(50)]
 
     results = run_gates(items, seeds=seeds)
@@ -486,9 +469,9 @@ def test_apply_gates_rejects_items_of_a_stored_run_with_their_reasons(tmp_path):
     store = Store(tmp_path / "t.db")
     try:
         seed_q = one_word_changed(OTHER_Q, "growth", "repair")
-        store.add_seeds([Seed(id="seed-cell", question=seed_q, answer="Mitochondrion", options=tuple(OTHER_OPTS))])
-        run = store.create_run("synthesis", {})
-        other_run = store.create_run("synthesis", {})
+        store.seeds.add([Seed(id="seed-cell", question=seed_q, answer="Mitochondrion", options=tuple(OTHER_OPTS))])
+        run = store.runs.create("synthesis", {})
+        other_run = store.runs.create("synthesis", {})
         good = _insert_item(store, run, "p1/0", "generated", LONG_Q, "It doubles", LONG_OPTS)
         copy = _insert_item(store, run, "p1/1", "generated", LONG_Q.lower(), "C", LONG_OPTS)
         wrong = _insert_item(store, run, "p2/0", "generated", "Which city is the capital of France?", "Lyon", OPTIONS)
@@ -521,7 +504,7 @@ def test_apply_gates_rejects_items_of_a_stored_run_with_their_reasons(tmp_path):
 def test_apply_gates_checks_against_a_reference_and_reads_bad_option_json(tmp_path):
     store = Store(tmp_path / "t.db")
     try:
-        run = store.create_run("synthesis", {})
+        run = store.runs.create("synthesis", {})
         _insert_item(store, run, "a", "generated", _with_ngram(13), "Seven")
         with store.transaction() as conn:
             now = time.time()

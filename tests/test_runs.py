@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
-from linkqa_core.graph.sampling import coverage_ledger, cumulative_coverage, run_paths, sample
+from linkqa_core.graph.sampling import coverage_ledger, sample
 from linkqa_core.ingest.load import ingest, sample_path
 from linkqa_core.store import PAGE_SIZE, SCHEMA_VERSION, Store
 from linkqa_core.graph.walks import WalkParams
@@ -16,10 +16,10 @@ def test_database_uses_wal_and_the_latest_schema(store):
 
 
 def test_reopening_a_database_keeps_its_data(sample_store):
-    path, n = sample_store.path, sample_store.seed_count()
+    path, n = sample_store.path, sample_store.seeds.count()
     sample_store.close()
     with Store(path) as again:
-        assert again.seed_count() == n and again.schema_version == SCHEMA_VERSION
+        assert again.seeds.count() == n and again.schema_version == SCHEMA_VERSION
 
 
 def test_a_new_database_gets_16k_pages_and_an_older_4k_one_keeps_its_own(tmp_path):
@@ -43,27 +43,28 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
 
 def test_saved_sample_is_a_run_with_config_metrics_paths_and_bundles(sample_store):
     result = sample(sample_store, WalkParams(w_cov=2.0), 50, seed=5, save=True, name="t")
-    run = sample_store.get_run(result.run_id)
-    assert run["kind"] == "sample" and run["name"] == "t"
-    assert run["config"]["w_cov"] == 2.0 and run["config"]["seed"] == 5 and run["config"]["n_paths"] == 50
-    assert run["metrics"]["kp_coverage"] == result.metrics["kp_coverage"]
-    assert run["baseline"]["kp_coverage"] == result.baseline["kp_coverage"]
-    paths = run_paths(sample_store, result.run_id)
-    assert [p["kps"] for p in paths] == [p.kps for p in result.paths(sample_store)]
-    assert all(1 <= len(p["seed_ids"]) <= 5 for p in paths)
+    run = sample_store.runs.get(result.run_id)
+    assert run.kind == "sample" and run.name == "t"
+    assert run.config["w_cov"] == 2.0 and run.config["seed"] == 5 and run.config["n_paths"] == 50
+    assert run.metrics["kp_coverage"] == result.metrics["kp_coverage"]
+    assert run.baseline["kp_coverage"] == result.baseline["kp_coverage"]
+    paths = sample_store.runs.paths(result.run_id)
+    assert [p.kps for p in paths] == [p.kps for p in result.paths(sample_store)]
+    assert [p.seed_ids for p in paths] == [p.seed_ids for p in result.paths(sample_store)]
+    assert all(1 <= len(p.seed_ids) <= 5 for p in paths)
 
 
 def test_a_run_config_repeats_the_same_paths(sample_store):
     first = sample(sample_store, WalkParams(tau=0.5), 40, seed=9, save=True)
-    cfg = sample_store.get_run(first.run_id)["config"]
+    cfg = sample_store.runs.get(first.run_id).config
     again = sample(sample_store, WalkParams.from_dict(cfg), cfg["n_paths"], seed=cfg["seed"])
-    assert [p.kps for p in again.paths(sample_store)] == [p["kps"] for p in run_paths(sample_store, first.run_id)]
+    assert [p.kps for p in again.paths(sample_store)] == [p.kps for p in sample_store.runs.paths(first.run_id)]
 
 
 def test_ledger_all_fills_the_gaps_earlier_runs_left(sample_store):
     params = WalkParams(w_cov=3.0)
     sample(sample_store, params, 300, seed=1, save=True)
-    after_one = cumulative_coverage(sample_store)
+    after_one = sample_store.runs.cumulative_coverage()
     fresh = sample(sample_store, params, 300, seed=2)
     filling = sample(sample_store, params, 300, seed=2, ledger="all")
     ledger = coverage_ledger(sample_store, filling.graph)
@@ -74,17 +75,17 @@ def test_ledger_all_fills_the_gaps_earlier_runs_left(sample_store):
 
 
 def test_cumulative_coverage_counts_every_saved_run(sample_store):
-    assert cumulative_coverage(sample_store) == 0
+    assert sample_store.runs.cumulative_coverage() == 0
     sample(sample_store, WalkParams(), 100, seed=1, save=True)
-    one = cumulative_coverage(sample_store)
+    one = sample_store.runs.cumulative_coverage()
     sample(sample_store, WalkParams(), 100, seed=2, save=True)
-    assert cumulative_coverage(sample_store) > one > 0
+    assert sample_store.runs.cumulative_coverage() > one > 0
 
 
 def test_an_interrupted_save_leaves_no_partial_run(sample_store, monkeypatch):
     result = sample(sample_store, WalkParams(), 30, seed=1)
     before = sample_store.counts()
-    real_execute = sample_store.conn.execute
+    real_execute = sample_store._writer.execute
     calls = {"n": 0}
 
     class Boom(Exception):
@@ -99,23 +100,23 @@ def test_an_interrupted_save_leaves_no_partial_run(sample_store, monkeypatch):
 
     class Conn:
         def __getattr__(self, name):
-            return flaky if name == "execute" else getattr(sample_store.conn_real, name)
+            return flaky if name == "execute" else getattr(real, name)
 
-    sample_store.conn_real = sample_store.conn
-    sample_store.conn = Conn()
+    real = sample_store._writer
+    sample_store._writer = Conn()
     try:
         with pytest.raises(Boom):
             from linkqa_core.graph.sampling import save_sample
 
             save_sample(sample_store, result)
     finally:
-        sample_store.conn = sample_store.conn_real
+        sample_store._writer = real
     assert sample_store.counts() == before
 
 
 def test_unknown_run_and_bad_ledger_get_clear_errors(sample_store):
     with pytest.raises(NotFoundError, match="no run 99"):
-        run_paths(sample_store, 99)
+        sample_store.runs.paths(99)
     with pytest.raises(ConfigError, match="ledger must be one of"):
         sample(sample_store, WalkParams(), 10, ledger="most")
 

@@ -17,17 +17,17 @@ from linkqa_core.curation.export import export_run
 from linkqa_core.llm.client import LLMSettings
 from linkqa_core.curation.review import list_items
 from linkqa_core.graph.sampling import sample
+from linkqa_core.synthesis.compose import OFFLINE_MODEL, parse_items
+from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE, render_prompt
 from linkqa_core.synthesis.run import (
-    OFFLINE_MODEL,
     SynthesisConfig,
+    bundles_of,
     estimate_synthesis_cost,
-    parse_items,
     preview_bundle,
-    render_prompt,
-    bundle_context,
     run_progress,
     synthesize,
 )
+from linkqa_core.tasks import ReplyError
 from linkqa_core.graph.walks import WalkParams
 from openai_server import Answer, FakeOpenAI, HTTPError
 
@@ -62,11 +62,11 @@ def test_offline_composer_fills_the_run_and_says_it_is_offline(sample_store, run
     report = synthesize(sample_store, run_id, SynthesisConfig(per_bundle=2))
     assert report.items_ok == 24 and report.model == OFFLINE_MODEL
     items = list_items(sample_store, run_id)
-    assert all(i["model"] == OFFLINE_MODEL for i in items)
+    assert all(i.model == OFFLINE_MODEL for i in items)
     for item in items:
-        assert item["answer"] in item["options"]
-        assert "offline" in item["solution"]
-    assert sample_store.get_run(run_id)["status"] == "synthesized"
+        assert item.answer in item.options
+        assert "offline" in item.solution
+    assert sample_store.runs.get(run_id).status == "synthesized"
 
 
 def test_asking_for_more_items_than_bundles_give_samples_more_paths(sample_store, run_id):
@@ -84,8 +84,8 @@ def test_template_with_unknown_field_is_refused_before_any_call():
 
 
 def test_prompt_holds_path_kps_in_order_and_every_bundle_seed(sample_store, run_id):
-    ctx = bundle_context(sample_store, run_id)[0]
-    prompt = render_prompt(ctx, SynthesisConfig(), 3, 4.0)
+    ctx = bundles_of(sample_store, sample_store.runs.paths(run_id))[0]
+    prompt = render_prompt(DEFAULT_TEMPLATE, ctx, 3, 4.0, True)
     assert " -> ".join(ctx.kps) in prompt
     for seed in ctx.seeds:
         assert seed.question.strip()[:40] in prompt
@@ -103,15 +103,13 @@ def test_prompt_holds_path_kps_in_order_and_every_bundle_seed(sample_store, run_
     ],
 )
 def test_malformed_model_output_is_explained(content, message):
-    from linkqa_core.synthesis.run import ParseError
-
-    with pytest.raises(ParseError, match=message):
+    with pytest.raises(ReplyError, match=message):
         parse_items(content)
 
 
 def test_items_in_code_fences_and_letter_answers_are_understood():
     items = parse_items("Here you go:\n```json\n" + good_answer(1) + "\n```")
-    assert items[0]["answer"] == "beta"
+    assert items[0].answer == "beta"
 
 
 def test_llm_synthesis_stores_items_with_reasoning_tokens_and_provenance(sample_store, run_id, tmp_path):
@@ -123,8 +121,8 @@ def test_llm_synthesis_stores_items_with_reasoning_tokens_and_provenance(sample_
         assert body["model"] == "fake-r1" and body["response_format"]["type"] == "json_schema"
     assert report.items_ok == 24 and report.model == "fake-r1"
     items = list_items(sample_store, run_id)
-    assert all(i["reasoning"].startswith("thinking about") for i in items)
-    assert all(i["answer"] == "beta" for i in items)
+    assert all(i.reasoning.startswith("thinking about") for i in items)
+    assert all(i.answer == "beta" for i in items)
     out = tmp_path / "x.jsonl"
     export_run(sample_store, run_id, out, status="all")
     rec = json.loads(out.read_text().splitlines()[0])
@@ -156,7 +154,7 @@ def test_malformed_answers_become_failed_items_with_raw_text_and_are_topped_up(s
         report = synthesize(sample_store, run_id, SynthesisConfig(per_bundle=2), settings_for(srv, concurrency=1))
     failed = list_items(sample_store, run_id, status="failed")
     assert len(failed) == 3
-    assert all("malformed answer" in f["gate_reason"] and f["raw"].startswith('{"items"') for f in failed)
+    assert all("malformed answer" in f.gate_reason and f.raw.startswith('{"items"') for f in failed)
     assert report.items_ok == 24  # the curator gets the number asked for
     assert report.paths_added >= 2
 
@@ -167,8 +165,8 @@ def test_server_errors_are_recorded_not_fatal(sample_store, run_id):
         report = synthesize(sample_store, run_id, SynthesisConfig(per_bundle=1, target_items=3, max_top_up_rounds=0),
                             settings_for(srv, max_retries=1, concurrency=2))
     assert report.items_ok == 0 and report.items_failed == 3
-    assert sample_store.get_run(run_id)["status"] == "partial"
-    assert all("500" in f["gate_reason"] for f in list_items(sample_store, run_id, status="failed"))
+    assert sample_store.runs.get(run_id).status == "partial"
+    assert all("500" in f.gate_reason for f in list_items(sample_store, run_id, status="failed"))
 
 
 def test_budget_stops_the_run_cleanly_and_a_rerun_continues(sample_store, run_id):

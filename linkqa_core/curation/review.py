@@ -1,149 +1,98 @@
-"""Curating generated items: list with filters, accept/reject/edit, compare runs."""
+"""Curating generated items: list with filters, accept/reject/edit, compare runs.
+
+A curator's edit keeps the item as the model wrote it (``Item.original``) and when it
+was edited, so review is traceable and the export can say so.
+"""
 
 from __future__ import annotations
 
-import json
-import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import ConfigError, InputError, NotFoundError
+from ..errors import ConfigError, InputError
+from ..records import ITEM_STATUSES, Item, Path, Seed
 from ..store import Store
+from ..store.items import EDITABLE
 
-__all__ = ["STATUSES", "list_items", "item_detail", "set_status", "edit_item", "compare_runs", "item_counts"]
+__all__ = ["STATUSES", "DECISIONS", "ItemCard", "list_items", "item_card", "set_status", "edit_item",
+           "compare_runs", "item_counts"]
 
-# generated: fresh from synthesis; rejected: a gate or the curator said no; failed: no
-# usable answer (raw text kept); superseded: a harder rewrite replaced it.
-STATUSES = ("generated", "accepted", "rejected", "failed", "superseded")
-_ITEM_COLUMNS = ("question", "options", "answer", "solution", "difficulty", "discipline")
-
-
-def _item(row) -> dict[str, Any]:
-    d = dict(row)
-    for key in ("options", "kps_used", "seed_ids"):
-        d[key] = json.loads(d[key]) if d.get(key) else None
-    return d
+STATUSES = ITEM_STATUSES
+DECISIONS = ("accepted", "rejected", "generated")  # what a curator can set ("generated" = undecided again)
 
 
-def list_items(
-    store: Store,
-    run_id: int,
-    *,
-    status: str | Sequence[str] | None = None,
-    discipline: str | None = None,
-    min_difficulty: float | None = None,
-    max_difficulty: float | None = None,
-    gate: str | None = None,
-    search: str | None = None,
-    limit: int = 200,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    store.get_run(run_id)
-    where, params = ["run_id = ?"], [run_id]
-    if status:
-        statuses = [status] if isinstance(status, str) else list(status)
-        bad = set(statuses) - set(STATUSES)
-        if bad:
-            raise ConfigError(f"unknown status {sorted(bad)}; use {', '.join(STATUSES)}")
-        where.append(f"status IN ({','.join('?' * len(statuses))})")
-        params += statuses
-    if discipline:
-        where.append("discipline = ?")
-        params.append(discipline)
-    if min_difficulty is not None:
-        where.append("difficulty >= ?")
-        params.append(min_difficulty)
-    if max_difficulty is not None:
-        where.append("difficulty <= ?")
-        params.append(max_difficulty)
-    if gate:
-        where.append("gate_reason LIKE ?")
-        params.append(f"%{gate}%")
-    if search:
-        where.append("(question LIKE ? OR answer LIKE ?)")
-        params += [f"%{search}%", f"%{search}%"]
-    rows = store.query(
-        f"SELECT * FROM items WHERE {' AND '.join(where)} ORDER BY id LIMIT ? OFFSET ?", (*params, limit, offset)
-    )
-    return [_item(r) for r in rows]
+@dataclass(frozen=True)
+class ItemCard:
+    """Everything the review card shows for one item: the item, its path, its seeds, its parents."""
+
+    item: Item
+    path: Path | None
+    seeds: tuple[Seed, ...]
+    lineage: tuple[Item, ...]
+
+
+def list_items(store: Store, run_id: int, *, status: str | Sequence[str] | None = None,
+               discipline: str | None = None, min_difficulty: float | None = None,
+               max_difficulty: float | None = None, gate: str | None = None, search: str | None = None,
+               limit: int = 200, offset: int = 0) -> list[Item]:
+    """A run's items matching the filters, oldest first."""
+    store.runs.get(run_id)
+    return store.items.of_run(run_id, [status] if isinstance(status, str) else status, discipline=discipline,
+                              min_difficulty=min_difficulty, max_difficulty=max_difficulty, gate=gate,
+                              search=search, limit=limit, offset=offset)
 
 
 def item_counts(store: Store, run_id: int) -> dict[str, int]:
-    return dict(store.query("SELECT status, count(*) FROM items WHERE run_id = ? GROUP BY status", (run_id,)))
+    return store.items.counts(run_id)
 
 
-def item_detail(store: Store, item_id: int) -> dict[str, Any]:
-    """An item with its path's KPs, its seeds in full and its lineage."""
-    rows = store.query("SELECT * FROM items WHERE id = ?", (item_id,))
-    if not rows:
-        raise NotFoundError(f"no item {item_id}")
-    item = _item(rows[0])
-    path = store.query("SELECT idx, kps FROM paths WHERE id = ?", (item["path_id"],))
-    item["path_index"] = path[0][0] if path else None
-    item["path_kps"] = json.loads(path[0][1]) if path else []
-    item["seeds"] = [s.__dict__ for s in store.get_seeds(item["seed_ids"] or [])]
-    lineage = []
-    parent = item["parent_id"]
-    while parent is not None and len(lineage) < 20:
-        prow = store.query("SELECT id, parent_id, question, difficulty, operation FROM items WHERE id = ?", (parent,))
-        if not prow:
-            break
-        lineage.append(dict(prow[0]))
-        parent = prow[0]["parent_id"]
-    item["lineage"] = lineage
-    return item
+def item_card(store: Store, item_id: int) -> ItemCard:
+    """An item with its path's KPs, its seeds in full and its lineage (nearest parent first)."""
+    item = store.items.get(item_id)
+    path = store.runs.paths_by_id([item.path_id]).get(item.path_id) if item.path_id is not None else None
+    return ItemCard(item, path, tuple(store.seeds.get(item.seed_ids)), tuple(store.items.lineage(item)))
 
 
 def set_status(store: Store, item_ids: Sequence[int], status: str, *, reason: str | None = None) -> int:
-    """Accept or reject items (bulk); returns how many changed."""
-    if status not in ("accepted", "rejected", "generated"):
-        raise ConfigError(f"a curator can set accepted, rejected or generated, not '{status}'")
-    ids = [int(i) for i in item_ids]
-    if not ids:
-        return 0
-    changed = 0
-    with store.transaction() as conn:
-        for i in range(0, len(ids), 900):
-            chunk = ids[i : i + 900]
-            marks = ",".join("?" * len(chunk))
-            sql = f"UPDATE items SET status = ?, updated_at = ?{', gate_reason = ?' if reason else ''}" \
-                  f" WHERE id IN ({marks}) AND status != 'failed'"
-            args = [status, time.time()] + ([reason] if reason else []) + chunk
-            changed += conn.execute(sql, args).rowcount
-    return changed
+    """Accept or reject items (bulk); failed and superseded items keep their status. Returns how many changed."""
+    if status not in DECISIONS:
+        raise ConfigError(f"a curator can set {', '.join(DECISIONS)}, not '{status}'")
+    return store.items.set_status(item_ids, status, reason=reason)
 
 
-def edit_item(store: Store, item_id: int, **fields: Any) -> dict[str, Any]:
-    """Edit an item's text; the answer must stay one of the options."""
-    bad = set(fields) - set(_ITEM_COLUMNS)
+def edit_item(store: Store, item_id: int, **fields: Any) -> ItemCard:
+    """Edit an item's text; the answer must stay one of the options. The original is kept."""
+    bad = set(fields) - set(EDITABLE)
     if bad:
-        raise ConfigError(f"cannot edit {sorted(bad)}; editable: {', '.join(_ITEM_COLUMNS)}")
-    current = item_detail(store, item_id)
-    merged = {k: fields.get(k, current[k]) for k in _ITEM_COLUMNS}
-    if not str(merged["question"] or "").strip():
+        raise ConfigError(f"cannot edit {sorted(bad)}; editable: {', '.join(EDITABLE)}")
+    current = store.items.get(item_id)
+    if current.status == "failed":
+        raise InputError(f"item {item_id} is a failed attempt with no QA to edit")
+    merged = {k: fields[k] if k in fields else getattr(current, k) for k in EDITABLE}
+    question = str(merged["question"] or "").strip()
+    answer = str(merged["answer"] or "").strip()
+    if not question:
         raise InputError("the question cannot be empty")
-    if not str(merged["answer"] or "").strip():
+    if not answer:
         raise InputError("the answer cannot be empty")
-    options = merged["options"]
-    if options:
-        options = [str(o).strip() for o in options if str(o).strip()]
-        if merged["answer"].strip() not in options:
-            raise InputError(f"the answer '{merged['answer']}' is not one of the {len(options)} options")
-    if merged["difficulty"] is not None and not 1 <= float(merged["difficulty"]) <= 5:
+    options = [str(o).strip() for o in merged["options"] or () if str(o).strip()] or None
+    if options and answer not in options:
+        raise InputError(f"the answer '{answer}' is not one of the {len(options)} options")
+    difficulty = merged["difficulty"]
+    if difficulty is not None and not 1 <= float(difficulty) <= 5:
         raise InputError("difficulty must be between 1 and 5")
-    with store.transaction() as conn:
-        conn.execute(
-            "UPDATE items SET question = ?, options = ?, answer = ?, solution = ?, difficulty = ?, discipline = ?,"
-            " updated_at = ? WHERE id = ?",
-            (merged["question"].strip(), json.dumps(options, ensure_ascii=False) if options else None,
-             merged["answer"].strip(), merged["solution"], merged["difficulty"], merged["discipline"], time.time(),
-             item_id),
-        )
-    return item_detail(store, item_id)
+    new = {"question": question, "options": options, "answer": answer, "solution": str(merged["solution"] or ""),
+           "difficulty": None if difficulty is None else float(difficulty), "discipline": merged["discipline"]}
+    old = {k: (list(getattr(current, k)) if k == "options" and getattr(current, k) else getattr(current, k))
+           for k in EDITABLE}
+    if new != old:
+        store.items.edit(item_id, new)
+    return item_card(store, item_id)
 
 
 def compare_runs(store: Store, a: int, b: int) -> dict[str, Any]:
     """Side-by-side settings and metrics of two runs, with the differing keys marked."""
-    ra, rb = store.get_run(a), store.get_run(b)
+    ra, rb = store.runs.get(a), store.runs.get(b)
 
     def flat(d: dict | None, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -156,7 +105,7 @@ def compare_runs(store: Store, a: int, b: int) -> dict[str, Any]:
 
     rows = []
     for section in ("config", "metrics", "baseline"):
-        fa, fb = flat(ra.get(section)), flat(rb.get(section))
+        fa, fb = flat(getattr(ra, section)), flat(getattr(rb, section))
         for key in sorted(set(fa) | set(fb)):
             if section == "config" and key.endswith("template"):
                 va, vb = ("(template)" if fa.get(key) else None), ("(template)" if fb.get(key) else None)

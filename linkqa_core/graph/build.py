@@ -3,7 +3,7 @@
 Nodes are KPs (dense indices ``0..K-1``); an edge joins two KPs named by the same seed,
 with ``weight`` = the number of such seeds. Adjacency is CSR (``indptr``, ``indices``,
 ``weights``). Building it at a million seeds is mostly moving data: links leave SQLite
-as ``group_concat`` text parsed by numpy (not a Python tuple per row), and one numba
+as ``group_concat`` text parsed by numpy (:meth:`~linkqa_core.store.kps.KPStore.link_arrays`), and one numba
 kernel counting-sorts the co-occurring pairs into sorted CSR rows and sums duplicates
 (no comparison sort, no COO matrix). :meth:`KPGraph.to_networkx` gives a networkx graph for analysis and drawing.
 
@@ -24,7 +24,7 @@ from numba import njit
 
 from ..store import Store
 
-__all__ = ["KPGraph", "build_graph", "graph_from_links", "graph_stats", "community_labels"]
+__all__ = ["KPGraph", "build_graph", "graph_from_links"]
 
 
 @dataclass
@@ -64,9 +64,12 @@ class KPGraph:
         return self._index_of.get(int(kp_id))
 
     def index_of_name(self, name: str) -> int | None:
+        """The KP shown as ``name`` (case-insensitive), or None."""
         if self._name_index is None:
-            self._name_index = {n: i for i, n in enumerate(self.names)}
-        return self._name_index.get(name)
+            self._name_index = {}
+            for i, n in enumerate(self.names):
+                self._name_index.setdefault(n.casefold(), i)
+        return self._name_index.get(str(name).casefold())
 
     def neighbors(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[i], self.indptr[i + 1]
@@ -103,93 +106,12 @@ class KPGraph:
         return g
 
 
-_CHUNK = 4_000_000  # links per query: ~30 MB of text per column, far below SQLite's 1 GB string limit
-
-
-def _ints(text: str | None, dtype=np.int64) -> np.ndarray:
-    return np.fromstring(text, dtype=dtype, sep=",") if text else np.zeros(0, dtype=dtype)
-
-
-def _read_links(store: Store) -> np.ndarray:
-    """``(seed_rid, kp_id)`` rows, as an (L, 2) int64 array, sorted by seed.
-
-    Two ``group_concat`` columns of one query step over the same rows, so they align;
-    chunks are ranges of seed rids holding about ``_CHUNK`` links each.
-    """
-    conn = store.conn
-    chunks = []
-    with store.lock:
-        lo, hi, total = conn.execute("SELECT min(seed_rid), max(seed_rid), count(*) FROM seed_kps").fetchone()
-        if not total:
-            return np.zeros((0, 2), dtype=np.int64)
-        span = max(1, -(-(hi - lo + 1) * _CHUNK // total))
-        for start in range(lo, hi + 1, span):
-            rids, kps = conn.execute(
-                "SELECT group_concat(seed_rid), group_concat(kp_id) FROM seed_kps WHERE seed_rid >= ? AND seed_rid < ?",
-                (start, start + span),
-            ).fetchone()
-            if rids:
-                chunks.append(np.stack([_ints(rids), _ints(kps)], axis=1))
-    links = np.concatenate(chunks)
-    if links.shape[0] > 1 and np.any(links[1:, 0] < links[:-1, 0]):
-        links = links[np.argsort(links[:, 0], kind="stable")]
-    return links
-
-
-def _read_seeds(store: Store) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Disciplines (sorted), discipline index and difficulty by rid.
-
-    One query grouped by (discipline, difficulty): a table scan and a sort of small keys
-    (1M seeds: ~0.9 s), or a covering-index scan when the optional index of
-    ``MIGRATION`` exists (~0.2 s). Difficulties arrive as exact floats (as text SQLite
-    would round them to 15 digits).
-    """
-    with store.lock:
-        max_rid = store.conn.execute("SELECT max(rid) FROM seeds").fetchone()[0] or 0
-        groups = store.conn.execute(
-            "SELECT discipline, difficulty, group_concat(rid) FROM seeds GROUP BY discipline, difficulty"
-        ).fetchall()
-    disciplines = sorted({d for d, _, _ in groups})
-    d_index = {d: i for i, d in enumerate(disciplines)}
-    seed_disc = np.zeros(max_rid + 1, dtype=np.int16)
-    seed_diff = np.full(max_rid + 1, np.nan)
-    for disc, diff, text in groups:
-        rids = _ints(text)
-        seed_disc[rids] = d_index[disc]
-        if diff is not None:
-            seed_diff[rids] = diff
-    return disciplines, seed_disc, seed_diff
-
-
-def _kp_names(store: Store, kp_ids: np.ndarray) -> list[str]:
-    with store.lock:
-        ids_text, names_text, count = store.conn.execute(
-            "SELECT group_concat(id), group_concat(name, char(30)), count(*) FROM kps"
-        ).fetchone()
-    ids = _ints(ids_text)
-    names = names_text.split("\x1e") if names_text else []
-    if len(names) != count or ids.size != count:  # a name holding char(30): the plain way
-        with store.lock:
-            cur = store.conn.execute("SELECT id, name FROM kps")
-            cur.row_factory = None
-            name_of = dict(cur.fetchall())
-        return [name_of.get(int(k), f"kp {int(k)}") for k in kp_ids]
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
-    pos = np.searchsorted(ids, kp_ids)
-    pos_c = np.minimum(pos, max(ids.size - 1, 0))
-    found = (ids.size > 0) & (ids[pos_c] == kp_ids) if ids.size else np.zeros(kp_ids.size, bool)
-    order_l = order.tolist()
-    return [names[order_l[p]] if f else f"kp {int(k)}"
-            for p, f, k in zip(pos_c.tolist(), found.tolist(), kp_ids.tolist())]
-
-
 def build_graph(store: Store) -> KPGraph:
-    """Read the seed–KP links from the database and build the graph."""
-    links = _read_links(store)
-    disciplines, seed_disc, seed_diff = _read_seeds(store)
+    """Read the seed–KP links from the database and build the graph (KP labels as names)."""
+    links = store.kps.link_arrays()
+    disciplines, seed_disc, seed_diff = store.kps.seed_arrays()
     kp_ids, kp = _dense_ids(links[:, 1])
-    names = _kp_names(store, kp_ids)
+    names = store.kps.labels_for(kp_ids)
     return _build(links[:, 0], kp_ids, kp, seed_disc, seed_diff, disciplines, names)
 
 
@@ -345,78 +267,3 @@ def _group_by_kp(kp, seed_rid, seed_indptr):
         out[pos[k]] = seed_rid[i]
         pos[k] += 1
     return out
-
-
-def graph_stats(g: KPGraph, *, communities: bool = True, max_community_edges: int = 50_000) -> dict[str, Any]:
-    """Statistics for the graph page and ``graph --json``.
-
-    Communities (Louvain, seeded) are computed up to ``max_community_edges`` edges; past
-    that they are skipped with a reason rather than stalling the page.
-    """
-    from scipy import sparse  # only statistics need scipy: keep it off the import path
-    from scipy.sparse.csgraph import connected_components
-
-    n = g.n_nodes
-    stats: dict[str, Any] = {"nodes": n, "edges": g.n_edges}
-    if n == 0:
-        stats.update(components=0, largest_component_share=0.0, isolated=0, degree={}, disciplines={},
-                     communities=None, mean_degree=0.0)
-        return stats
-    adj = sparse.csr_matrix((g.weights, g.indices, g.indptr), shape=(n, n))
-    n_comp, labels = connected_components(adj, directed=False)
-    comp_sizes = np.bincount(labels)
-    deg = g.degree
-    qs = np.percentile(deg, [50, 90, 99])
-    stats.update(
-        components=int(n_comp),
-        largest_component_share=round(float(comp_sizes.max() / n), 4),
-        isolated=int((deg == 0).sum()),
-        mean_degree=round(float(deg.mean()), 3),
-        degree={
-            "min": int(deg.min()),
-            "median": float(qs[0]),
-            "p90": float(qs[1]),
-            "p99": float(qs[2]),
-            "max": int(deg.max()),
-            "histogram": _log_histogram(deg),
-        },
-        disciplines={
-            d: int(c) for d, c in zip(g.disciplines, np.bincount(g.discipline, minlength=len(g.disciplines)))
-        },
-        freq={"max": int(g.freq.max()), "mean": round(float(g.freq.mean()), 3), "singletons": int((g.freq == 1).sum())},
-    )
-    if communities and g.n_edges <= max_community_edges:
-        stats["communities"] = _communities(g, labels, comp_sizes)
-    else:
-        stats["communities"] = None
-        if communities:
-            stats["communities_skipped"] = f"more than {max_community_edges:,} edges"
-    return stats
-
-
-def _log_histogram(deg: np.ndarray) -> dict[str, int]:
-    edges = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, np.inf]
-    hist, _ = np.histogram(deg, bins=edges)
-    labels = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127", "128-255", "256-511", "512-1023", "1024+"]
-    return {lab: int(h) for lab, h in zip(labels, hist)}
-
-
-def _communities(g: KPGraph, labels: np.ndarray, comp_sizes: np.ndarray) -> dict[str, Any]:
-    import networkx as nx
-
-    big = np.flatnonzero(labels == comp_sizes.argmax())
-    sub = g.to_networkx(big)
-    parts = nx.community.louvain_communities(sub, weight="weight", seed=0)
-    sizes = sorted((len(p) for p in parts), reverse=True)
-    modularity = nx.community.modularity(sub, parts, weight="weight") if sub.number_of_edges() else 0.0
-    return {"count": len(parts), "largest": sizes[:10], "modularity": round(float(modularity), 4),
-            "of": "largest component"}
-
-
-def community_labels(g: KPGraph, nodes: Sequence[int]) -> dict[int, int]:
-    """Louvain community of each node of a (drawn) subgraph, for colouring."""
-    import networkx as nx
-
-    sub = g.to_networkx(nodes)
-    parts = nx.community.louvain_communities(sub, weight="weight", seed=0) if sub.number_of_edges() else [set(sub)]
-    return {node: ci for ci, part in enumerate(sorted(parts, key=len, reverse=True)) for node in part}

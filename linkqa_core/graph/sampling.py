@@ -1,7 +1,8 @@
 """One call from knobs to paths, bundles and metrics; a saved sample is a run.
 
 >>> from linkqa_core.store import Store
->>> from linkqa_core.sampling import sample
+>>> from linkqa_core.graph.walks import WalkParams
+>>> from linkqa_core.graph.sampling import sample
 >>> result = sample(Store("data/linkqa.db"), WalkParams(w_cov=2.0), n_paths=100, seed=1)  # doctest: +SKIP
 >>> result.metrics["kp_coverage"], result.baseline["kp_coverage"]  # doctest: +SKIP
 """
@@ -17,32 +18,18 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..errors import ConfigError
+from ..records import Path
 from ..store import Store
 
 if TYPE_CHECKING:  # numba and the kernels load when a sample is drawn, not on import (the home page needs none)
-    from .bundles import Bundles
     from .build import KPGraph
+    from .bundles import Bundles
     from .walks import WalkParams, Walks
 
-__all__ = ["PathRecord", "SampleResult", "sample", "save_sample", "coverage_ledger", "cumulative_coverage",
-           "run_paths", "config_hash", "insert_paths", "LEDGERS"]
+__all__ = ["SampleResult", "sample", "save_sample", "extend_sample", "coverage_ledger", "config_hash", "LEDGERS"]
 
 LEDGERS = ("fresh", "all")
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class PathRecord:
-    index: int
-    kps: list[str]
-    discipline: str
-    seed_ids: list[str]
-    link_strength: list[int]
-    kp_indices: list[int] = field(default_factory=list, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "kps": self.kps, "discipline": self.discipline, "seed_ids": self.seed_ids,
-                "link_strength": self.link_strength}
 
 
 @dataclass
@@ -59,7 +46,9 @@ class SampleResult:
     graph: KPGraph = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     run_id: int | None = None
-    _seed_ids: dict[int, str] | None = field(default=None, repr=False)
+    min_seeds: int = 3
+    max_seeds: int = 5
+    _seed_ids: dict[int, str] = field(default_factory=dict, repr=False)
 
     def config(self) -> dict[str, Any]:
         """Everything needed to repeat the sample, as stored with the run."""
@@ -73,60 +62,42 @@ class SampleResult:
             "graph": {"nodes": self.graph.n_nodes, "edges": self.graph.n_edges},
         }
 
-    min_seeds: int = 3
-    max_seeds: int = 5
-
-    def paths(self, store: Store, limit: int | None = None) -> list[PathRecord]:
-        n = len(self.walks) if limit is None else min(limit, len(self.walks))
-        rids = np.unique(self.bundles.rids[: self.bundles.ptr[n]])
-        if self._seed_ids is None:
-            self._seed_ids = {}
-        missing = [int(r) for r in rids if int(r) not in self._seed_ids]
-        if missing:
-            self._seed_ids.update(zip(missing, _ids_for(store, missing)))
-        g = self.graph
-        out = []
-        for i in range(n):
-            nodes = self.walks.path(i)
-            out.append(PathRecord(
-                index=i,
-                kps=[g.names[int(v)] for v in nodes],
-                discipline=g.disciplines[int(self.walks.discipline[i])],
-                seed_ids=[self._seed_ids[int(r)] for r in self.bundles.of(i)],
-                link_strength=[int(s) for s in self.bundles.strengths_of(i)],
-                kp_indices=[int(v) for v in nodes],
-            ))
-        return out
+    def paths(self, store: Store, limit: int | None = None) -> list[Path]:
+        """The first ``limit`` paths (all by default) as records, with their bundles' seed ids."""
+        return path_records(store, self.graph, self.walks, self.bundles, limit, self._seed_ids)
 
 
-def _ids_for(store: Store, rids: list[int]) -> list[str]:
-    got: dict[int, str] = {}
-    for i in range(0, len(rids), 900):
-        chunk = rids[i : i + 900]
-        marks = ",".join("?" * len(chunk))
-        got.update((r[0], r[1]) for r in store.query(f"SELECT rid, id FROM seeds WHERE rid IN ({marks})", chunk))
-    return [got[r] for r in rids]
+def path_records(store: Store, g: KPGraph, walks: Walks, bundles: Bundles, limit: int | None = None,
+                 seed_ids: dict[int, str] | None = None) -> list[Path]:
+    """Walks and bundles as :class:`~linkqa_core.records.Path` records (``seed_ids`` caches rid -> id)."""
+    n = len(walks) if limit is None else min(limit, len(walks))
+    seed_ids = {} if seed_ids is None else seed_ids
+    rids = np.unique(bundles.rids[: bundles.ptr[n]])
+    missing = [int(r) for r in rids if int(r) not in seed_ids]
+    if missing:
+        seed_ids.update(zip(missing, store.seeds.ids_for_rids(missing)))
+    out = []
+    for i in range(n):
+        nodes = walks.path(i)
+        out.append(Path(
+            index=i,
+            kps=tuple(g.names[int(v)] for v in nodes),
+            discipline=g.disciplines[int(walks.discipline[i])],
+            seed_ids=tuple(seed_ids[int(r)] for r in bundles.of(i)),
+            link_strength=tuple(int(s) for s in bundles.strengths_of(i)),
+            kp_ids=tuple(int(g.kp_ids[int(v)]) for v in nodes),
+        ))
+    return out
 
 
-def coverage_ledger(store: Store, graph: KPGraph) -> np.ndarray:
-    """Visits of every KP by the paths of all saved runs (dense graph order)."""
+def coverage_ledger(store: Store, graph: KPGraph, run_id: int | None = None) -> np.ndarray:
+    """Visits of every KP (dense graph order) by the paths of one run, or of all saved runs."""
     visits = np.zeros(graph.n_nodes, dtype=np.int64)
-    for kp_id, count in store.query("SELECT kp_id, count(*) FROM path_kps GROUP BY kp_id"):
+    for kp_id, count in store.runs.kp_visits(run_id).items():
         i = graph.index_of(kp_id)
         if i is not None:
             visits[i] = count
     return visits
-
-
-def cumulative_coverage(store: Store) -> float:
-    """Share of today's KPs that some saved run has visited."""
-    total = store.scalar("SELECT count(DISTINCT kp_id) FROM seed_kps") or 0
-    if not total:
-        return 0.0
-    seen = store.scalar(
-        "SELECT count(DISTINCT kp_id) FROM path_kps WHERE kp_id IN (SELECT kp_id FROM seed_kps)"
-    )
-    return round(seen / total, 4)
 
 
 def sample(
@@ -145,8 +116,8 @@ def sample(
     progress: Progress | None = None,
 ) -> SampleResult:
     """Walk, bundle, measure and (optionally) save; the same arguments give the same paths."""
-    from .bundles import choose_bundles
     from .build import build_graph
+    from .bundles import choose_bundles
     from .metrics import coverage_curve, sample_metrics
     from .walks import uniform_walks, value_walks
 
@@ -202,44 +173,30 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def save_sample(store: Store, result: SampleResult, *, name: str | None = None) -> int:
     """Store the run, its paths and bundles in one transaction; returns the run id."""
-    paths = result.paths(store)
-    config = result.config()
-    now = time.time()
-    with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO runs (kind, name, status, config, metrics, baseline, created_at, updated_at)"
-            " VALUES ('sample', ?, 'sampled', ?, ?, ?, ?, ?)",
-            (name, json.dumps(config, sort_keys=True), json.dumps(result.metrics), json.dumps(result.baseline),
-             now, now),
-        )
-        run_id = int(cur.lastrowid)
-        insert_paths(conn, run_id, paths, result.graph)
+    run_id = store.runs.create("sample", result.config(), name=name, status="sampled", metrics=result.metrics,
+                               baseline=result.baseline, paths=result.paths(store))
     result.run_id = run_id
     return run_id
 
 
-def insert_paths(conn, run_id: int, paths: list[PathRecord], graph: KPGraph, *, start: int = 0) -> None:
-    """Paths, their bundles and their KP visits (the coverage ledger), inside the caller's transaction."""
-    for rec in paths:
-        strength = float(np.mean(rec.link_strength)) if rec.link_strength else 0.0
-        pid = conn.execute(
-            "INSERT INTO paths (run_id, idx, discipline, kps, seed_ids, link_strength) VALUES (?,?,?,?,?,?)",
-            (run_id, start + rec.index, rec.discipline, json.dumps(rec.kps, ensure_ascii=False),
-             json.dumps(rec.seed_ids), strength),
-        ).lastrowid
-        conn.executemany(
-            "INSERT INTO path_kps (path_id, pos, kp_id) VALUES (?,?,?)",
-            [(pid, pos, int(graph.kp_ids[v])) for pos, v in enumerate(rec.kp_indices)],
-        )
+def extend_sample(store: Store, run_id: int, extra: int) -> int:
+    """Sample ``extra`` more paths for a saved run, continuing its coverage: the run grows.
 
+    The new paths follow the run's own knobs; their walk seed depends on how many paths
+    the run holds, so extending the same run the same way gives the same paths.
+    """
+    from .build import build_graph
+    from .bundles import choose_bundles
+    from .walks import WalkParams, value_walks
 
-def run_paths(store: Store, run_id: int) -> list[dict[str, Any]]:
-    """The stored paths of a run with their bundles, in order."""
-    store.get_run(run_id)  # raises NotFoundError with a clear message
-    rows = store.query("SELECT id, idx, discipline, kps, seed_ids, link_strength FROM paths WHERE run_id = ? ORDER BY idx",
-                       (run_id,))
-    return [
-        {"path_id": r["id"], "index": r["idx"], "discipline": r["discipline"], "kps": json.loads(r["kps"]),
-         "seed_ids": json.loads(r["seed_ids"]), "mean_link_strength": r["link_strength"]}
-        for r in rows
-    ]
+    cfg = store.runs.get(run_id).config or {}
+    params = WalkParams.from_dict(cfg)
+    graph = build_graph(store)
+    visits = coverage_ledger(store, graph, run_id)
+    start = store.runs.next_path_index(run_id)
+    walks = value_walks(graph, params, extra, seed=int(cfg.get("seed", 0)) + 7919 * (start + 1), prior_visits=visits)
+    bundles = choose_bundles(graph, walks, min_seeds=int(cfg.get("min_seeds", 3)),
+                             max_seeds=int(cfg.get("max_seeds", 5)))
+    records = path_records(store, graph, walks, bundles)
+    store.runs.add_paths(run_id, records, start=start)
+    return len(records)

@@ -944,7 +944,7 @@ class _Load:
 
     def rows(self, added_at: float, records: Iterable[tuple[int, Any]] | None = None) -> Iterator[tuple]:
         """Database rows (:func:`~linkqa_core.store.seed_row`) of ``records`` (default: the whole source)."""
-        from ..store import seed_row
+        from ..store.seeds import seed_row
 
         for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records):
             yield seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
@@ -1077,11 +1077,11 @@ def ingest(
     spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES) if parallel is not False else None
     batches = _from_worker(load, spec) if spec is not None else load.row_batches(now)
     added = duplicates = n_seeds = 0
-    with store.transaction():
+    with store.lease(f"ingest:{os.getpid()}", f"ingest of {name}"), store.transaction():
         try:
             for rows in batches:
                 if rows:
-                    a, d = store.add_seed_rows(rows)
+                    a, d = store.seeds.add_rows(rows)
                     added, duplicates, n_seeds = added + a, duplicates + d, n_seeds + len(rows)
                 if progress:
                     done = load.rows_read
@@ -1094,7 +1094,7 @@ def ingest(
     return IngestReport(
         added=added,
         duplicates=duplicates,
-        total_seeds=store.seed_count(),
+        total_seeds=store.seeds.count(),
         bad_rows=load.bad_rows,
         rows_read=load.rows_read,
     )

@@ -11,84 +11,53 @@ from .names import normalize_kp
 __all__ = ["merge_kps", "rename_kp", "kp_table", "suggest_merges"]
 
 
-def _kp_id(store: Store, name: str) -> int:
-    norm = normalize_kp(name)
-    kid = store.scalar("SELECT id FROM kps WHERE name = ?", (norm,))
-    if kid is None:
-        raise NotFoundError(f"no knowledge point named '{name}'")
-    return int(kid)
+def _key(name: str, what: str) -> str:
+    key = normalize_kp(name)
+    if not key:
+        raise InputError(f"the {what} KP name is empty")
+    return key
 
 
 def merge_kps(store: Store, sources: Sequence[str], target: str) -> int:
-    """Fold ``sources`` into ``target`` (created if new); returns links moved.
+    """Fold ``sources`` into ``target`` (created if new, shown as written); returns links moved.
 
     Each source name becomes an alias of the target, so re-extraction keeps the merge.
     Paths of saved runs are re-pointed too, so the coverage ledger stays consistent.
     """
-    target_norm = normalize_kp(target)
-    if not target_norm:
-        raise InputError("the target KP name is empty")
-    moved = 0
-    with store.transaction() as conn:
-        tid = conn.execute("SELECT id FROM kps WHERE name = ?", (target_norm,)).fetchone()
-        tid = tid[0] if tid else conn.execute("INSERT INTO kps (name) VALUES (?)", (target_norm,)).lastrowid
-        for src in sources:
-            sid = _kp_id(store, src)
-            if sid == tid:
-                continue
-            before = conn.total_changes
-            conn.execute("INSERT OR IGNORE INTO seed_kps (seed_rid, kp_id) SELECT seed_rid, ? FROM seed_kps WHERE kp_id = ?", (tid, sid))
-            moved += conn.total_changes - before
-            conn.execute("DELETE FROM seed_kps WHERE kp_id = ?", (sid,))
-            conn.execute("UPDATE path_kps SET kp_id = ? WHERE kp_id = ?", (tid, sid))
-            conn.execute("UPDATE kp_aliases SET kp_id = ? WHERE kp_id = ?", (tid, sid))
-            name = conn.execute("SELECT name FROM kps WHERE id = ?", (sid,)).fetchone()[0]
-            conn.execute("INSERT OR REPLACE INTO kp_aliases (alias, kp_id) VALUES (?, ?)", (name, tid))
-            conn.execute("DELETE FROM kps WHERE id = ?", (sid,))
-        store.bump()
-    return moved
+    from .extract import label_of
+
+    target_key = _key(target, "target")
+    label = label_of(target)
+    if store.kps.id_of(target_key) is not None and label.lower() == target_key:
+        label = None  # the curator named an existing KP by its key: keep its label
+    return store.kps.merge([_key(s, "source") for s in sources], target_key, label)
 
 
-def rename_kp(store: Store, old: str, new: str) -> None:
-    """Rename a KP; renaming onto an existing name merges the two."""
-    new_norm = normalize_kp(new)
-    if not new_norm:
-        raise InputError("the new KP name is empty")
-    if store.scalar("SELECT id FROM kps WHERE name = ?", (new_norm,)) is not None:
-        merge_kps(store, [old], new_norm)
-        return
-    kid = _kp_id(store, old)
-    with store.transaction() as conn:
-        old_name = conn.execute("SELECT name FROM kps WHERE id = ?", (kid,)).fetchone()[0]
-        conn.execute("UPDATE kps SET name = ? WHERE id = ?", (new_norm, kid))
-        conn.execute("INSERT OR REPLACE INTO kp_aliases (alias, kp_id) VALUES (?, ?)", (old_name, kid))
-        store.bump()
+def rename_kp(store: Store, old: str, new: str) -> str:
+    """Rename a KP to ``new`` as written (the curator's spelling is its label); renaming
+    onto another KP's name merges the two. Returns the label the KP now shows."""
+    from .extract import label_of
+
+    old_key, new_key = _key(old, "old"), _key(new, "new")
+    label = label_of(new)
+    if store.kps.id_of(old_key) is None:
+        raise NotFoundError(f"no knowledge point named '{old}'")
+    if new_key != old_key and store.kps.id_of(new_key) is not None:
+        store.kps.merge([old_key], new_key, label)
+    else:
+        store.kps.rename(old_key, new_key, label)
+    return label
 
 
 def kp_table(store: Store, *, limit: int | None = None, search: str | None = None) -> list[dict]:
     """KPs with frequency, dominant discipline and mean difficulty, most frequent first."""
-    sql = (
-        "SELECT k.id, k.name, count(*) AS freq, avg(s.difficulty) AS mean_difficulty,"
-        " (SELECT s2.discipline FROM seed_kps l2 JOIN seeds s2 ON s2.rid = l2.seed_rid"
-        "  WHERE l2.kp_id = k.id GROUP BY s2.discipline ORDER BY count(*) DESC, s2.discipline LIMIT 1) AS discipline,"
-        " count(DISTINCT s.discipline) AS n_disciplines"
-        " FROM kps k JOIN seed_kps l ON l.kp_id = k.id JOIN seeds s ON s.rid = l.seed_rid"
-    )
-    params: list = []
-    if search:
-        sql += " WHERE k.name LIKE ?"
-        params.append(f"%{normalize_kp(search) or search}%")
-    sql += " GROUP BY k.id ORDER BY freq DESC, k.name"
-    if limit:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    return [dict(r) for r in store.query(sql, params)]
+    return store.kps.table(limit=limit, search=search.strip() if search else None)
 
 
 def suggest_merges(store: Store, limit: int = 50) -> list[tuple[str, str]]:
-    """Pairs of KP names that differ only by hyphens, spaces or word order."""
+    """Pairs of KP keys that differ only by hyphens, spaces, apostrophes or word order."""
     groups: dict[str, list[str]] = {}
-    for (name,) in store.query("SELECT name FROM kps WHERE id IN (SELECT DISTINCT kp_id FROM seed_kps)"):
+    for name in store.kps.keys_in_use():
         key = " ".join(sorted(name.replace("-", " ").replace("'", "").split()))
         groups.setdefault(key, []).append(name)
     pairs = [(names[i], names[0]) for names in groups.values() if len(names) > 1 for i in range(1, len(names))]

@@ -15,7 +15,7 @@ from ..records import Extraction, ExtractReport, Seed
 from ..store import Store
 from .names import MAX_KPS, normalize_kp
 
-__all__ = ["Extractor", "estimate_difficulty", "load_aliases", "run_extraction"]
+__all__ = ["Extractor", "estimate_difficulty", "label_of", "run_extraction"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -59,12 +59,10 @@ def estimate_difficulty(seed: Seed) -> float:
 # -- storing extractions --------------------------------------------------------------
 
 
-def load_aliases(store: Store) -> dict[str, str]:
-    """alias -> canonical name."""
-    return {
-        row[0]: row[1]
-        for row in store.query("SELECT a.alias, k.name FROM kp_aliases a JOIN kps k ON k.id = a.kp_id")
-    }
+def label_of(raw: str) -> str:
+    """The name as a curator should read it: spacing tidied, edge punctuation gone, case kept."""
+    text = " ".join(str(raw).replace("\u2019", "'").replace("\u2018", "'").split())
+    return text.strip(" .,;:!?\"()[]{}")
 
 
 def run_extraction(
@@ -76,20 +74,20 @@ def run_extraction(
 ) -> ExtractReport:
     """Extract KPs for the stored seeds and replace their links, in one transaction.
 
-    Names are normalised and mapped through the stored aliases, so merges made by a
-    curator survive a re-extraction.
+    Names are matched by their key (:func:`~linkqa_core.kps.names.normalize_kp`) through
+    the stored aliases, so merges made by a curator survive a re-extraction; a new KP
+    keeps the extractor's spelling as its label.
     """
-    aliases = load_aliases(store)
+    aliases = store.kps.aliases()
     if extractor is None:
         from .offline import OfflineExtractor
 
         extractor = OfflineExtractor(aliases=aliases)
-    where = "rid NOT IN (SELECT seed_rid FROM seed_kps)" if only_missing else ""
-    pairs = list(store.iter_seeds(where=where))
+    pairs = list(store.seeds.iter(without_kps=only_missing))
     if not pairs:
-        if store.seed_count() == 0:
+        if store.seeds.count() == 0:
             raise InputError("no seeds in the database yet: ingest a file first")
-        return ExtractReport(seeds=0, kps=store.counts()["kps"], extractor=extractor.name)
+        return ExtractReport(seeds=0, kps=store.kps.count(), extractor=extractor.name)
     rid_of = {seed.id: rid for rid, seed in pairs}
     seeds = [seed for _, seed in pairs]
     extractions = extractor.extract(seeds, progress=progress)
@@ -97,7 +95,7 @@ def run_extraction(
     _save_extractions(store, extractions, rid_of, by_id, aliases)
     return ExtractReport(
         seeds=len({e.seed_id for e in extractions if e.kps}),
-        kps=store.counts()["kps"],
+        kps=store.kps.count(),
         extractor=extractor.name,
         failed=list(getattr(extractor, "failures", [])),
     )
@@ -105,36 +103,25 @@ def run_extraction(
 
 def _save_extractions(store: Store, extractions: Iterable[Extraction], rid_of: dict[str, int],
                       by_id: dict[str, Seed], aliases: dict[str, str]) -> None:
-    with store.transaction() as conn:
-        kp_ids = {row[1]: row[0] for row in conn.execute("SELECT id, name FROM kps")}
-        links: list[tuple[int, int]] = []
-        diff_updates: list[tuple[float, int]] = []
-        disc_updates: list[tuple[str, int]] = []
-        rids: list[tuple[int]] = []
-        for ex in extractions:
-            rid = rid_of.get(ex.seed_id)
-            if rid is None:
-                continue
-            rids.append((rid,))
-            names = []
-            for raw in ex.kps:
-                name = normalize_kp(raw)
-                name = aliases.get(name, name)
-                if name and name not in names:
-                    names.append(name)
-            for name in names[:MAX_KPS]:
-                kid = kp_ids.get(name)
-                if kid is None:
-                    kid = conn.execute("INSERT INTO kps (name) VALUES (?)", (name,)).lastrowid
-                    kp_ids[name] = kid
-                links.append((rid, kid))
-            seed = by_id[ex.seed_id]
-            if seed.difficulty is None and ex.difficulty is not None:
-                diff_updates.append((float(ex.difficulty), rid))
-            if seed.discipline == "Other" and ex.discipline:
-                disc_updates.append((ex.discipline, rid))
-        conn.executemany("DELETE FROM seed_kps WHERE seed_rid = ?", rids)
-        conn.executemany("INSERT OR IGNORE INTO seed_kps (seed_rid, kp_id) VALUES (?, ?)", links)
-        conn.executemany("UPDATE seeds SET difficulty = ?, difficulty_estimated = 1 WHERE rid = ?", diff_updates)
-        conn.executemany("UPDATE seeds SET discipline = ? WHERE rid = ?", disc_updates)
-        store.bump()
+    links: dict[int, list[tuple[str, str]]] = {}
+    diff_updates: list[tuple[float, int]] = []
+    disc_updates: list[tuple[str, int]] = []
+    for ex in extractions:
+        rid = rid_of.get(ex.seed_id)
+        if rid is None:
+            continue
+        names: dict[str, str] = {}
+        for raw in ex.kps:
+            key = normalize_kp(raw)
+            key = aliases.get(key, key)
+            if key and key not in names:
+                names[key] = label_of(raw) or key
+        links[rid] = list(names.items())[:MAX_KPS]
+        seed = by_id[ex.seed_id]
+        if seed.difficulty is None and ex.difficulty is not None:
+            diff_updates.append((float(ex.difficulty), rid))
+        if seed.discipline == "Other" and ex.discipline:
+            disc_updates.append((ex.discipline, rid))
+    with store.transaction():
+        store.kps.replace_links(links)
+        store.seeds.set_estimates(diff_updates, disc_updates)

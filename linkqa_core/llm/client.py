@@ -348,17 +348,12 @@ class Usage:
 
     @classmethod
     def from_store(cls, store: Any, run_id: int) -> "Usage":
-        """What a run already spent, from ``llm_calls`` -- pass it as ``spent=`` when a
-        run resumes so that its budget carries over. USD is left 0 (prices may change)."""
-        row = store.query(
-            "SELECT count(*) AS n, coalesce(sum(cached), 0) AS hits,"
-            " coalesce(sum(status = 'error'), 0) AS errors,"
-            " coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(completion_tokens), 0) AS c,"
-            " coalesce(sum(reasoning_tokens), 0) AS r FROM llm_calls WHERE run_id = ?",
-            (run_id,),
-        )[0]
-        return cls(requests=row["n"] - row["hits"], cached=row["hits"], errors=row["errors"],
-                   prompt_tokens=row["p"], completion_tokens=row["c"], reasoning_tokens=row["r"])
+        """What a run already spent, from the call log -- pass it as ``spent=`` when a
+        run resumes so that its budget carries over."""
+        spend = store.llm.spend(run_id)
+        return cls(requests=spend.requests, cached=spend.cached, errors=spend.errors,
+                   prompt_tokens=spend.prompt_tokens, completion_tokens=spend.completion_tokens,
+                   reasoning_tokens=spend.reasoning_tokens, usd=spend.usd)
 
 
 @dataclass(frozen=True)
@@ -1003,9 +998,7 @@ class LLMClient:
         """Drop a request's cached answer; True if there was one."""
         if self.store is None:
             return False
-        key = cache_key(req, self.settings)
-        with self.store.transaction() as conn:
-            return conn.execute("DELETE FROM llm_cache WHERE key = ?", (key,)).rowcount > 0
+        return self.store.llm.forget(cache_key(req, self.settings))
 
     # -- the calling thread's side ---------------------------------------------------------
 
@@ -1123,34 +1116,23 @@ class LLMClient:
     def _cache_lookup(self, jobs: list[_Job]) -> dict[str, ChatResult]:
         if self.store is None or not jobs:
             return {}
-        found: dict[str, ChatResult] = {}
-        keys = [j.key for j in jobs]
-        for k in range(0, len(keys), 900):
-            chunk = keys[k:k + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self.store.query(f"SELECT key, response FROM llm_cache WHERE key IN ({marks})", chunk):
-                try:
-                    data = json.loads(row[1])
-                except ValueError:
-                    continue
-                found[row[0]] = ChatResult(
-                    content=data.get("content") or "",
-                    reasoning=data.get("reasoning"),
-                    model=data.get("model"),
-                    finish_reason=data.get("finish_reason"),
-                    cached=True,
-                    key=row[0],
-                )
+        found = {
+            key: ChatResult(content=data.get("content") or "", reasoning=data.get("reasoning"), model=data.get("model"),
+                            finish_reason=data.get("finish_reason"), cached=True, key=key)
+            for key, data in self.store.llm.cached([j.key for j in jobs]).items()
+        }
         if found:
             with self._lock:
                 self._usage.cached += len(found)
         return found
 
     def _record(self, outcomes: list[_Outcome]) -> None:
-        """Write llm_calls rows and new cache entries in one short transaction."""
+        """Write call-log rows and new cache entries in one short transaction."""
         if self.store is None:
             return
-        now = time.time()
+        from ..store.llm import CallRow
+
+        s = self.settings
         calls = []
         cache_rows = []
         for o in outcomes:
@@ -1158,29 +1140,16 @@ class LLMClient:
             if not o.logged or job is None or (r.attempts == 0 and not r.cached):
                 continue
             status = "cached" if r.cached else ("ok" if r.ok else "error")
-            calls.append((
-                job.req.run_id, job.req.stage, r.key, r.endpoint, r.model or job.body.get("model"), status,
-                int(r.cached), r.attempts, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens,
-                round(r.latency_s, 4), self._scrub(r.error) if r.error else None, now,
-            ))
+            usd = (r.prompt_tokens * s.price_in_per_mtok + r.completion_tokens * s.price_out_per_mtok) / 1e6
+            calls.append(CallRow(job.req.run_id, job.req.stage, r.key, r.endpoint, r.model or job.body.get("model"),
+                                 status, r.cached, r.attempts, r.prompt_tokens, r.completion_tokens,
+                                 r.reasoning_tokens, r.latency_s, self._scrub(r.error) if r.error else None, usd))
             if not r.cached and r.ok and not r.truncated and job.req.cache:
-                payload = {"content": r.content, "reasoning": r.reasoning, "model": r.model,
-                           "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
-                           "completion_tokens": r.completion_tokens, "reasoning_tokens": r.reasoning_tokens}
-                cache_rows.append((r.key, json.dumps(payload, ensure_ascii=False), now))
-        if not calls and not cache_rows:
-            return
-        with self.store.transaction() as conn:
-            if calls:
-                conn.executemany(
-                    "INSERT INTO llm_calls (run_id, stage, key, endpoint, model, status, cached, attempts,"
-                    " prompt_tokens, completion_tokens, reasoning_tokens, latency_s, error, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    calls,
-                )
-            if cache_rows:
-                conn.executemany("INSERT OR REPLACE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
-                                 cache_rows)
+                cache_rows.append((r.key, {"content": r.content, "reasoning": r.reasoning, "model": r.model,
+                                           "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
+                                           "completion_tokens": r.completion_tokens,
+                                           "reasoning_tokens": r.reasoning_tokens}))
+        self.store.llm.record(calls, cache_rows)
 
     # -- the event loop's side ---------------------------------------------------------------
 

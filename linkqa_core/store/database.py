@@ -1,31 +1,64 @@
-"""The one SQLite file: connection rules, schema migrations, transactions.
+"""The one SQLite file: connections, transactions, damage checks, leases, version counters.
 
-Every stage reads and writes through :class:`Store`. It owns the connection rules in
-one place (as datasette does): WAL mode, a busy time-out, one re-entrant lock so that a
-connection opened with ``check_same_thread=False`` can be shared by Streamlit's script
-threads, and ``transaction()`` so that a command leaves the database as it was before
-it or as after it, never between.
+:class:`Store` owns the connection rules in one place, as datasette does:
+
+- **One writer at a time.** Writes go through one connection per Store, inside
+  :meth:`Store.transaction` (``BEGIN IMMEDIATE`` with a busy time-out), guarded by a lock
+  so that the threads of one process take turns. A second process that cannot get the
+  write lock within the time-out gets :class:`~linkqa_core.errors.DatabaseBusy` naming
+  who is writing ("ingest of mmlu.jsonl since 14:02, pid 4242"), read from the leases
+  the long writers hold (:meth:`Store.lease`), never a raw "database is locked".
+- **Readers never take the write lock.** Reads run on per-thread connections in WAL mode,
+  so a page, ``runs`` or ``export`` reads while an ingest writes; opening a database only
+  writes when it has to migrate. A thread inside a transaction reads through the writer,
+  so it sees its own uncommitted rows.
+- **Damage is detected.** Opening checks the file's header against its size and reads the
+  schema; the first write runs ``PRAGMA quick_check`` (files up to :data:`FULL_CHECK_MAX_BYTES`).
+  A damaged file is refused for writing with one message saying what is wrong and how to
+  recover; reads still work where SQLite can read.
+
+The SQL of each kind of data lives beside this module, one module per table group
+(:mod:`.seeds`, :mod:`.kps`, :mod:`.runs`, :mod:`.items`, :mod:`.llm`), reached as
+``store.seeds``, ``store.kps``, ``store.runs``, ``store.items`` and ``store.llm``.
+
+>>> store = Store(":memory:")
+>>> store.counts()["seeds"]
+0
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+import struct
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import sqlite_utils
 
-from ..errors import InputError, NotFoundError
-from ..records import Seed
+from ..errors import DamagedDatabase, DatabaseBusy, InputError, LeaseHeld
+from .schema import MIGRATIONS, SCHEMA_VERSION, run_script
 
-__all__ = ["Store", "seed_row", "default_db_path", "SCHEMA_VERSION", "GRAPH_VERSION"]
+__all__ = ["Store", "default_db_path", "SCHEMA_VERSION", "GRAPH_VERSION", "PAGE_SIZE", "FULL_CHECK_MAX_BYTES",
+           "Lease"]
 
 DEFAULT_DB = Path("data") / "linkqa.db"
+# seeds, seed–KP links, KP names and aliases: everything the KP graph is built from
+GRAPH_VERSION = "kp_graph"
+# 16 KB pages for a new file: a seed row is ~0.8 KB, and a million-row ingest spends a
+# quarter less on inserts and commit than with 4 KB pages
+PAGE_SIZE = 16384
+# PRAGMA quick_check reads every page (~1.2 ms per MB here); above this size the first
+# write checks the header and schema only, and `linkqa check` does the full check
+FULL_CHECK_MAX_BYTES = int(os.environ.get("LINKQA_FULL_CHECK_MAX_BYTES", 2 << 30))
+
+_HEADER = b"SQLite format 3\x00"
 
 
 def default_db_path() -> Path:
@@ -34,183 +67,257 @@ def default_db_path() -> Path:
     return Path(env) if env else DEFAULT_DB
 
 
-# Each entry migrates from version i to i+1. Never edit a released entry: append.
-MIGRATIONS: list[str] = [
-    # 1: seeds, knowledge points, runs, paths, bundles
-    """
-    CREATE TABLE IF NOT EXISTS seeds (
-        rid INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        question TEXT NOT NULL,
-        answer TEXT NOT NULL,
-        options TEXT,
-        answer_letter TEXT,
-        discipline TEXT NOT NULL,
-        subject TEXT,
-        difficulty REAL,
-        difficulty_estimated INTEGER NOT NULL DEFAULT 0,
-        source TEXT,
-        metadata TEXT,
-        added_at REAL NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS seeds_discipline ON seeds(discipline);
-    CREATE TABLE IF NOT EXISTS kps (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE
-    );
-    CREATE TABLE IF NOT EXISTS kp_aliases (
-        alias TEXT PRIMARY KEY,
-        kp_id INTEGER NOT NULL REFERENCES kps(id)
-    );
-    CREATE TABLE IF NOT EXISTS seed_kps (
-        seed_rid INTEGER NOT NULL,
-        kp_id INTEGER NOT NULL,
-        PRIMARY KEY (seed_rid, kp_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS seed_kps_kp ON seed_kps(kp_id);
-    CREATE TABLE IF NOT EXISTS runs (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,
-        name TEXT,
-        status TEXT NOT NULL,
-        config TEXT NOT NULL,
-        metrics TEXT,
-        baseline TEXT,
-        parent_run INTEGER,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS paths (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        idx INTEGER NOT NULL,
-        discipline TEXT,
-        kps TEXT NOT NULL,
-        seed_ids TEXT NOT NULL,
-        link_strength REAL,
-        UNIQUE (run_id, idx)
-    );
-    CREATE TABLE IF NOT EXISTS path_kps (
-        path_id INTEGER NOT NULL,
-        pos INTEGER NOT NULL,
-        kp_id INTEGER NOT NULL,
-        PRIMARY KEY (path_id, pos)
-    ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS path_kps_kp ON path_kps(kp_id);
-    """,
-    # 2: LLM calls, request cache, generated items
-    """
-    CREATE TABLE IF NOT EXISTS llm_cache (
-        key TEXT PRIMARY KEY,
-        response TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS llm_calls (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER,
-        stage TEXT,
-        key TEXT,
-        endpoint TEXT,
-        model TEXT,
-        status TEXT NOT NULL,
-        cached INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 1,
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        reasoning_tokens INTEGER,
-        latency_s REAL,
-        error TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls(run_id);
-    CREATE TABLE IF NOT EXISTS items (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        path_id INTEGER,
-        parent_id INTEGER,
-        slot TEXT NOT NULL,
-        status TEXT NOT NULL,
-        question TEXT,
-        options TEXT,
-        answer TEXT,
-        solution TEXT,
-        kps_used TEXT,
-        discipline TEXT,
-        difficulty REAL,
-        seed_ids TEXT,
-        model TEXT,
-        reasoning TEXT,
-        raw TEXT,
-        gate_reason TEXT,
-        operation TEXT,
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        UNIQUE (run_id, slot)
-    );
-    CREATE INDEX IF NOT EXISTS items_run_status ON items(run_id, status);
-    """,
-    # 3: the discipline index cost a third of ingest speed and no query needs it
-    """
-    DROP INDEX IF EXISTS seeds_discipline;
-    """,
-    # 4: version counters, so caches know when what they were built from changed
-    """
-    CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-    );
-    """,
-]
+def is_corruption(err: BaseException) -> bool:
+    """True for SQLite's "malformed" and "not a database" errors (not for locks or SQL bugs)."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    if name:
+        return name.split("_", 2)[:2] == ["SQLITE", "CORRUPT"] or name == "SQLITE_NOTADB"
+    text = str(err).lower()
+    return type(err) is sqlite3.DatabaseError and ("malformed" in text or "not a database" in text)
 
-SCHEMA_VERSION = len(MIGRATIONS)
-# seeds, seed–KP links, KP names and aliases: everything the KP graph is built from
-GRAPH_VERSION = "kp_graph"
+
+def _is_busy(err: BaseException) -> bool:
+    name = getattr(err, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(err).lower()
+
+
+# Files this process has open through a Store, by (device, inode), with how many Stores.
+# POSIX drops every lock a process holds on a file when it closes ANY descriptor of that
+# file, so reading a database's header with open() while SQLite has it open would let
+# another process delete the WAL under our connections (sqlite.org/howtocorrupt.html 2.2).
+# The raw header is therefore only read when no Store of this process holds the file.
+_OPEN_FILES: dict[tuple[int, int], int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # stat opens no descriptor
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def header_problem(path: str) -> str | None:
+    """What is wrong with an SQLite file's first page, judged from the file alone, or None.
+
+    Catches a file that is not SQLite, a truncated file (fewer pages than its header
+    counts) and an impossible page size. Call it only while this process has no SQLite
+    connection to the file (see ``_OPEN_FILES``).
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not head.startswith(_HEADER):
+        return "is not an SQLite database (its first bytes are not an SQLite header)"
+    if len(head) < 100:
+        return f"is truncated: {size} bytes, shorter than an SQLite header"
+    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return f"has a damaged header (page size {page_size})"
+    change, pages, valid_for = struct.unpack(">I", head[24:28])[0], struct.unpack(">I", head[28:32])[0], \
+        struct.unpack(">I", head[92:96])[0]
+    if change == valid_for and pages and size < pages * page_size:
+        return (f"is truncated: its header counts {pages:,} pages of {page_size:,} bytes "
+                f"({pages * page_size:,} bytes) but the file holds {size:,}")
+    return None
+
+
+def damage_message(path: str, what: str) -> str:
+    """The one message a curator gets for a damaged database: what, how to recover, what still works."""
+    what = " ".join(what.split())
+    return (f"{path} is damaged ({what}): it is refused for writing. To recover what SQLite can read: "
+            f"sqlite3 {path} .recover | sqlite3 recovered.db, then use recovered.db. "
+            f"Reading and export may still work on the damaged file (linkqa export --run N --out FILE).")
+
+
+class _ReaderSlot:
+    """A thread's claim on a pooled reader connection; returned to the pool when the thread ends."""
+
+    __slots__ = ("conn", "db", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+
+
+class Lease:
+    """Proof that this process holds a named lease (see :meth:`Store.lease`)."""
+
+    def __init__(self, store: "Store", name: str, what: str):
+        self.store, self.name, self.what = store, name, what
+
+    def beat(self) -> None:
+        """Say "still alive" (for holders on other hosts, whose pid cannot be checked)."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE leases SET heartbeat_at = ? WHERE name = ? AND pid = ?",
+                         (time.time(), self.name, os.getpid()))
 
 
 class Store:
     """A LinkQA database file.
 
-    >>> store = Store(":memory:")
-    >>> store.counts()["seeds"]
-    0
+    ``timeout`` is how long a writer waits for another writer before
+    :class:`~linkqa_core.errors.DatabaseBusy`.
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0):
+        from .items import ItemStore
+        from .kps import KPStore
+        from .llm import LLMStore
+        from .runs import RunStore
+        from .seeds import SeedStore
+
         path = default_db_path() if path is None else path
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            if Path(self.path).exists() and Path(self.path).stat().st_size > 0:
-                with open(self.path, "rb") as fh:
-                    if not fh.read(16).startswith(b"SQLite format 3"):
+        self.timeout = float(timeout)
+        self.memory = self.path == ":memory:"
+        self.damage: str | None = None
+        self._checked = False
+        self._write_lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        fresh = True
+        if not self.memory:
+            file = Path(self.path)
+            if file.is_dir():
+                raise InputError(f"{self.path} is a directory, not a LinkQA database")
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InputError(f"cannot create the folder of {self.path} ({err.strerror or err})") from None
+            if file.exists() and file.stat().st_size > 0:
+                fresh = False
+                with _OPEN_LOCK:
+                    held = _OPEN_FILES.get(_file_id(self.path) or (-1, -1), 0) > 0
+                problem = None if held else header_problem(self.path)
+                if problem is not None:
+                    if problem.startswith("is not an SQLite"):
                         raise InputError(f"{self.path} is not a LinkQA database (not an SQLite file)")
-        self.lock = threading.RLock()
-        self.conn = sqlite3.connect(
-            self.path, timeout=timeout, check_same_thread=False, isolation_level=None
-        )
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        # 16 KB pages for a new file (an existing one keeps its size): a seed row is ~0.8 KB,
-        # and a million-row ingest spends a quarter less on inserts and commit than with 4 KB
-        # pages. It has to be set before the first table and before WAL mode.
-        self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        if self.path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+                    raise DamagedDatabase(damage_message(self.path, problem.removeprefix("is ")))
+        try:
+            self._writer = self._connect(check_same_thread=False)
+            self._register()
+            if fresh:
+                # page size must be set before the first table and before WAL mode
+                self._writer.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            if not self.memory and self._writer.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._writer.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite_utils.Database(self._writer, execute_plugins=False)
+            version = self._schema_version_read()
+        except sqlite3.DatabaseError as err:
+            self.close()
+            if is_corruption(err):
+                raise DamagedDatabase(damage_message(self.path, str(err))) from None
+            if _is_busy(err):
+                raise DatabaseBusy(self._busy_message()) from None
+            raise
+        if version > SCHEMA_VERSION:
+            self.close()
+            raise InputError(f"{self.path} was written by a newer LinkQA Studio (schema {version} > {SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            self._migrate()
+        self.seeds = SeedStore(self)
+        self.kps = KPStore(self)
+        self.runs = RunStore(self)
+        self.items = ItemStore(self)
+        self.llm = LLMStore(self)
+
+    def __repr__(self) -> str:
+        return f"<Store {self.path}>"
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self, *, check_same_thread: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=check_same_thread,
+                               isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
         # 256 MB page cache at most (grown on demand): random-id index inserts of a
         # million-row ingest thrash the 2 MB default
-        self.conn.execute("PRAGMA cache_size=-262144")
-        self.db = sqlite_utils.Database(self.conn)
-        self._depth = 0
-        self.migrate()
+        conn.execute("PRAGMA cache_size=-262144")
+        return conn
 
-    # -- connection rules -------------------------------------------------------------
+    def _reader(self) -> _ReaderSlot | None:
+        """This thread's reader, or None when reads must go through the writer."""
+        if self.memory or self._owner == threading.get_ident():
+            return None
+        slot = getattr(self._local, "slot", None)
+        if slot is None:
+            conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect(check_same_thread=False)  # pooled: threads come and go (Streamlit reruns)
+                conn.execute("PRAGMA query_only=1")
+                self._readers.append(conn)
+            slot = _ReaderSlot(conn)
+            self._local.slot = slot
+            # when the thread ends, its thread-local slot goes, and the connection returns to the pool
+            weakref.finalize(slot, _return_reader, weakref.ref(self), conn)
+        return slot
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection to read with: this thread's reader, or the writer inside a transaction."""
+        slot = self._reader()
+        if slot is not None:
+            try:
+                yield slot.conn
+            except sqlite3.DatabaseError as err:
+                raise self._translate(err) from None
+            return
+        with self._write_lock:
+            try:
+                yield self._writer
+            except sqlite3.DatabaseError as err:
+                raise self._translate(err) from None
+
+    def _translate(self, err: sqlite3.DatabaseError) -> Exception:
+        if is_corruption(err):
+            self.damage = damage_message(self.path, str(err))
+            return DamagedDatabase(self.damage)
+        if _is_busy(err):
+            return DatabaseBusy(self._busy_message())
+        return err
+
+    def _register(self) -> None:
+        self._file = None if self.memory else _file_id(self.path)
+        if self._file is not None:
+            with _OPEN_LOCK:
+                _OPEN_FILES[self._file] = _OPEN_FILES.get(self._file, 0) + 1
 
     def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+        """Close every connection of this Store (readers of other threads included)."""
+        if self._closed:
+            return
+        self._closed = True
+        file = getattr(self, "_file", None)
+        if file is not None:
+            with _OPEN_LOCK:
+                left = _OPEN_FILES.get(file, 0) - 1
+                if left > 0:
+                    _OPEN_FILES[file] = left
+                else:
+                    _OPEN_FILES.pop(file, None)
+        with self._write_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+            self._idle.clear()
+            writer = getattr(self, "_writer", None)
+            if writer is not None:
+                writer.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -218,50 +325,133 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing; nests (inner blocks join the outer one)."""
-        with self.lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self.conn
-                finally:
-                    self._depth -= 1
-                return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self.conn
-            except BaseException:
-                self._depth = 0
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self._depth = 0
-                self.conn.execute("COMMIT")
+    # -- reading -----------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[sqlite3.Row]:
-        with self.lock:
-            cur = self.conn.execute(sql, params)
-            return cur.fetchall()
+        """Rows of a read-only query (for tests and ad-hoc inspection; stages use the table modules)."""
+        with self.reading() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def scalar(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
 
-    def migrate(self) -> None:
+    def rows(self, sql: str, params: Sequence[Any] | dict = ()) -> list[dict[str, Any]]:
+        """Rows as dicts, through sqlite-utils' query."""
+        slot = self._reader()
+        if slot is None:
+            with self._write_lock:
+                try:
+                    return list(self.db.query(sql, params))
+                except sqlite3.DatabaseError as err:
+                    raise self._translate(err) from None
+        try:
+            return list(slot.db.query(sql, params))
+        except sqlite3.DatabaseError as err:
+            raise self._translate(err) from None
+
+    def _schema_version_read(self) -> int:
+        # reads the schema too: a garbage-filled file fails here, before anything writes
+        self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return int(self._writer.execute("PRAGMA user_version").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.scalar("PRAGMA user_version"))
+
+    # -- writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing; nests (inner blocks join the outer one).
+
+        Waits up to ``timeout`` for another writer (thread or process), then raises
+        :class:`~linkqa_core.errors.DatabaseBusy` naming it.
+        """
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            try:
+                yield self._writer
+            finally:
+                self._depth -= 1
+            return
+        if not self._write_lock.acquire(timeout=self.timeout):
+            raise DatabaseBusy(self._busy_message(in_process=True))
+        try:
+            self._ensure_writable()
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                raise self._translate(err) from None
+            self._owner, self._depth = me, 1
+            try:
+                yield self._writer
+            except BaseException as err:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                if isinstance(err, sqlite3.DatabaseError):
+                    raise self._translate(err) from None
+                raise
+            else:
+                try:
+                    self._writer.execute("COMMIT")
+                except sqlite3.DatabaseError as err:
+                    if self._writer.in_transaction:
+                        self._writer.execute("ROLLBACK")
+                    raise self._translate(err) from None
+            finally:
+                self._owner, self._depth = None, 0
+        finally:
+            self._write_lock.release()
+
+    def _ensure_writable(self) -> None:
+        if self.damage is None and not self._checked:
+            self._checked = True
+            self.check(full=self.memory or os.path.getsize(self.path) <= FULL_CHECK_MAX_BYTES)
+        if self.damage is not None:
+            raise DamagedDatabase(self.damage)
+
+    def check(self, *, full: bool = True) -> str | None:
+        """Look for damage; returns (and remembers) the message, or None when the file is sound.
+
+        ``full`` runs ``PRAGMA quick_check`` (every page, ~1.2 ms per MB: it also finds a
+        truncated file); otherwise only the schema is read. Everything goes through
+        SQLite: opening the file ourselves now would drop this process's locks on it.
+        """
+        try:
+            with self._write_lock:
+                self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if full:
+                    found = [" ".join(str(r[0]).split()) for r in self._writer.execute("PRAGMA quick_check(20)")]
+                    if found != ["ok"]:
+                        problems = [f for f in found if not f.startswith("***")]
+                        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+                        self.damage = damage_message(self.path, f"quick_check: {problems[0] if problems else found[0]}"
+                                                                f"{more}")
+        except sqlite3.DatabaseError as err:
+            if not is_corruption(err):
+                raise
+            self.damage = damage_message(self.path, str(err))
+        return self.damage
+
+    def _migrate(self) -> None:
         with self.transaction() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise InputError(
-                    f"{self.path} was written by a newer LinkQA Studio (schema {version} > {SCHEMA_VERSION})"
-                )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
             for i in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[i].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                step = MIGRATIONS[i]
+                if isinstance(step, str):
+                    run_script(conn, step)
+                else:
+                    step(self.db)
                 conn.execute(f"PRAGMA user_version={i + 1}")
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the main file and truncate it (after a bulk write)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- version counters ------------------------------------------------------------
 
     def bump(self, key: str = GRAPH_VERSION) -> None:
         """Count a change of what ``key`` depends on (inside the writer's transaction)."""
@@ -273,204 +463,112 @@ class Store:
         """How often ``key``'s inputs changed; cheap enough for every Streamlit rerun."""
         return int(self.scalar("SELECT value FROM meta WHERE key = ?", (key,)) or 0)
 
-    @property
-    def schema_version(self) -> int:
-        return int(self.scalar("PRAGMA user_version"))
+    # -- leases: who does long work on this file -------------------------------------
 
-    # -- counts -----------------------------------------------------------------------
+    @contextmanager
+    def lease(self, name: str, what: str) -> Iterator[Lease]:
+        """Hold the lease ``name`` while the block runs; ``what`` says what for ("ingest of x.jsonl").
+
+        A lease held by a live process raises :class:`~linkqa_core.errors.LeaseHeld`; one
+        left by a dead process (killed, crashed) is taken over. A second writer that waits
+        too long for the write lock is told the leases held (see :class:`DatabaseBusy`).
+        """
+        self.acquire_lease(name, what)
+        try:
+            yield Lease(self, name, what)
+        finally:
+            self.release_lease(name)
+
+    def acquire_lease(self, name: str, what: str) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+            if row is not None and _alive(row) and row["pid"] != os.getpid():
+                raise LeaseHeld(f"{row['what']} is already running in another process "
+                                f"(pid {row['pid']} on {row['host']}, since {_clock(row['started_at'])})")
+            conn.execute("INSERT OR REPLACE INTO leases (name, pid, host, what, started_at, heartbeat_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", (name, os.getpid(), socket.gethostname(), what, now, now))
+
+    def release_lease(self, name: str) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("DELETE FROM leases WHERE name = ? AND pid = ?", (name, os.getpid()))
+        except (DatabaseBusy, DamagedDatabase):
+            pass  # a dead holder's lease is taken over by the next one anyway
+
+    def leases(self, *, live_only: bool = True) -> list[dict[str, Any]]:
+        """Leases as dicts (``name``, ``pid``, ``host``, ``what``, ``started_at``, ``alive``)."""
+        rows = self.query("SELECT * FROM leases ORDER BY started_at")
+        out = [dict(r) | {"alive": _alive(r)} for r in rows]
+        return [r for r in out if r["alive"]] if live_only else out
+
+    def _busy_message(self, in_process: bool = False) -> str:
+        try:
+            held = self.leases() if not self._closed else []
+        except Exception:  # noqa: BLE001 - the message must come out whatever the file's state
+            held = []
+        who = "; ".join(f"{r['what']} since {_clock(r['started_at'])}, pid {r['pid']}" for r in held)
+        if in_process and not who:
+            who = "another task of this process"
+        return (f"another process is writing to {self.path} ({who or 'unknown work'}); "
+                f"waited {self.timeout:g} s for it, try again when it has finished")
+
+    # -- counts ------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """How much each stage holds, for the home page and ``runs``."""
-        return {
-            "seeds": self.scalar("SELECT count(*) FROM seeds"),
-            "kps": self.scalar("SELECT count(DISTINCT kp_id) FROM seed_kps"),
-            "seed_kps": self.scalar("SELECT count(*) FROM seed_kps"),
-            "seeds_with_kps": self.scalar("SELECT count(DISTINCT seed_rid) FROM seed_kps"),
-            "runs": self.scalar("SELECT count(*) FROM runs"),
-            "paths": self.scalar("SELECT count(*) FROM paths"),
-            "items": self.scalar("SELECT count(*) FROM items"),
-            "accepted_items": self.scalar("SELECT count(*) FROM items WHERE status='accepted'"),
-        }
-
-    # -- seeds ------------------------------------------------------------------------
-
-    def add_seeds(self, seeds: Iterable[Seed]) -> tuple[int, int]:
-        """Insert seeds, skipping ids already stored; returns ``(added, duplicates)``.
-
-        Call inside :meth:`transaction` to make a whole file one unit of work.
-        """
-        now = time.time()
-        return self.add_seed_rows(
-            seed_row(s.id, s.question, s.answer, s.options, s.answer_letter, s.discipline, s.subject,
-                     s.difficulty, s.difficulty_estimated, s.source, s.metadata, now)
-            for s in seeds
-        )
-
-    def add_seed_rows(self, rows: Iterable[tuple]) -> tuple[int, int]:
-        """Insert rows made by :func:`seed_row`; the bulk path of ingest, which builds
-        rows without a :class:`Seed` in between (possibly in another process)."""
-        with self.transaction() as conn:
-            before = conn.total_changes
-            n = 0
-            cur = conn.cursor()
-            batch: list[tuple] = []
-            for row in rows:
-                batch.append(row)
-                n += 1
-                if len(batch) >= 5000:
-                    cur.executemany(_INSERT_SEED, batch)
-                    batch.clear()
-            if batch:
-                cur.executemany(_INSERT_SEED, batch)
-            added = conn.total_changes - before
-            if added:
-                self.bump()
-        return added, n - added
-
-    def seed_count(self) -> int:
-        return int(self.scalar("SELECT count(*) FROM seeds"))
-
-    def iter_seeds(self, *, where: str = "", params: Sequence[Any] = (), batch: int = 5000) -> Iterator[tuple[int, Seed]]:
-        """Yield ``(rid, Seed)`` in rid order, in batches so that a million seeds fit."""
-        last = 0
-        clause = f"AND ({where})" if where else ""
-        while True:
-            rows = self.query(
-                f"SELECT * FROM seeds WHERE rid > ? {clause} ORDER BY rid LIMIT ?",
-                (last, *params, batch),
-            )
-            if not rows:
-                return
-            for row in rows:
-                yield row["rid"], seed_from_row(row)
-            last = rows[-1]["rid"]
-
-    def get_seeds(self, ids: Sequence[str]) -> list[Seed]:
-        """Seeds by content id, in the order asked."""
-        found: dict[str, Seed] = {}
-        ids = list(ids)
-        for i in range(0, len(ids), 900):
-            chunk = ids[i : i + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self.query(f"SELECT * FROM seeds WHERE id IN ({marks})", chunk):
-                found[row["id"]] = seed_from_row(row)
-        return [found[i] for i in ids if i in found]
-
-    def seed_ids_by_rid(self, rids: Sequence[int]) -> list[str]:
-        out: dict[int, str] = {}
-        rids = [int(r) for r in rids]
-        for i in range(0, len(rids), 900):
-            chunk = rids[i : i + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self.query(f"SELECT rid, id FROM seeds WHERE rid IN ({marks})", chunk):
-                out[row[0]] = row[1]
-        return [out[r] for r in rids if r in out]
-
-    # -- runs -------------------------------------------------------------------------
-
-    def create_run(self, kind: str, config: dict[str, Any], *, name: str | None = None,
-                   status: str = "created", parent_run: int | None = None) -> int:
-        now = time.time()
-        with self.transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (kind, name, status, config, parent_run, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, name, status, json.dumps(config, sort_keys=True), parent_run, now, now),
-            )
-            return int(cur.lastrowid)
-
-    def update_run(self, run_id: int, **fields: Any) -> None:
-        allowed = {"status", "metrics", "baseline", "name", "config"}
-        bad = set(fields) - allowed
-        if bad:
-            raise ValueError(f"cannot update run fields {sorted(bad)}")
-        sets, values = [], []
-        for key, value in fields.items():
-            sets.append(f"{key} = ?")
-            values.append(json.dumps(value, sort_keys=True) if key in {"metrics", "baseline", "config"} else value)
-        sets.append("updated_at = ?")
-        values.append(time.time())
-        with self.transaction() as conn:
-            conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
-
-    def get_run(self, run_id: int) -> dict[str, Any]:
-        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            raise NotFoundError(f"no run {run_id} in {self.path}")
-        return run_from_row(rows[0])
-
-    def list_runs(self, kind: str | None = None) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT r.*, (SELECT count(*) FROM paths p WHERE p.run_id = r.id) AS n_paths,"
-            " (SELECT count(*) FROM items i WHERE i.run_id = r.id) AS n_items"
-            " FROM runs r"
-        )
-        params: tuple = ()
-        if kind:
-            sql += " WHERE kind = ?"
-            params = (kind,)
-        rows = self.query(sql + " ORDER BY r.id", params)
-        out = []
-        for row in rows:
-            run = run_from_row(row)
-            run["n_paths"] = row["n_paths"]
-            run["n_items"] = row["n_items"]
-            out.append(run)
-        return out
+        with self.reading() as conn:
+            one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
+            return {
+                "seeds": one("SELECT count(*) FROM seeds"),
+                "kps": one("SELECT count(DISTINCT kp_id) FROM seed_kps"),
+                "seed_kps": one("SELECT count(*) FROM seed_kps"),
+                "seeds_with_kps": one("SELECT count(DISTINCT seed_rid) FROM seed_kps"),
+                "runs": one("SELECT count(*) FROM runs"),
+                "paths": one("SELECT count(*) FROM paths"),
+                "items": one("SELECT count(*) FROM items"),
+                "accepted_items": one("SELECT count(*) FROM items WHERE status='accepted'"),
+            }
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode  # one encoder: a third cheaper per row than json.dumps
-
-def seed_row(
-    id: str,
-    question: str,
-    answer: str,
-    options: Sequence[str] | None,
-    answer_letter: str | None,
-    discipline: str,
-    subject: str | None,
-    difficulty: float | None,
-    difficulty_estimated: bool,
-    source: str | None,
-    metadata: dict[str, Any] | None,
-    added_at: float,
-) -> tuple:
-    """One seed as the tuple :meth:`Store.add_seed_rows` inserts (the column order of ``_INSERT_SEED``)."""
-    return (
-        id, question, answer,
-        _dumps(options) if options is not None else None,  # a tuple encodes as a list
-        answer_letter, discipline, subject, difficulty, int(difficulty_estimated), source,
-        _dumps(metadata) if metadata else None,
-        added_at,
-    )
+def _return_reader(store_ref: "weakref.ref[Store]", conn: sqlite3.Connection) -> None:
+    store = store_ref()
+    if store is None or store._closed:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+    else:
+        store._idle.append(conn)
 
 
-PAGE_SIZE = 16384
-
-_INSERT_SEED = (
-    "INSERT OR IGNORE INTO seeds (id, question, answer, options, answer_letter, discipline, subject,"
-    " difficulty, difficulty_estimated, source, metadata, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-
-def seed_from_row(row: sqlite3.Row) -> Seed:
-    return Seed(
-        id=row["id"],
-        question=row["question"],
-        answer=row["answer"],
-        options=tuple(json.loads(row["options"])) if row["options"] else None,
-        answer_letter=row["answer_letter"],
-        discipline=row["discipline"],
-        subject=row["subject"],
-        difficulty=row["difficulty"],
-        difficulty_estimated=bool(row["difficulty_estimated"]),
-        source=row["source"],
-        metadata=json.loads(row["metadata"]) if row["metadata"] else {},
-    )
+def _alive(row: Any) -> bool:
+    """A lease's holder still runs: its pid exists on this host, or it beat recently elsewhere."""
+    if row["host"] == socket.gethostname():
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() - float(row["heartbeat_at"] or row["started_at"]) < 120
 
 
-def run_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    run = dict(row)
-    for key in ("config", "metrics", "baseline"):
-        run[key] = json.loads(run[key]) if run.get(key) else None
-    return run
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def dumps(value: Any) -> str:
+    """JSON as stored in text columns: UTF-8 kept, one encoder for every table."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    """A JSON text column back, ``default`` when empty or not JSON (a hand-edited row)."""
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default

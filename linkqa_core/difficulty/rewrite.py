@@ -1,0 +1,344 @@
+"""Rewriting an item harder with one in-depth operation, offline or with a model.
+
+==========================  ===========================================================
+``add_constraint``          add a condition the solver must take into account
+``deepen``                  ask for the underlying principle or mechanism
+``concretise``              turn the general question into a specific, concrete case
+``add_reasoning_steps``     require an intermediate result before the answer
+``join_kp``                 bring in a KP of the item's path that it does not use yet
+==========================  ===========================================================
+
+Both rewriters take a :class:`Rewrite` (the parent item, the operation, what it may draw
+on) and give the child :class:`~linkqa_core.records.Item`, not yet checked or stored.
+``prepare`` decides whether an item can take an operation at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..kps.names import normalize_kp
+from ..prompting import format_item, format_seeds
+from ..records import Item, Seed
+from ..tasks import json_request
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["OPERATIONS", "OFFLINE_OPERATIONS", "OFFLINE_REWRITER", "RewriteContext", "Rewrite", "OfflineRewriter",
+           "LLMRewriter", "REWRITE_SCHEMA", "validate"]
+
+OPERATIONS: tuple[str, ...] = ("add_constraint", "deepen", "concretise", "add_reasoning_steps", "join_kp")
+OFFLINE_OPERATIONS: tuple[str, ...] = ("add_constraint", "add_reasoning_steps", "join_kp")
+OFFLINE_REWRITER = "offline-rewriter"
+
+
+@dataclass
+class RewriteContext:
+    """What a rewrite of one item may draw on: its path and its linked seeds."""
+
+    path_kps: list[str]
+    seeds: list[Seed]
+    seed_kps: dict[str, set[str]]
+
+    def new_kps(self, item: Item) -> list[str]:
+        used = {normalize_kp(k) for k in item.kps_used}
+        return [k for k in self.path_kps if normalize_kp(k) not in used]
+
+
+@dataclass
+class Rewrite:
+    """One rewrite to make: ``slot`` is the child's (``<parent slot>/r<round>``)."""
+
+    parent: Item
+    op: str
+    ctx: RewriteContext
+    slot: str
+    new_kp: str | None = None
+    seed: Seed | None = None  # the linked seed an offline rewrite draws on
+
+
+def _child(parent: Item, **fields: Any) -> Item:
+    return Item(discipline=parent.discipline, path_id=parent.path_id, seed_ids=parent.seed_ids, **fields)
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).casefold().split()).rstrip(".;:!? ")
+
+
+def validate(d: Item) -> str | None:
+    if not d.question.strip():
+        return "the rewrite has no question"
+    if not d.answer.strip():
+        return "the rewrite has no answer"
+    if d.options is not None:
+        if len(d.options) < 2:
+            return "the rewrite has fewer than two options"
+        normed = [_norm(o) for o in d.options]
+        if len(set(normed)) != len(normed):
+            return "the rewrite repeats an option"
+        if normed.count(_norm(d.answer)) != 1:
+            return "the rewrite's answer is not one of its options"
+    return None
+
+
+_PART_LINE = re.compile(r"^Part (\d+)\b", re.M)
+_ANSWER_PART = re.compile(r"Part (\d+): (.*?)(?=; Part \d+: |$)", re.S)
+
+
+def _parts(text: str) -> list[tuple[int, str]]:
+    return [(int(n), v) for n, v in _ANSWER_PART.findall(text)]
+
+
+def _is_parted(item: Item) -> bool:
+    """A multi-part item in the offline composer's form: "Part 1: x; Part 2: y" answers."""
+    if not _PART_LINE.search(item.question) or not item.answer.startswith("Part 1: "):
+        return False
+    return all(str(o).startswith("Part 1: ") for o in item.options or ())
+
+
+def _quoted(seed: Seed, question: str) -> bool:
+    head = " ".join(seed.question.split())[:80]
+    return bool(head) and head in " ".join(question.split())
+
+
+
+class OfflineRewriter:
+    """Deterministic rewrites without a model, labelled ``model = "offline-rewriter"``.
+
+    - ``add_reasoning_steps``: appends a required intermediate part taken from a linked
+      seed not yet quoted; the answer gains that seed's answer as a new part.
+    - ``join_kp``: the same with a seed that names a KP of the path the item does not use
+      yet; that KP joins ``kps_used``. A linked seed is preferred; when none is free, the
+      first seed of the database naming the KP is used and joins the child's ``seed_ids``,
+      so its provenance stays complete.
+    - ``add_constraint``: states a constraint and adds one close distractor (for
+      multi-part items: the right answer with one part wrong).
+
+    Options are rebuilt so that exactly one is right: the old right option with the new
+    part's right answer; every old wrong option stays wrong; and one new distractor is
+    right on the old parts but wrong on the new one, so the new part must be solved.
+    """
+
+    name = OFFLINE_REWRITER
+    operations = OFFLINE_OPERATIONS
+
+    def __init__(self, store: Store | None = None):
+        self.store = store
+
+    def _seeds_naming(self, kp: str, discipline: str) -> list[Seed]:
+        """Seeds outside the bundle that name a KP (same discipline first), when a store is given."""
+        if self.store is None:
+            return []
+        return self.store.seeds.naming(kp, discipline)
+
+    def prepare(self, job: Rewrite) -> bool:
+        """Pick what the operation needs; False when this item cannot take it."""
+        item, ctx = job.parent, job.ctx
+        if job.op == "add_constraint":
+            return True
+        free = [s for s in ctx.seeds if not _quoted(s, item.question)]
+        if job.op == "join_kp":
+            new = ctx.new_kps(item)
+            for kp in new:
+                name = normalize_kp(kp)
+                match = next((s for s in free if name in ctx.seed_kps.get(s.id, set())), None)
+                if match is not None:
+                    job.new_kp, job.seed = kp, match
+                    return True
+            # no unquoted linked seed names one: draw on another seed naming it, which
+            # then joins the item's linked seeds
+            for kp in new:
+                match = next((s for s in self._seeds_naming(normalize_kp(kp), item.discipline)
+                              if s.id not in item.seed_ids and not _quoted(s, item.question)), None)
+                if match is not None:
+                    job.new_kp, job.seed = kp, match
+                    return True
+            return False
+        if job.op == "add_reasoning_steps":
+            if free:
+                job.seed = free[0]
+                return True
+            return False
+        return False
+
+    def run(self, job: Rewrite) -> Item:
+        if job.op == "add_constraint":
+            return self._constraint(job)
+        assert job.seed is not None
+        note = f" (brings in {job.new_kp})" if job.op == "join_kp" else \
+            " (a required intermediate step: settle it before choosing)"
+        child = self._add_part(job.parent, job.seed, note, job.op)
+        if job.op == "join_kp" and job.new_kp:
+            child = child.with_(kps_used=tuple(dict.fromkeys([*job.parent.kps_used, job.new_kp])))
+        if job.seed.id not in job.parent.seed_ids:
+            child = child.with_(seed_ids=(*job.parent.seed_ids, job.seed.id))
+        return child
+
+    def _add_part(self, item: Item, seed: Seed, note: str, op: str) -> Item:
+        if _is_parted(item):
+            n = max(int(x) for x in _PART_LINE.findall(item.question)) + 1
+            question, answer, options = item.question.rstrip(), item.answer, list(item.options or ())
+        else:
+            n = 2
+            question = "Part 1: " + item.question.strip()
+            answer = f"Part 1: {item.answer}"
+            options = [f"Part 1: {o}" for o in item.options or ()]
+        question += f"\nPart {n}{note}: {seed.question.strip()}"
+        right = seed.answer.strip()
+        wrong = [o for o in (seed.options or ()) if _norm(o) != _norm(right)] or [f"not {right}"]
+        new_answer = f"{answer}; Part {n}: {right}"
+        new_options: list[str] | None = None
+        if item.options:
+            old_right = _norm(answer)
+            new_options = []
+            w = 0
+            for j, o in enumerate(options):
+                if _norm(o) == old_right:
+                    new_options.append(new_answer)
+                else:
+                    pick = right if j % 2 == 0 else wrong[w % len(wrong)]
+                    w += pick != right
+                    new_options.append(f"{o}; Part {n}: {pick}")
+            # right on the old parts, wrong on the new one: the new part has to be solved
+            trap = f"{answer}; Part {n}: {wrong[0]}"
+            wrong_idx = [j for j, o in enumerate(new_options) if o != new_answer]
+            if len(wrong_idx) >= 2:
+                new_options[wrong_idx[-1]] = trap
+            else:
+                new_options.append(trap)
+            new_options = list(dict.fromkeys(new_options))
+        solution = (item.solution.rstrip() + "\n" if item.solution else "") + \
+            f"Part {n}: {right} (from linked seed {seed.id}). Rewritten offline ({op}) without a model."
+        return _child(item, question=question, answer=new_answer, options=tuple(new_options) if new_options else None,
+                      solution=solution, kps_used=item.kps_used)
+
+    def _constraint(self, job: Rewrite) -> Item:
+        item = job.parent
+        options = list(item.options or ())
+        kps = [k for k in (item.kps_used or tuple(job.ctx.path_kps)) if k][:2]
+        if _is_parted(item):
+            text = "Constraint: an option counts as correct only if every one of its parts is correct."
+            right = _parts(item.answer)
+            for o in options[::-1]:
+                if options and _norm(o) == _norm(item.answer):
+                    continue
+                other = dict(_parts(o))
+                for idx in range(len(right) - 1, -1, -1):
+                    num, val = right[idx]
+                    if num in other and _norm(other[num]) != _norm(val):
+                        cand = "; ".join(f"Part {m}: {other[m] if k == idx else v}" for k, (m, v) in enumerate(right))
+                        if _norm(cand) not in {_norm(x) for x in options}:
+                            options.append(cand)
+                            break
+                else:
+                    continue
+                break
+        else:
+            about = " and ".join(kps) if kps else "the concepts involved"
+            text = f"Constraint: the answer must hold when {about} are applied exactly as stated here; " \
+                   "assume nothing that the question does not state."
+            if options:
+                seen = {_norm(o) for o in options}
+                extra = next((o for s in job.ctx.seeds for o in (s.options or ())
+                              if _norm(o) not in seen and _norm(o) != _norm(s.answer) and len(o.split()) > 1), None)
+                if extra is not None:
+                    options.append(extra)
+        question = item.question.rstrip() + "\n" + text
+        solution = (item.solution.rstrip() + "\n" if item.solution else "") + \
+            "Rewritten offline (add_constraint) without a model: the stated constraint does not change the answer."
+        return _child(item, question=question, answer=item.answer, options=tuple(options) if item.options else None,
+                      solution=solution, kps_used=item.kps_used)
+
+
+
+_OP_TEXT = {
+    "add_constraint": "Add a constraint or condition that the solver must take into account and that changes the "
+                      "reasoning needed, not just the wording.",
+    "deepen": "Deepen it: ask about the underlying principle, mechanism or consequence instead of a surface fact.",
+    "concretise": "Concretise it: replace general concepts by a specific, realistic case with concrete values or "
+                  "details the solver must work with.",
+    "add_reasoning_steps": "Require more reasoning steps: the solver must derive an intermediate result before "
+                           "reaching the answer.",
+    "join_kp": "Join another knowledge point of the path: the new question must also need '{kp}', which the "
+               "question does not use yet.",
+}
+
+_REWRITE_PROMPT = """Rewrite this exam question to make it harder, with one in-depth operation.
+
+Operation: {operation}
+
+Discipline: {discipline}
+Knowledge points of the path, in order: {path_kps}
+Knowledge points the question uses now: {kps_used}
+
+Linked seed questions (the new answer must follow from this knowledge):
+{seeds}
+
+The question (difficulty {difficulty} of 5):
+{item}
+Solution: {solution}
+
+Write ONE harder, self-contained version. It must need more knowledge or more reasoning than the original,
+not just more words, and keep exactly one correct answer that follows from the linked seeds. {format_rule}
+Reply with JSON only: {{"question": "...", "options": [...], "answer": "...", "solution": "<worked solution>",
+"kps_used": ["..."]}}"""
+
+_MC_RULE = "Give options with exactly one correct; 'answer' is the correct option's text."
+_OPEN_RULE = "Keep it an open question with a short, checkable final answer ('options': [])."
+
+REWRITE_SCHEMA: dict[str, Any] = {
+    "name": "harder_item",
+    "schema": {"type": "object",
+               "properties": {"question": {"type": "string"},
+                              "options": {"type": "array", "items": {"type": "string"}},
+                              "answer": {"type": "string"}, "solution": {"type": "string"},
+                              "kps_used": {"type": "array", "items": {"type": "string"}}},
+               "required": ["question", "answer", "solution"]},
+}
+
+
+
+class LLMRewriter:
+    """Asks the model for one harder version of the item, by the operation's instruction."""
+
+    operations = OPERATIONS
+    schema = REWRITE_SCHEMA
+
+    def __init__(self, client: Any, run_id: int | None = None):
+        self.client = client
+        self.name = client.settings.model
+        self.run_id = run_id
+
+    def prepare(self, job: Rewrite) -> bool:
+        if job.op == "join_kp":
+            new = job.ctx.new_kps(job.parent)
+            if not new:
+                return False
+            job.new_kp = new[0]
+        return True
+
+    def request(self, job: Rewrite) -> Any:
+        p = job.parent
+        prompt = _REWRITE_PROMPT.format(
+            operation=_OP_TEXT[job.op].format(kp=job.new_kp or ""),
+            discipline=p.discipline, path_kps=" -> ".join(job.ctx.path_kps) or "(none)",
+            kps_used=", ".join(p.kps_used) or "(none)", seeds=format_seeds(job.ctx.seeds),
+            difficulty=f"{p.difficulty:g}" if p.difficulty is not None else "unknown",
+            item=format_item(p), solution=p.solution or "(none)",
+            format_rule=_MC_RULE if p.options else _OPEN_RULE,
+        )
+        return json_request([{"role": "user", "content": prompt}], self.schema, stage="difficulty-rewrite",
+                            run_id=self.run_id)
+
+    def parse(self, job: Rewrite, result: Any) -> Item:
+        from ..synthesis.compose import parse_items
+
+        item = parse_items(result.content, multiple_choice=bool(job.parent.options))[0]
+        kps = item.kps_used or job.parent.kps_used
+        if job.new_kp and normalize_kp(job.new_kp) not in {normalize_kp(k) for k in kps}:
+            kps = (*kps, job.new_kp)
+        return _child(job.parent, question=item.question, answer=item.answer, options=item.options,
+                      solution=item.solution, kps_used=tuple(kps))
