@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import socket
 import threading
 import time
@@ -434,8 +435,9 @@ class FakeOpenAI:
         message = (f"Rate limit reached for {model} in organization org-fake on {unit}: Limit {limit}, Used {used}, "
                    f"Requested {requested}. Please try again in {wait:.3g}s.")
         how = self.ratelimit.retry_after_as if self.ratelimit else None
+        retry = max(1, math.ceil(wait)) if how == "seconds" else wait  # whole seconds, as servers send
         return HTTPError(429, message, type=kind, code="rate_limit_exceeded",
-                         retry_after=wait if how else None, retry_after_as=how or "seconds")
+                         retry_after=retry if how else None, retry_after_as=how or "seconds")
 
     def _refusal(self, body: dict, raw: bytes) -> Optional[HTTPError]:
         model = body.get("model")
