@@ -55,12 +55,17 @@ class Wire:
     """How responses travel. ``None`` = inherit (spec -> server -> profile -> default).
 
     - ``chunks``: 0 = ``Content-Length``; n >= 1 = ``Transfer-Encoding: chunked`` with the
-      body in n chunks (OpenAI's own API answers chunked).
-    - ``close``: send ``Connection: close`` and close the socket after the response.
+      body in n chunks (RFC 9112 §7.1; OpenAI's API answers non-streaming completions
+      chunked, as its response headers show).
+    - ``close``: send ``Connection: close`` and close the socket after the response
+      (RFC 9112 §9.6), as servers do before a restart or behind some proxies.
     - ``split``: a :class:`Split`; ``Split(pieces=1)`` switches an inherited split off.
     - ``error_style``: one of :data:`ERROR_STYLES`.
-    - ``usage``: include the ``usage`` object (some servers leave it out).
-    - ``content_parts``: send ``message.content`` as a list of ``{"type": "text"}`` parts.
+    - ``usage``: include the ``usage`` object (``usage`` is optional in the OpenAI
+      schema; some servers and proxies leave it out).
+    - ``content_parts``: send ``message.content`` as a list of ``{"type": "text"}`` parts,
+      the request-side shape that some gateways also use in responses (no single server
+      is emulated here).
     - ``reasoning_field``: where an answer's reasoning goes: ``"reasoning_content"``
       (DeepSeek, llama.cpp, older vLLM), ``"reasoning"`` (vLLM >= 0.11, Ollama) or ``"both"``.
     - ``keepalive``: while a completion is pending, send the head at once and a blank
