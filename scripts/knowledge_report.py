@@ -134,8 +134,8 @@ def show(r: dict) -> None:
     b = r["bundles"]
     m = b["metrics"]
     print(f"bundles of {m['n_paths']} default paths: sizes {b['size_histogram']};"
-          f" >=2 seeds {m.get('bundle_share_2plus', float('nan')):.1%}, >=3 {m.get('bundle_share_3plus', float('nan')):.1%};"
-          f" shared concept KPs per bundle {m.get('mean_shared_kps', float('nan'))};"
+          f" >=2 seeds {m['bundle_share_2plus']:.1%}, >=3 {m['bundle_share_3plus']:.1%}; below min_seeds {m['bundles_below_min_seeds']};"
+          f" shared concept KPs per bundle {m['mean_shared_kps']};"
           f" mean link strength {m['mean_link_strength']}")
     for ex in b["examples"]:
         print("  path:", " -> ".join(ex["path"]), "| shared:", ex["shared_kps"])

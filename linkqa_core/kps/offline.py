@@ -349,7 +349,8 @@ class _Scorer:
             lift = self.lift(key)
             if lift < cfg.min_lift and all(zipf(w) >= cfg.general_zipf for w in words):
                 return 0.0
-            association = min(1.0, math.log(max(lift, 1.0)) / math.log(20.0))
+            cohesion = df / max(1, min(st.word_df[w] for w in words))  # 1: its rarest word occurs only here
+            association = max(min(1.0, math.log(max(lift, 1.0)) / math.log(20.0)), cohesion)
         return _LENGTH[min(len(words), 4)] * link * focus * (0.4 + association)
 
     def relaxed(self, key: str) -> float:
