@@ -12,14 +12,23 @@ singleton share, general-word share of the top 200 (definition in
 settings with their bundles: bundle-size distribution, share with >= 2 and >= 3 seeds,
 shared concept KPs per bundle, and three example bundles. No database is needed: the
 graph is built from the extractions in memory.
+
+``--before REV`` measures the extractor of git revision REV instead (its
+``kps/offline.py`` and ``kps/names.py``, read with ``git show``) and walks with
+``w_link = 0``, which draws exactly the paths of the walk before linkage existed:
+
+    python scripts/knowledge_report.py --before ca9e584
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,13 +78,30 @@ def graph_of(seeds: list[Seed], extractions: list[Extraction]) -> KPGraph:
                             names=names, kp_ids=np.arange(len(names)))
 
 
-def extract(seeds: list[Seed], repeat: int) -> tuple[list[Extraction], float, float]:
+def extractor_at(rev: str | None) -> type:
+    """The offline extractor class of this tree, or of git revision ``rev`` (loaded from its source)."""
+    if rev is None:
+        return OfflineExtractor
+    show = lambda path: subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True,  # noqa: E731
+                                       capture_output=True, text=True).stdout
+    folder = Path(tempfile.mkdtemp())
+    (folder / "_before_names.py").write_text(show("linkqa_core/kps/names.py"))
+    sys.path.insert(0, str(folder))
+    src = (show("linkqa_core/kps/offline.py").replace("from .names import", "from _before_names import")
+           .replace("from ..errors", "from linkqa_core.errors").replace("from ..records", "from linkqa_core.records")
+           .replace("from .extract", "from linkqa_core.kps.extract"))
+    module = types.ModuleType(f"offline_{rev}")
+    exec(compile(src, f"{rev}:linkqa_core/kps/offline.py", "exec"), module.__dict__)
+    return module.OfflineExtractor
+
+
+def extract(seeds: list[Seed], repeat: int, extractor: type) -> tuple[list[Extraction], float, float]:
     """Extractions and the best wall and CPU seconds of ``repeat`` runs (CPU time barely moves on a busy machine)."""
     wall = cpu = float("inf")
     out: list[Extraction] = []
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
-        out = OfflineExtractor().extract(seeds)
+        out = extractor().extract(seeds)
         wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
     return out, wall, cpu
 
@@ -86,12 +112,12 @@ def precision(extractions_by_id: dict[str, Extraction]) -> dict | None:
     return judged_precision(extractions_by_id, load_judgements(JUDGEMENTS)).to_dict()
 
 
-def bundle_report(graph: KPGraph, seeds: list[Seed], n_paths: int) -> dict:
+def bundle_report(graph: KPGraph, seeds: list[Seed], n_paths: int, w_link: float | None) -> dict:
     from linkqa_core.graph.bundles import choose_bundles
     from linkqa_core.graph.metrics import sample_metrics
     from linkqa_core.graph.walks import WalkParams, value_walks
 
-    params = WalkParams()
+    params = WalkParams() if w_link is None else WalkParams(w_link=w_link)
     walks = value_walks(graph, params, n_paths, seed=0)
     bundles = choose_bundles(graph, walks)
     metrics = sample_metrics(graph, walks, bundles)
@@ -110,17 +136,17 @@ def bundle_report(graph: KPGraph, seeds: list[Seed], n_paths: int) -> dict:
 
 def report(name: str, path: Path, args: argparse.Namespace) -> dict:
     seeds = load_seeds(path).seeds
-    extractions, seconds, cpu = extract(seeds, args.repeat)
+    extractions, seconds, cpu = extract(seeds, args.repeat, extractor_at(args.before))
     quality = kp_quality(extractions, seeds)
-    out = {"data": name, "seeds": len(seeds), "extract_seconds": round(seconds, 3), "extract_cpu_seconds": round(cpu, 3), "quality": quality.to_dict(),
+    out = {"data": name, "before": args.before, "seeds": len(seeds), "extract_seconds": round(seconds, 3), "extract_cpu_seconds": round(cpu, 3), "quality": quality.to_dict(),
            "precision": precision({e.seed_id: e for e in extractions})}
-    out["bundles"] = bundle_report(graph_of(seeds, extractions), seeds, args.paths)
+    out["bundles"] = bundle_report(graph_of(seeds, extractions), seeds, args.paths, 0.0 if args.before else None)
     return out
 
 
 def show(r: dict) -> None:
     q = r["quality"]
-    print(f"\n== {r['data']}: {r['seeds']:,} seeds, extraction {r['extract_seconds']:.2f} s"
+    print(f"\n== {r['data']}{' (before: ' + r['before'] + ')' if r.get('before') else ''}: {r['seeds']:,} seeds, extraction {r['extract_seconds']:.2f} s"
           f" ({r['extract_cpu_seconds']:.2f} s CPU) ==")
     print(f"KPs {q['kps']:,}; per seed {q['kps_per_seed_min']}-{q['kps_per_seed_max']} (mean {q['kps_per_seed_mean']});"
           f" outside 2-8: {q['seeds_outside_bounds']}; singleton share {q['singleton_share']:.1%};"
@@ -149,6 +175,7 @@ def main() -> None:
     ap.add_argument("--paths", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3, help="extraction runs; the best time is shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--before", metavar="REV", help="measure the extractor of git revision REV, walks without linkage")
     args = ap.parse_args()
     results = []
     for name in args.data.split(","):

@@ -54,7 +54,8 @@ STOP = frozenset(
     i ii iii iv v vi vii viii ix x xi xii
     statement statements true false correct incorrect answer answers question questions option options choice
     choices scenario scenarios passage excerpt following follows best describes describe described likely unlikely
-    regarding concerning related relating whereby example examples instance instances
+    regarding concerning related relating whereby example examples instance instances characteristic
+    characteristics
     today yesterday tomorrow later earlier recently currently week weeks month months year years day days hour
     hours minute minutes times year-old years-old month-old week-old day-old
     mr mrs ms dr st jr sr etc vs cf ie eg

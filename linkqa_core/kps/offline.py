@@ -3,49 +3,33 @@
 A KP should name a concept a teacher would recognise ("hermitian operator", "Le
 Chatelier's principle", "negligence") and be shared by several seeds, since shared KPs
 are what link seeds in the graph. The extractor reads every seed once, then chooses.
+docs/method.md gives every rule and constant; in short:
 
 **Candidates.** The question and its correct answer are cut into runs of words between
-stop words, verbs, adverbs, numbers and punctuation (word classes from
-:mod:`.lexicon`). Every span of one to four words of a run that ends in a word that can
-be a noun is a candidate: "registered voters revealed" yields "registered voters",
-never a fragment ending in a verb, a determiner or a number word. A capitalised
-possessive stays inside a name ("Le Chatelier's principle"); a common one ends the run
-("the defendant's attorney" yields "defendant" and "attorney").
+stop words, verbs, adverbs, vague modifiers, numbers and punctuation (word classes from
+:mod:`.lexicon`, noun/verb forms settled by the seed set's own usage). Every span of one
+to three words of a run that ends in a word that can be a noun is a candidate:
+"registered voters revealed" yields "registered voters", never a fragment ending in a
+verb, a determiner or a number word. A capitalised possessive stays inside a name ("Le
+Chatelier's principle"); a common one ends the run.
 
 **Statistics over the seed set**, per candidate key (:func:`~.names.normalize_kp`):
-``df`` (seeds naming it), ``focus`` (largest share of one discipline among them),
-``hub`` (largest share of one subject's seeds naming it) and, for phrases,
-``cohesion`` = ``df(phrase) / min df(word)``: how often its rarest word is used inside
-this phrase. "United States" (0.9) and "chemical shift" are units; "large amount" (0.07)
-is two words that met.
+``df``, discipline ``focus``, subject ``hub`` share, and for phrases ``lift`` and
+``cohesion`` (how much more than chance the words meet; how often the rarest word occurs
+inside the phrase).
 
-**Which candidates can be KPs.**
+**Eligible**: a single word that is not an everyday word (wordfreq Zipf < 4.5), not a hub
+of a subject (12% of its seeds) and, when fairly common (Zipf >= 4), focused on one
+discipline; a phrase of everyday words only when shared and cohesive (lift >= 3);
+nothing named by half a subject's seeds (a question template).
 
-- a single word only when it is not an everyday word (wordfreq Zipf < 4.5, see
-  :data:`~.quality.GENERAL_ZIPF`) and not a hub of a subject (named by 12% or more of
-  a subject's seeds: "defendant", "patient");
-- a phrase made only of everyday words only when it is cohesive (>= 0.15) and shared;
-- nothing named by half or more of a subject's seeds (the question form, such as
-  MMLU's "main character ... ordinary moral standards").
+**Choice.** A first choice per seed says which KPs seeds agree on; each seed then keeps
+the candidates two or more seeds chose (a KP no other seed chose links nothing: kept only
+to reach ``min_kps``); a seed still short takes relaxed candidates; a seed whose text has
+no nouns gets its subject's name, the last resort (counted in ``subject_fallbacks``).
 
-**Score** of an eligible candidate in a seed::
-
-    score = length(words) · link(df) · focus^k · cohesion_term · specificity
-
-with ``length`` = 1, 1.6, 1.9, 2.0 for 1–4 words; ``link`` = ``log(1+df)·log(1+N/df)``
-(0.25·log(1+N) for a phrase named once: it links nothing); ``k`` = 2 for single words,
-1 for phrases; ``cohesion_term`` = ``0.4 + cohesion`` for phrases; ``specificity`` =
-``min(1, (4.5 − Zipf)/1.5)`` for single words.
-
-**Choice.** A seed keeps its best candidates (at most ``max_kps``), never two that
-cover the same words. A second pass moves links towards sharing: a KP chosen by no
-other seed is dropped from a seed that has enough others, and a KP chosen by other
-seeds is added to a seed that names it and has room. A seed with fewer than ``min_kps``
-KPs takes its best remaining phrases, then single nouns of any frequency; only a seed
-whose text holds no noun at all gets its subject's name, the last resort.
-
-**Names as written.** Each KP is returned in its most common written form (capitals
-of names kept, sentence-initial capitals dropped), the same form for every seed.
+**Names as written.** Each KP is returned in its most common written form (capitals of
+names kept, sentence-initial capitals dropped), the same form for every seed.
 """
 
 from __future__ import annotations
@@ -354,7 +338,7 @@ class _Scorer:
         return _LENGTH[min(len(words), 4)] * link * focus * (0.4 + association)
 
     def relaxed(self, key: str) -> float:
-        """Score when a seed has too few KPs: any candidate but a template; phrases, then rarer words."""
+        """Score when a seed has too few KPs: any candidate but a template or a likely verb; phrases, then rarer words."""
         got = self.relaxed_cache.get(key)
         if got is None:
             st = self.stats
