@@ -9,7 +9,11 @@
   :mod:`linkqa_core.walks`): path lengths from ``default_rng(seed)`` as the engine draws
   them; start in the discipline furthest below its target share (ties: first in
   discipline order), KP ∝ ``exp(V/tau)`` among that discipline's KPs with a neighbour;
-  step to an unvisited neighbour ∝ ``weight^alpha · exp(V/tau)``; a path ends early when
+  step to an unvisited neighbour ∝ ``weight^alpha · exp(V/tau)``, each times
+  ``exp(w_link/tau)`` when the KP is linked (a start KP: two or more seeds name it, or a
+  neighbour is named by a seed that does not; a step: some seed naming it is not among
+  the seeds marked by the path so far, each path KP marking its first ``LINK_SCAN``
+  seeds, and a KP with more than ``LINK_SCAN`` seeds always linked); a path ends early when
   no unvisited neighbour is left; visits (so coverage and ``V``) update after every path.
   Not a straw man: current node weights are kept in a dict and in one numpy array per
   discipline (updated after each path, as the formulas require), and the start draw is a
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from linkqa_core.graph.build import KPGraph
-from linkqa_core.graph.walks import WalkParams, Walks
+from linkqa_core.graph.walks import LINK_SCAN, WalkParams, Walks
 
 __all__ = ["nx_build_graph", "compare_graphs", "nx_value_walks", "to_walks", "distribution_check",
            "DISTRIBUTION_METRICS"]
@@ -60,9 +64,11 @@ def nx_build_graph(store) -> Any:
             disc, diff = seed_info[rid]
             for k in kps:
                 if k not in g:
-                    g.add_node(k, name=names.get(k, f"kp {k}"), freq=0, disc_counts={}, diff_sum=0.0, diff_n=0)
+                    g.add_node(k, name=names.get(k, f"kp {k}"), freq=0, disc_counts={}, diff_sum=0.0, diff_n=0,
+                               seeds=[])
                 attrs = nodes[k]
                 attrs["freq"] += 1
+                attrs["seeds"].append(rid)
                 attrs["disc_counts"][disc] = attrs["disc_counts"].get(disc, 0) + 1
                 if diff is not None:
                     attrs["diff_sum"] += diff
@@ -151,9 +157,20 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
     log_fmax = math.log1p(max(fmax, 1))
     static = {v: p.w_pop * math.log1p(a["freq"]) / log_fmax
               + p.w_diff * (1.0 - abs(a["difficulty"] - p.difficulty_target) / 4.0) for v, a in nodes(data=True)}
-    vmax = p.w_pop + p.w_cov + p.w_diff  # exp((V - vmax)/tau) ∝ exp(V/tau): the same draws, no overflow
+    vmax = p.w_pop + p.w_cov + p.w_diff + p.w_link  # exp((V - vmax)/tau) ∝ exp(V/tau): the same draws, no overflow
     w_cov, gamma, tau, alpha = p.w_cov, p.gamma, p.tau, p.alpha
+    link = math.exp(p.w_link / tau)
     visits = dict.fromkeys(nodes, 0)
+    seeds_of = {v: sorted(a["seeds"]) for v, a in nodes(data=True)}
+
+    def linked_start(v: Any) -> bool:
+        return len(seeds_of[v]) >= 2 or any(len(seeds_of[u]) > a["weight"] for u, a in adj[v].items())
+
+    start_mult = {v: (link if p.w_link and linked_start(v) else 1.0) for v in nodes}
+
+    def fresh(v: Any, marked: set) -> bool:
+        s = seeds_of[v]
+        return len(s) > LINK_SCAN or any(r not in marked for r in s)
 
     def node_weight(v: Any) -> float:
         return math.exp((static[v] + w_cov * (1.0 + visits[v]) ** (-gamma) - vmax) / tau)
@@ -168,7 +185,7 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
     for v in nodes:
         has_kps[disc_of[v]] = True
     targets = _targets(nxg, disciplines, p, has_kps)
-    start_w = [np.array([weight[v] for v in vs], dtype=np.float64) for vs in by_disc]
+    start_w = [np.array([weight[v] * start_mult[v] for v in vs], dtype=np.float64) for vs in by_disc]
     pos = {v: (d, i) for d, vs in enumerate(by_disc) for i, v in enumerate(vs)}
     per_disc = [0] * len(disciplines)
 
@@ -190,6 +207,7 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
         start = by_disc[best][min(j, len(cum) - 1)]
         path = [start]
         on_path = {start}
+        marked = set(seeds_of[start][:LINK_SCAN])
         u = start
         while len(path) < lengths[i]:
             cands: list[Any] = []
@@ -198,7 +216,7 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
             for v, attr in adj[u].items():
                 if v in on_path:
                     continue
-                s += attr["weight"] ** alpha * weight[v]
+                s += attr["weight"] ** alpha * weight[v] * (link if p.w_link and fresh(v, marked) else 1.0)
                 cands.append(v)
                 acc.append(s)
             if not cands:
@@ -209,6 +227,7 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
                 u = cands[min(bisect_right(acc, rnd.random() * s), len(cands) - 1)]
             path.append(u)
             on_path.add(u)
+            marked.update(seeds_of[u][:LINK_SCAN])
         d0 = disc_of[start]
         per_disc[d0] += 1
         paths.append(path)
@@ -219,7 +238,7 @@ def nx_value_walks(nxg: Any, params: WalkParams, n_paths: int, *, seed: int = 0)
             weight[v] = nw = node_weight(v)
             where = pos.get(v)
             if where is not None:
-                start_w[where[0]][where[1]] = nw
+                start_w[where[0]][where[1]] = nw * start_mult[v]
     return {"paths": paths, "discipline": path_disc, "visits": visits, "targets": targets}
 
 
@@ -236,7 +255,8 @@ def to_walks(g: KPGraph, result: dict[str, Any]) -> Walks:
 
 
 DISTRIBUTION_METRICS = ("kp_coverage", "visit_entropy", "popularity_rank_correlation", "discipline_tv_distance",
-                        "popularity_weighted_coverage", "mean_path_length", "mean_link_strength")
+                        "popularity_weighted_coverage", "mean_path_length", "mean_link_strength",
+                        "bundle_share_2plus", "mean_shared_kps")
 
 
 def distribution_check(g: KPGraph, nxg: Any, params: WalkParams, n_paths: int, *, repeats: int = 5,

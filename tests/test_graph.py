@@ -46,8 +46,10 @@ def test_node_attributes_come_from_seeds(sample_store):
 
 def test_stats_report_components_degrees_disciplines_and_communities(sample_store):
     stats = graph_stats(build_graph(sample_store))
-    assert stats["nodes"] > 1000 and stats["edges"] > stats["nodes"]
-    assert 0.5 < stats["largest_component_share"] <= 1
+    # 20 questions a subject share few concepts: KPs join them into many small components
+    # (everyday words that once joined them all are no longer KPs)
+    assert stats["nodes"] > 1000 and stats["edges"] > 0.8 * stats["nodes"]
+    assert 0.2 < stats["largest_component_share"] <= 1
     assert stats["components"] >= 1
     assert sum(stats["degree"]["histogram"].values()) == stats["nodes"]
     assert sum(stats["disciplines"].values()) == stats["nodes"]

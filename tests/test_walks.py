@@ -45,8 +45,11 @@ def test_raising_w_cov_raises_kp_coverage(graph):
 
 
 def test_raising_w_pop_raises_popularity_rank_correlation(graph):
-    low = np.mean([_metrics(graph, WalkParams(w_pop=0.0), seed=s)["popularity_rank_correlation"] for s in range(3)])
-    high = np.mean([_metrics(graph, WalkParams(w_pop=3.0), seed=s)["popularity_rank_correlation"] for s in range(3)])
+    # linkage already favours KPs several seeds name, so w_pop is measured without it
+    low = np.mean([_metrics(graph, WalkParams(w_pop=0.0, w_link=0.0), seed=s)["popularity_rank_correlation"]
+                   for s in range(3)])
+    high = np.mean([_metrics(graph, WalkParams(w_pop=3.0, w_link=0.0), seed=s)["popularity_rank_correlation"]
+                    for s in range(3)])
     assert high > low + 0.05
 
 
@@ -56,6 +59,95 @@ def test_raising_w_diff_pulls_visits_towards_the_difficulty_target(graph):
         return float((graph.difficulty * walks.visits).sum() / walks.visits.sum())
 
     assert mean_visited_difficulty(4.0) > mean_visited_difficulty(0.0) + 0.2
+
+
+def test_difficulty_target_moves_visits_to_that_difficulty(graph):
+    def mean_visited_difficulty(target):
+        walks = value_walks(graph, WalkParams(w_diff=4.0, w_cov=0.5, difficulty_target=target), 1000, seed=2)
+        return float((graph.difficulty * walks.visits).sum() / walks.visits.sum())
+
+    assert mean_visited_difficulty(5.0) > mean_visited_difficulty(1.0) + 0.3
+
+
+def test_raising_alpha_follows_heavier_edges():
+    from linkqa_core.graph.build import graph_from_links
+
+    # KP 0 meets KP 1 in ten seeds and KP 2 in one: alpha = 0 steps to either alike
+    rids = [r for r in range(1, 11) for _ in (0, 1)] + [11, 11]
+    kps = [0, 1] * 10 + [0, 2]
+    g = graph_from_links(rids, kps, np.zeros(12, np.int16), np.full(12, 3.0), ["Physics"])
+
+    def share_to_heavy(alpha):
+        params = WalkParams(alpha=alpha, min_len=2, max_len=2, w_pop=0.0, w_cov=0.0, w_diff=0.0, w_link=0.0)
+        walks = value_walks(g, params, 2000, seed=3)
+        steps = [walks.path(i)[1] for i in range(len(walks)) if walks.path(i)[0] == 0]
+        return np.mean(np.array(steps) == 1)
+
+    assert 0.35 < share_to_heavy(0.0) < 0.65
+    assert share_to_heavy(2.0) > 0.95
+
+
+def test_low_tau_is_greedy_and_high_tau_close_to_uniform(graph):
+    # popularity only: a greedy walk keeps to popular KPs, a hot one spreads its visits
+    def entropy(tau):
+        params = WalkParams(w_pop=3.0, w_cov=0.0, w_diff=0.0, w_link=0.0, tau=tau)
+        return _metrics(graph, params, seed=4)["visit_entropy"]
+
+    assert entropy(5.0) > entropy(0.1) + 0.05
+
+
+def test_gamma_sets_how_fast_visited_kps_lose_coverage_value(graph):
+    def coverage(gamma):
+        return np.mean([_metrics(graph, WalkParams(w_cov=3.0, gamma=gamma), seed=s)["kp_coverage"] for s in range(2)])
+
+    assert coverage(3.0) > coverage(0.0) + 0.05
+
+
+@pytest.mark.parametrize("low, high", [(1, 1), (2, 2), (4, 4), (2, 5)])
+def test_paths_never_exceed_max_len_and_span_the_range(graph, low, high):
+    walks = value_walks(graph, WalkParams(min_len=low, max_len=high), 1000, seed=5)
+    assert walks.lengths.max() == high
+    assert set(range(max(low, 2), high + 1)) <= set(walks.lengths.tolist())
+
+
+def test_raising_min_len_makes_paths_longer(graph):
+    short = value_walks(graph, WalkParams(min_len=1, max_len=4), 1000, seed=5).lengths
+    long = value_walks(graph, WalkParams(min_len=4, max_len=4), 1000, seed=5).lengths
+    assert long.mean() > short.mean() + 0.5
+    assert (long == 4).mean() > 0.6 and (short == 1).mean() > 0.15  # dead ends stop some paths early
+
+
+def test_w_link_makes_bundles_join_several_seeds(graph):
+    without = _metrics(graph, WalkParams(w_link=0.0))
+    with_link = _metrics(graph, WalkParams(w_link=2.0))
+    assert with_link["bundle_share_2plus"] > without["bundle_share_2plus"] + 0.2
+    assert with_link["mean_shared_kps"] > without["mean_shared_kps"]
+
+
+def test_default_bundles_join_at_least_two_seeds_on_the_sample(graph):
+    m = _metrics(graph, WalkParams(), n=1000, seed=0)
+    assert m["bundle_share_2plus"] >= 0.95
+    assert m["bundle_share_3plus"] >= 0.7
+    assert m["mean_shared_kps"] >= 1.2
+
+
+def _fresh_step_share(graph, walks):
+    fresh = total = 0
+    for i in range(len(walks)):
+        path = walks.path(i)
+        gathered = set(graph.seeds_of(int(path[0])).tolist())
+        for v in path[1:]:
+            seeds = set(graph.seeds_of(int(v)).tolist())
+            fresh += bool(seeds - gathered)
+            total += 1
+            gathered |= seeds
+    return fresh / total
+
+
+def test_linked_steps_bring_a_seed_the_path_had_not_gathered(graph):
+    linked = _fresh_step_share(graph, value_walks(graph, WalkParams(w_link=2.0), 500, seed=6))
+    unlinked = _fresh_step_share(graph, value_walks(graph, WalkParams(w_link=0.0), 500, seed=6))
+    assert linked > unlinked + 0.1 and linked > 0.75
 
 
 def test_discipline_target_shares_are_met_within_tv_005_over_1000_paths(graph):
@@ -89,6 +181,7 @@ def test_prior_visits_steer_new_paths_to_unvisited_kps(graph):
         ({"tau": 0.0}, "tau = 0.0 is outside"),
         ({"min_len": 6, "max_len": 3}, "min_len (6) is larger than max_len (3)"),
         ({"w_cov": float("nan")}, "w_cov must be a number"),
+        ({"w_link": -1.0}, "w_link = -1.0 is outside"),
         ({"mix": (("Law", -1.0),)}, "must be >= 0"),
     ],
 )
@@ -129,6 +222,34 @@ def test_bundles_cover_paths_with_strongly_linked_seeds(graph):
         strengths = bundles.strengths_of(i)
         assert strengths[0] == strengths.max()  # strongest first
     assert bundles.strength.mean() > 1.5
+
+
+def test_bundles_honour_min_seeds_when_the_path_kps_have_enough_seeds(graph):
+    walks = value_walks(graph, WalkParams(), 500, seed=7)
+    for min_seeds in (2, 3, 4):
+        bundles = choose_bundles(graph, walks, min_seeds=min_seeds, max_seeds=5)
+        short = set(bundles.short.tolist())
+        for i in range(len(walks)):
+            candidates = set(np.concatenate([graph.seeds_of(int(v)) for v in walks.path(i)]).tolist())
+            assert bundles.sizes[i] == min(max(min_seeds, bundles.sizes[i]), len(candidates), 5)
+            assert (i in short) == (len(candidates) < min_seeds)
+        m = sample_metrics(graph, walks, bundles)
+        assert m["bundles_below_min_seeds"] == len(short)
+
+
+def test_shared_kps_count_path_kps_two_bundle_seeds_name():
+    from linkqa_core.graph.build import graph_from_links
+    from linkqa_core.graph.walks import Walks
+
+    # seeds 1..3 name KPs: 1 {a, b}, 2 {b, c}, 3 {b, c}; path a -> b -> c
+    g = graph_from_links([1, 1, 2, 2, 3, 3], [0, 1, 1, 2, 1, 2], np.zeros(4, np.int16), np.full(4, 3.0),
+                         ["Physics"], names=["hermitian operator", "eigenvalue", "spectral theorem"],
+                         kp_ids=np.arange(3))
+    walks = Walks(np.array([0, 1, 2], np.int32), np.array([0, 3]), np.zeros(1, np.int16), np.ones(3, np.int64),
+                  np.ones(1))
+    m = sample_metrics(g, walks, choose_bundles(g, walks, min_seeds=3, max_seeds=3))
+    assert m["bundle_share_3plus"] == 1.0
+    assert m["mean_shared_kps"] == 2.0  # eigenvalue (3 seeds) and spectral theorem (2); not hermitian operator (1)
 
 
 def test_spearman_matches_scipy_with_ties():

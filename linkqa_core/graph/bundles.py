@@ -28,6 +28,7 @@ class Bundles:
     rids: np.ndarray
     strength: np.ndarray  # path KPs named by each chosen seed
     ptr: np.ndarray
+    min_seeds: int = 1  # what was asked for; :attr:`short` are the bundles the graph could not fill
 
     def of(self, i: int) -> np.ndarray:
         return self.rids[self.ptr[i] : self.ptr[i + 1]]
@@ -39,6 +40,11 @@ class Bundles:
     def sizes(self) -> np.ndarray:
         return np.diff(self.ptr)
 
+    @property
+    def short(self) -> np.ndarray:
+        """Indices of the paths whose bundle has fewer than ``min_seeds`` seeds: fewer seeds name their KPs."""
+        return np.flatnonzero(self.sizes < self.min_seeds)
+
 
 def choose_bundles(graph: KPGraph, walks: Walks, *, min_seeds: int = 3, max_seeds: int = 5) -> Bundles:
     if not 1 <= min_seeds <= max_seeds:
@@ -47,7 +53,7 @@ def choose_bundles(graph: KPGraph, walks: Walks, *, min_seeds: int = 3, max_seed
         raise ConfigError("paths longer than 62 KPs cannot be bundled")
     rids, strength, ptr = _bundle_kernel(walks.nodes, walks.ptr, graph.seed_indptr, graph.seed_rids,
                                          int(min_seeds), int(max_seeds))
-    return Bundles(rids, strength, ptr)
+    return Bundles(rids, strength, ptr, int(min_seeds))
 
 
 @njit(cache=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from .bundles import Bundles
 from .build import KPGraph
 from .walks import Walks
 
-__all__ = ["sample_metrics", "coverage_curve", "realised_shares", "spearman", "METRIC_NAMES"]
+__all__ = ["sample_metrics", "linkage_metrics", "coverage_curve", "realised_shares", "spearman", "METRIC_NAMES"]
 
 METRIC_NAMES = (
     "kp_coverage",
@@ -20,6 +21,9 @@ METRIC_NAMES = (
     "discipline_tv_distance",
     "mean_seeds_per_path",
     "mean_link_strength",
+    "bundle_share_2plus",
+    "bundle_share_3plus",
+    "mean_shared_kps",
 )
 
 
@@ -61,7 +65,63 @@ def sample_metrics(graph: KPGraph, walks: Walks, bundles: Bundles) -> dict[str, 
         "difficulty_histogram": {str(i + 1): int(c) for i, c in enumerate(diff_hist)},
         "mean_seeds_per_path": _r(sizes.mean() if sizes.size else 0.0),
         "mean_link_strength": _r(bundles.strength.mean() if bundles.strength.size else 0.0),
+        **linkage_metrics(graph, walks, bundles),
     }
+
+
+def linkage_metrics(graph: KPGraph, walks: Walks, bundles: Bundles) -> dict[str, Any]:
+    """Do bundles join several seeds that share knowledge?
+
+    - ``bundle_share_2plus`` / ``bundle_share_3plus``: share of bundles with at least 2 / 3 seeds;
+    - ``bundles_below_min_seeds``: bundles with fewer than the ``min_seeds`` asked for, because
+      fewer seeds name the path's KPs (the graph could not give more);
+    - ``mean_shared_kps``: per bundle, the path KPs named by two or more of its seeds,
+      counting only concept KPs (not general-language words, see
+      :func:`linkqa_core.kps.quality.is_general_word`), averaged over bundles.
+    """
+    sizes = bundles.sizes
+    n = max(len(sizes), 1)
+    shared = _shared_counts(walks.nodes, walks.ptr, bundles.rids, bundles.ptr, graph.seed_indptr, graph.seed_rids,
+                            _concept_mask(graph, walks.nodes))
+    return {
+        "bundle_share_2plus": _r((sizes >= 2).sum() / n),
+        "bundle_share_3plus": _r((sizes >= 3).sum() / n),
+        "bundles_below_min_seeds": int((sizes < bundles.min_seeds).sum()),
+        "mean_shared_kps": _r(shared.mean() if shared.size else 0.0),
+    }
+
+
+def _concept_mask(graph: KPGraph, nodes: np.ndarray) -> np.ndarray:
+    """True for KPs that are not general-language words (checked for the KPs on paths only)."""
+    from ..kps.names import normalize_kp
+    from ..kps.quality import is_general_word
+
+    mask = np.ones(graph.n_nodes, dtype=np.bool_)
+    for v in np.unique(nodes).tolist():
+        mask[v] = not is_general_word(normalize_kp(graph.names[v]))
+    return mask
+
+
+@njit(cache=True)
+def _shared_counts(nodes, ptr, rids, bptr, seed_indptr, seed_rids, concept):
+    """Per path: concept KPs of the path named by two or more of its bundle's seeds (seed lists are sorted)."""
+    n = ptr.shape[0] - 1
+    out = np.zeros(n, np.int64)
+    for p in range(n):
+        for j in range(ptr[p], ptr[p + 1]):
+            v = nodes[j]
+            if not concept[v]:
+                continue
+            lo = seed_indptr[v]
+            hi = seed_indptr[v + 1]
+            c = 0
+            for b in range(bptr[p], bptr[p + 1]):
+                i = np.searchsorted(seed_rids[lo:hi], rids[b])
+                if i < hi - lo and seed_rids[lo + i] == rids[b]:
+                    c += 1
+            if c >= 2:
+                out[p] += 1
+    return out
 
 
 def coverage_curve(graph: KPGraph, walks: Walks, points: int = 50) -> list[tuple[int, float]]:

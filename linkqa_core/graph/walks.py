@@ -7,12 +7,20 @@ For a KP ``v`` during one run::
     h(v) = 1 - |difficulty(v) - difficulty_target|/4  difficulty fit
     V(v) = w_pop·p(v) + w_cov·c(v) + w_diff·h(v)
 
-A path starts at a KP drawn ∝ ``exp(V/tau)`` inside the discipline furthest below its
-target share, then steps from ``u`` to an unvisited neighbour ``v`` ∝
-``weight(u,v)**alpha · exp(V(v)/tau)`` for a length drawn in ``[min_len, max_len]``.
-Visits update after every path. The loop is compiled with numba: start draws use one
-Fenwick tree per discipline (O(log K) to draw and to update after a path), steps scan
-the neighbours of the current KP only.
+Linkage makes a path's KPs join several seeds: a step to ``v`` is *linked* when some
+seed naming ``v`` names no KP of the path so far (``v`` brings a new seed to the bundle,
+one that shares ``v`` with the seed joining ``u`` and ``v``); a start KP is linked when a
+path from it can gather two seeds (two or more seeds name it, or a neighbour is named by
+a seed that does not name it). With ``l(v)`` = 1 for a linked KP, else 0::
+
+    start ∝ exp((V(v) + w_link·l(v)) / tau)        inside the discipline furthest below its target
+    step  ∝ weight(u,v)**alpha · exp((V(v) + w_link·l(v)) / tau)   over unvisited neighbours
+
+for a length drawn in ``[min_len, max_len]``. Visits update after every path. To decide
+``l(v)`` cheaply, each KP added to a path marks its first ``LINK_SCAN`` (64) seeds, and a
+KP named by more than ``LINK_SCAN`` seeds always counts as linked. The loop is compiled
+with numba: start draws use one Fenwick tree per discipline (O(log K) to draw and to
+update after a path), steps scan the neighbours of the current KP only.
 
 >>> from linkqa_core.walks import WalkParams, value_walks
 >>> walks = value_walks(graph, WalkParams(w_cov=2.0), n_paths=100, seed=7)  # doctest: +SKIP
@@ -30,7 +38,7 @@ from numba import njit
 from ..errors import ConfigError
 from .build import KPGraph
 
-__all__ = ["WalkParams", "Walks", "value_walks", "uniform_walks", "target_shares", "parse_mix", "KNOBS"]
+__all__ = ["WalkParams", "Walks", "value_walks", "uniform_walks", "target_shares", "parse_mix", "KNOBS", "LINK_SCAN"]
 
 # One name per knob, used by the engine, the CLI flags (--w-pop …), the sliders and the
 # stored run config: (name, default, low, high, help)
@@ -44,7 +52,12 @@ KNOBS: tuple[tuple[str, float, float, float, str], ...] = (
     ("min_len", 3, 1, 16, "shortest path, in KPs"),
     ("max_len", 5, 1, 16, "longest path, in KPs"),
     ("difficulty_target", 3.0, 1.0, 5.0, "difficulty (1-5) that h(v) rewards"),
+    ("w_link", 2.0, 0.0, 5.0, "weight of linkage: favours a next KP that brings a seed the path has not "
+                              "gathered yet, so each bundle joins several seeds sharing KPs"),
 )
+
+LINK_SCAN = 64  # seeds of a KP marked / scanned when deciding linkage
+REJECTS = 32  # linked steps: rejection draws before the exact weights are summed
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class WalkParams:
     min_len: int = 3
     max_len: int = 5
     difficulty_target: float = 3.0
+    w_link: float = 2.0
     mix: tuple[tuple[str, float], ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -163,6 +177,11 @@ def _static_value(graph: KPGraph, p: WalkParams) -> np.ndarray:
     return p.w_pop * pop + p.w_diff * fit
 
 
+def _link_factor(p: WalkParams) -> float:
+    """exp(w_link/tau): how much more a linked KP weighs than an unlinked one."""
+    return float(np.exp(p.w_link / p.tau))
+
+
 def _prepare(graph: KPGraph, params: WalkParams, n_paths: int, seed: int) -> tuple:
     if graph.n_nodes == 0:
         raise ConfigError("the KP graph is empty: run extract first")
@@ -184,12 +203,13 @@ def value_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int =
     visits = np.zeros(graph.n_nodes, dtype=np.int64) if prior_visits is None else prior_visits.astype(np.int64).copy()
     start_visits = visits.copy()
     wpow = graph.weights ** params.alpha if params.alpha != 1 else graph.weights.copy()
-    vmax = params.w_pop + params.w_cov + params.w_diff
+    vmax = params.w_pop + params.w_cov + params.w_diff + params.w_link
     nodes, ptr, disc = _walk_kernel(
         graph.indptr, graph.indices, wpow, _static_value(graph, params), visits,
         float(params.w_cov), float(params.gamma), float(params.tau), float(vmax),
         graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
         lengths, np.uint32(seed % (2**32)), False,
+        graph.seed_indptr, graph.seed_rids, graph.weights, _link_factor(params), LINK_SCAN,
     )
     return Walks(nodes, ptr, disc, visits - start_visits, targets)
 
@@ -203,6 +223,7 @@ def uniform_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int
         graph.indptr, graph.indices, graph.weights, np.zeros(graph.n_nodes), visits,
         0.0, 0.0, 1.0, 0.0, graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
         lengths, np.uint32((seed + 1) % (2**32)), True,
+        graph.seed_indptr, graph.seed_rids, graph.weights, 1.0, LINK_SCAN,
     )
     return Walks(nodes, ptr, disc, visits, targets)
 
@@ -250,10 +271,73 @@ def _node_weight(static, visits, v, w_cov, gamma, tau, vmax):
 
 
 @njit(cache=True)
+def _search(cum, n, r):
+    """First index whose cumulative weight is above ``r``."""
+    a = 0
+    b = n - 1
+    while a < b:
+        m = (a + b) // 2
+        if cum[m] > r:
+            b = m
+        else:
+            a = m + 1
+    return a
+
+
+@njit(cache=True)
+def _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p):
+    """Does some seed naming ``v`` name no KP of path ``p`` so far (marked seeds)?
+
+    ``first_seed[v]`` is -1 for a KP named by more than LINK_SCAN seeds (always fresh),
+    else its first seed: one look-up settles almost every case.
+    """
+    fs = first_seed[v]
+    if fs < 0 or seed_stamp[fs] != p:
+        return True
+    for t in range(seed_indptr[v] + 1, seed_indptr[v + 1]):
+        if seed_stamp[seed_rids[t]] != p:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _mark(v, seed_indptr, seed_rids, seed_stamp, p, scan):
+    lo = seed_indptr[v]
+    hi = min(seed_indptr[v + 1], lo + scan)
+    for t in range(lo, hi):
+        seed_stamp[seed_rids[t]] = p
+
+
+@njit(cache=True)
 def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
-                 disc, n_disc, targets, eligible, lengths, seed, uniform):
+                 disc, n_disc, targets, eligible, lengths, seed, uniform,
+                 seed_indptr, seed_rids, wpow_raw, link, scan):
     np.random.seed(seed)
     k = indptr.shape[0] - 1
+    linking = (not uniform) and link != 1.0
+    n_rid = 1
+    if linking and seed_rids.shape[0] > 0:
+        n_rid = seed_rids.max() + 1
+    seed_stamp = np.full(n_rid, -1, np.int32)
+    first_seed = np.full(k, -1, np.int64)
+    if linking:
+        for v in range(k):
+            if 0 < seed_indptr[v + 1] - seed_indptr[v] <= scan:
+                first_seed[v] = seed_rids[seed_indptr[v]]
+    # start weights: a KP is linked when a path from it can gather two seeds (it is named by
+    # two or more, or a neighbour is named by a seed that does not name it)
+    start_mult = np.ones(k)
+    if linking:
+        for v in range(k):
+            fv = seed_indptr[v + 1] - seed_indptr[v]
+            ok = fv >= 2
+            e = indptr[v]
+            while not ok and e < indptr[v + 1]:
+                u = indices[e]
+                ok = seed_indptr[u + 1] - seed_indptr[u] > wpow_raw[e]
+                e += 1
+            if ok:
+                start_mult[v] = link
     n_paths = lengths.shape[0]
     total_len = 0
     for p in range(n_paths):
@@ -290,7 +374,7 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
     tot = np.zeros(n_disc)
     vals = np.empty(n_elig)
     for i in range(n_elig):
-        vals[i] = w[order[i]]
+        vals[i] = w[order[i]] * start_mult[order[i]]
     for d in range(n_disc):
         _fen_build(tree, seg_off[d], seg_n[d], vals[seg_off[d]:seg_off[d + 1]])
         s = 0.0
@@ -334,6 +418,8 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
         out_disc[p] = d0
         out_nodes[cursor] = start
         stamp[start] = p
+        if linking:
+            _mark(start, seed_indptr, seed_rids, seed_stamp, p, scan)
         length = 1
         u = start
         while length < lengths[p]:
@@ -360,18 +446,35 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
                             u = indices[e]
                             break
                         pick -= 1
+            elif not linking:
+                u = indices[lo + _search(cum, hi - lo, np.random.random() * s)]
             else:
-                r = np.random.random() * s
-                a = 0
-                b = hi - lo - 1
-                while a < b:  # first cumulative weight above r
-                    m = (a + b) // 2
-                    if cum[m] > r:
-                        b = m
-                    else:
-                        a = m + 1
+                # draw ∝ weight·(link if fresh else 1) by rejection from the draw without
+                # linkage (accept a fresh KP always, another with probability 1/link): exact,
+                # and it looks up freshness for a few KPs instead of every neighbour; after
+                # REJECTS refusals the exact weights are summed (same distribution)
+                a = -1
+                for _ in range(REJECTS):
+                    c = _search(cum, hi - lo, np.random.random() * s)
+                    v = indices[lo + c]
+                    if _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p) or np.random.random() * link < 1.0:
+                        a = c
+                        break
+                if a < 0:
+                    s = 0.0
+                    for e in range(lo, hi):
+                        v = indices[e]
+                        if stamp[v] != p:
+                            if _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p):
+                                s += wpow[e] * w[v] * link
+                            else:
+                                s += wpow[e] * w[v]
+                        cum[e - lo] = s
+                    a = _search(cum, hi - lo, np.random.random() * s)
                 u = indices[lo + a]
             stamp[u] = p
+            if linking:
+                _mark(u, seed_indptr, seed_rids, seed_stamp, p, scan)
             out_nodes[cursor + length] = u
             length += 1
         # coverage moves after every path
@@ -382,14 +485,15 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
                 nw = _node_weight(static, visits, v, w_cov, gamma, tau, vmax)
                 if pos_of[v] >= 0:
                     dv = disc[v]
-                    _fen_add(tree, seg_off[dv], seg_n[dv], pos_of[v], nw - w[v])
-                    tot[dv] += nw - w[v]
+                    delta = (nw - w[v]) * start_mult[v]
+                    _fen_add(tree, seg_off[dv], seg_n[dv], pos_of[v], delta)
+                    tot[dv] += delta
                 w[v] = nw
         cursor += length
         out_ptr[p + 1] = cursor
         if not uniform and (p + 1) % 8192 == 0:  # re-sum to stop floating-point drift
             for i in range(n_elig):
-                vals[i] = w[order[i]]
+                vals[i] = w[order[i]] * start_mult[order[i]]
             for d in range(n_disc):
                 tree[seg_off[d]:seg_off[d + 1]] = 0.0
                 _fen_build(tree, seg_off[d], seg_n[d], vals[seg_off[d]:seg_off[d + 1]])

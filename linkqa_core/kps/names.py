@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from typing import Sequence
 
-__all__ = ["normalize_kp", "singularize", "MIN_KPS", "MAX_KPS"]
+from .lexicon import zipf
+
+__all__ = ["normalize_kp", "key_of", "singularize", "PLURAL_NAMES", "MIN_KPS", "MAX_KPS"]
 
 MIN_KPS = 2
 MAX_KPS = 8
@@ -26,7 +30,8 @@ _KEEP_S = {
     "tuberculosis", "campus", "census", "consensus", "bonus", "nucleus", "stimulus",
     "fungus", "uterus", "fetus", "bias", "canvas", "alias", "plus", "calculus", "sinus",
     "surplus", "apparatus", "hiatus", "lupus", "rhesus", "pancreas", "measles", "mumps",
-    "rabies", "scabies", "shingles", "headquarters", "series", "marxis",
+    "rabies", "scabies", "shingles", "headquarters", "series", "marxis", "rights", "savings", "goods",
+    "humanities", "clothes", "thanks", "odds", "sales",
 }
 _IRREGULAR = {
     "children": "child", "people": "people", "men": "man", "women": "woman", "mice": "mouse",
@@ -43,33 +48,63 @@ _PUNCT_EDGE = re.compile(r"^[\s\W_]+|[\s\W_]+$")
 _SPACES = re.compile(r"\s+")
 
 
+# Proper names whose last word is plural by nature: the key keeps it ("United States").
+PLURAL_NAMES = frozenset({
+    "united states", "united nations", "united arab emirates", "middle ages", "dark ages", "great lakes",
+    "great plains", "west indies", "east indies", "low countries", "papal states", "central powers",
+    "axis powers", "allied powers", "thirteen colonies", "federalist papers", "pentagon papers",
+    "confederate states", "american colonies", "new territories", "human rights", "civil rights",
+})
+
+
+@lru_cache(maxsize=65536)
 def singularize(word: str) -> str:
-    """Rule-based singular of an English noun; good enough to fold plural KP names."""
+    """Singular of an English noun, by rules checked against everyday frequency.
+
+    A rule's singular is taken only when it is a word of English about as common as the
+    plural (wordfreq Zipf at most 1 lower), so names that end in ``s`` keep it
+    ("Descartes", "Keynes", "Texas", "Athens") while "eigenvalues" folds to "eigenvalue".
+    """
     w = word.lower()
     if w in _IRREGULAR:
         return _IRREGULAR[w]
     if len(w) <= 3 or w in _KEEP_S or not w.endswith("s") or "'" in w:
         return w
-    if w.endswith(("ss", "us", "is", "ics", "ous", "sis", "xis")):
+    if w.endswith(("ss", "us", "is", "ous", "sis", "xis")):
         return w
     if w.endswith("ies") and len(w) > 4:
-        return w[:-3] + "y"
-    if w.endswith(("sses", "ches", "shes", "xes", "zzes")):
-        return w[:-2]
-    if w.endswith("oes") and len(w) > 5:
-        return w[:-2]
-    return w[:-1]
+        options = [w[:-3] + "y", w[:-1]]
+    elif w.endswith(("ches", "shes", "xes", "sses", "zzes", "oes")):
+        options = [w[:-2], w[:-1]]
+    elif w.endswith("es"):
+        options = [w[:-1], w[:-2]]
+    else:
+        options = [w[:-1]]
+    floor = zipf(w) - 1.0
+    for option in options:  # the first rule whose singular is a word about as common as the plural
+        if zipf(option) > 0 and zipf(option) >= floor:
+            return option
+    return options[0] if zipf(w) == 0 and all(zipf(o) == 0 for o in options) else w
 
 
 def normalize_kp(name: str) -> str:
-    """Canonical KP name: lower case, single spaces, no edge punctuation, singular head."""
+    """Matching key of a KP name: lower case, single spaces, no edge punctuation, singular head.
+
+    Deterministic and idempotent (``normalize_kp(normalize_kp(x)) == normalize_kp(x)``);
+    it is for matching only: the name a curator sees is kept as written.
+    """
     text = _SPACES.sub(" ", str(name)).strip().lower()
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = _PUNCT_EDGE.sub("", text)
     if text.endswith("'s"):
-        text = text[:-2]
-    if not text:
-        return ""
-    words = text.split(" ")
-    words[-1] = singularize(words[-1])
-    return " ".join(words)
+        text = _PUNCT_EDGE.sub("", text[:-2])
+    return key_of(text.split(" ")) if text else ""
+
+
+def key_of(words: Sequence[str]) -> str:
+    """The key of a phrase already cut into lower-case words (what :func:`normalize_kp` ends with)."""
+    text = " ".join(words)
+    if text in PLURAL_NAMES:
+        return text
+    last = singularize(words[-1])
+    return text if last == words[-1] else text[: len(text) - len(words[-1])] + last

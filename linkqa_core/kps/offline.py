@@ -1,231 +1,482 @@
-"""The offline KP extractor: phrase statistics over the whole seed set, no model, no network.
+"""The offline KP extractor: domain terms found by corpus statistics, no model, no network.
 
-It is corpus-aware: a phrase is worth more as a KP when other seeds name it too (that is
-what links seeds in the graph) but not when nearly every seed does.
+A KP should name a concept a teacher would recognise ("hermitian operator", "Le
+Chatelier's principle", "negligence") and be shared by several seeds, since shared KPs
+are what link seeds in the graph. The extractor reads every seed once, then chooses.
+docs/method.md gives every rule and constant; in short:
+
+**Candidates.** The question and its correct answer are cut into runs of words between
+stop words, verbs, adverbs, vague modifiers, numbers and punctuation (word classes from
+:mod:`.lexicon`, noun/verb forms settled by the seed set's own usage). Every span of one
+to three words of a run that ends in a word that can be a noun is a candidate:
+"registered voters revealed" yields "registered voters", never a fragment ending in a
+verb, a determiner or a number word. A capitalised possessive stays inside a name ("Le
+Chatelier's principle"); a common one ends the run.
+
+**Statistics over the seed set**, per candidate key (:func:`~.names.normalize_kp`):
+``df``, discipline ``focus``, subject ``hub`` share, and for phrases ``lift`` and
+``cohesion`` (how much more than chance the words meet; how often the rarest word occurs
+inside the phrase).
+
+**Eligible**: a single word that is not an everyday word (wordfreq Zipf < 4.5), not a hub
+of a subject (12% of its seeds) and, when fairly common (Zipf >= 4), focused on one
+discipline; a phrase of everyday words only when shared and cohesive (lift >= 3);
+nothing named by half a subject's seeds (a question template).
+
+**Choice.** A first choice per seed says which KPs seeds agree on; each seed then keeps
+the candidates two or more seeds chose (a KP no other seed chose links nothing: kept only
+to reach ``min_kps``); a seed still short takes relaxed candidates; a seed whose text has
+no nouns gets its subject's name, the last resort (counted in ``subject_fallbacks``).
+
+**Names as written.** Each KP is returned in its most common written form (capitals of
+names kept, sentence-initial capitals dropped), the same form for every seed.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import InputError
 from ..records import Extraction, Seed
-from .names import MAX_KPS, MIN_KPS, normalize_kp, singularize
 from .extract import Progress, estimate_difficulty
+from .lexicon import BREAK, GENERAL_ZIPF, NOUN, NOUN_OR_VERB, PARTICIPLE, VAGUE, Usage, word_class, zipf
+from .names import MAX_KPS, MIN_KPS, PLURAL_NAMES, key_of, normalize_kp, singularize
 
-__all__ = ["OfflineExtractor"]
+__all__ = ["OfflineExtractor", "ExtractorSettings"]
 
-_STOP = set(
+_LENGTH = (0.0, 1.0, 1.6, 1.9, 2.0)
+
+
+@dataclass(frozen=True)
+class ExtractorSettings:
+    """The extractor's constants, in one place (each explained in docs/method.md)."""
+
+    max_words: int = 3
+    general_zipf: float = GENERAL_ZIPF  # single words at least this common in English are not KPs
+    focused_zipf: float = 4.0  # single words at least this common must be focused on one discipline
+    min_focus: float = 0.7  # share of one discipline among the seeds naming such a word
+    hub_share: float = 0.12  # single words named by this share of a subject's seeds are not KPs
+    template_share: float = 0.5  # nothing named by this share of a subject's seeds is a KP
+    min_group: int = 10  # subjects smaller than this are not judged for hubs and templates
+    min_lift: float = 3.0  # how much more often than chance the words of an everyday phrase meet
+    unshared_fill: int = 2  # KPs no other seed chose fill a seed up to this many
+    singleton_weight: float = 0.25  # link term of a phrase named by one seed, times log(1+N)
+
+
+# -- reading ----------------------------------------------------------------------------
+
+# Anything but letters (of any script), apostrophes, hyphens and spaces ends a run of words, and so does a
+# dash between spaces; the captured separator tells whether a sentence ended.
+_SEP = re.compile(r"((?:[^\w\s'\u2019\-]|[\d_])+|\s[-'\u2019]+(?=\s)|--+)")
+_SENTENCE_END = frozenset(".?!:")
+_PLURAL_HEADS = frozenset(name.rsplit(" ", 1)[-1] for name in PLURAL_NAMES)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One distinct written token."""
+
+    cls: int  # lexicon class before usage is weighed
+    text: str  # as written inside a phrase ("Chatelier's")
+    lower: str
+    end_text: str  # as written when it ends a phrase ("Chatelier")
+    end_lower: str
+    ends_run: bool  # a common possessive ("defendant's") closes its phrase
+
+
+def _entry(raw: str) -> _Entry:
+    raw = raw.replace("\u2019", "'").strip("-'") if not raw.endswith("s'") else raw.replace("\u2019", "'").lstrip("-'")
+    possessive = raw.endswith("'s") or raw.endswith("s'")
+    base = raw[:-2] if raw.endswith("'s") else raw.rstrip("'")
+    if len(base) < 2 or base.islower() and (len(base) == 2 or base in VAGUE):
+        cls = BREAK
+    else:
+        cls = word_class(base.lower())
+    if possessive and base[:1].isupper() and cls != BREAK:  # a name's possessive stays inside the phrase
+        return _Entry(cls, raw, raw.lower(), base, base.lower(), False)
+    return _Entry(cls, base, base.lower(), base, base.lower(), possessive)
+
+
+class _Corpus:
+    """Every seed's words as token ids (``id*2 + sentence-initial``, ``-1`` between runs)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.entries: list[_Entry] = []
+        self.usage = Usage()
+        self.seeds: list[list[int]] = []
+
+    def add(self, *texts: str) -> None:
+        out: list[int] = []
+        index, entries, usage = self.index, self.entries, self.usage
+        for text in texts:
+            initial = True
+            parts = _SEP.split(text)
+            for n, part in enumerate(parts):
+                if n % 2:  # a separator
+                    out.append(-1)
+                    initial = initial or any(c in _SENTENCE_END for c in part)
+                    continue
+                words = part.split()
+                # a word glued to digits is part of a formula or code ("HClO3", "Asp235Phe")
+                if words and n + 1 < len(parts) and parts[n + 1][:1].isdigit() and not part[-1:].isspace():
+                    words.pop()
+                if words and n > 0 and parts[n - 1][-1:].isdigit() and not part[:1].isspace():
+                    words.pop(0)
+                before = ""
+                for raw in words:
+                    vid = index.get(raw)
+                    if vid is None:
+                        vid = index[raw] = len(entries)
+                        entries.append(_entry(raw))
+                    e = entries[vid]
+                    if e.cls == BREAK:
+                        out.append(-1)
+                    else:
+                        if e.cls >= NOUN_OR_VERB:
+                            usage.see(before, e.lower)
+                        out.append(vid * 2 + initial)
+                    before = e.lower
+                    initial = False
+            out.append(-1)
+        self.seeds.append(out)
+
+    def settle(self) -> None:
+        """Final classes, and per token what phrases need (lists indexed by token id, for speed)."""
+        entries = self.entries
+        self.cls = [self.usage.resolve(e.lower, e.cls) for e in entries]
+        self.lower = [e.lower for e in entries]
+        self.singular = [singularize(e.end_lower) for e in entries]
+        self.ends_run = [e.ends_run for e in entries]
+        self.plural_head = [e.end_lower in _PLURAL_HEADS for e in entries]
+        self.weak_lead = [_weak_lead(e) for e in entries]
+
+
+def _weak_lead(e: _Entry) -> int:
+    """2: an ``-s`` form that is also a verb ("causes"); 1: a verb-only participle; 0: otherwise.
+
+    A phrase opening with either, or ending in an ``-s`` form that is also a verb
+    ("female presents"), may be a verb with its subject or object; it is a candidate only
+    when two or more seeds name it ("accounts receivable", "operating system").
     """
-    a about above according across actually after again against all almost along already also although always am
-    among an and another any anyone anything are around as at away back be became because become becomes been before
-    being below best better between both but by can cannot could did do does doing done down due during each either
-    else enough etc even ever every example except far few following for from further get gets given go goes going
-    got had has have having he her here hers herself him himself his how however i if in instead into is it its
-    itself just least less like likely made make makes many may me might more most much must my myself near need
-    neither never new next no none nor not nothing now of off often on once one only or other others otherwise our
-    ours ourselves out over own per perhaps rather really same second several shall she should since so some
-    something sometimes still such than that the their theirs them themselves then there therefore these they this
-    those though three through thus to together too two under unless until up upon us use used uses using usually
-    very via was we well were what whatever when whenever where whereas whether which while who whom whose why will
-    with within without would yet you your yours yourself yourselves
-    statement statements true false correct incorrect answer answers question questions following best describes
-    describe described describing option options choice choices likely unlikely most least which what whose
-    select true-false both neither none all above below called known considered refers refer referred term
-    terms type types kind kinds way ways thing things part parts number numbers value values result results
-    case cases first third fourth fifth last time times year years day days use used person people man woman
-    i ii iii iv v vi vii viii ix x mr mrs ms dr st frac dfrac cfrac cdot sqrt mathrm mathbf textbf left right begin ldots cdots
-    take takes took taken come comes came find finds found give gives gave said say says provide provides
-    provided include includes included including lead leads led base based perform performs performed write
-    writes wrote written mean meant suppose supposed make know knows knew think thinks want wants seem seems
-    appear appears occur occurs occurred involve involves involved require requires required tend tends help
-    helps keep keeps let lets begin begins began run runs move moves live lives believe believes bring brings
-    happen happens happened show shows showed shown stand stands lose loses lost pay pays paid meet meets
-    continue continues learn learns understand follow follows stop stops create creates created speak read
-    allow allows allowed add adds added spend grow grows open opens win offer offers remember buy wait serve
-    send expect expects expected build stay fall falls cut reach reached kill remain remains suggest suggests
-    suggested raise raised pass passed sell decide decided return explain explains hope develop develops
-    carry break receive receives received agree agrees support supports produce produces produced choose
-    represent represents represented indicate indicates indicated determine determines determined identify
-    identified contain contains contained associate associated obtain obtained assume assumed apply applied
-    past rest note throughout initially clearly directly typically lower higher greater larger smaller
-    given giving get got go went put puts set sets tell told ask asked asking call see seen saw look looks
-    feel felt become try tried leave left turn turned mentioned likely certain certainly following
-    regarding concerning related relating due able unable another whereby thereby therein hereby
-    generally especially particularly primarily mainly mostly simply actually probably possibly typical
-    consider considered increase increases increased decrease decreased reduce reduced change changes
-    prevail prevails recover recovers
-    changed affect affects affected known known best worst good bad better new old high low
-    """.split()
-)
-# Single words this common are not KPs on their own, only inside a phrase.
-_GENERIC = set(
-    """
-    able amount area base basic called certain change changes common company consider cost different effect
-    effects end factor factors form general good great group high important increase increased individual
-    information large level low main major make man many means member method model most name order place
-    point possible power problem process product rate reason relationship role set show small state states
-    study system total way work world year
-    """.split()
-)
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'\u2019\-]*[A-Za-z0-9]|[A-Za-z]")
-_BREAK = re.compile(r"[.,;:!?()\[\]{}\"\u201c\u201d|/=+*<>\n\t]|\s-\s|\u2014|\u2013")
+    if e.cls == NOUN_OR_VERB and e.lower.endswith("s") and not e.lower.endswith("ss"):
+        return 2
+    return 1 if e.cls == PARTICIPLE else 0
 
 
-def _phrases(text: str) -> list[str]:
-    """Candidate phrases: runs of content words between stop words and punctuation."""
-    out: list[str] = []
-    for chunk in _BREAK.split(text):
-        run: list[str] = []
-        for raw in _WORD.findall(chunk) + [""]:
-            word = raw.lower().replace("\u2019", "'")
-            if word.endswith("'s"):
-                word = word[:-2]
-            if not word or word in _STOP or len(word) < 2 or any(ch.isdigit() for ch in word):
-                if run:
-                    out.extend(_ngrams(run))
-                    run = []
+class _Seen:
+    """Candidates of one seed: key -> token spans (indices into ``tokens``)."""
+
+    __slots__ = ("tokens", "spans", "words")
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.spans: dict[str, list[tuple[int, int]]] = {}
+        self.words: set[str] = set()
+
+
+def _candidates(corpus: _Corpus, ids: list[int], max_words: int, words_of: dict[str, tuple[str, ...]],
+                weak: dict[str, int]) -> _Seen:
+    """Spans of one to ``max_words`` words of a run that end in a noun, keyed as normalize_kp would."""
+    seen = _Seen()
+    cls, lower, singular, ends_run, plural_head = corpus.cls, corpus.lower, corpus.singular, corpus.ends_run, corpus.plural_head
+    tokens, spans = seen.tokens, seen.spans
+    start = 0
+    for t in ids:
+        if t >= 0:
+            v = t >> 1
+            if cls[v] != BREAK:
+                tokens.append(t)
+                if not ends_run[v]:
+                    continue
+        end = len(tokens)
+        for j in range(start, end):
+            vj = tokens[j] >> 1
+            if cls[vj] != NOUN:
                 continue
-            run.append(word)
-    return out
+            key = singular[vj]
+            for i in range(j, max(start - 1, j - max_words), -1):
+                if i < j:
+                    key = lower[tokens[i] >> 1] + " " + key
+                k = key
+                if plural_head[vj] and i < j:
+                    k = key_of([lower[x >> 1] for x in tokens[i:j]] + [corpus.entries[vj].end_lower])
+                got = spans.get(k)
+                if got is None:
+                    spans[k] = [(i, j + 1)]
+                    if k not in words_of:
+                        words_of[k] = tuple(singular[x >> 1] for x in tokens[i : j + 1])
+                        lead = corpus.weak_lead[tokens[i] >> 1] if i < j else 0
+                        if lead or corpus.weak_lead[vj] == 2:  # "causes meteor showers", "female presents"
+                            weak[k] = lead or 3
+                else:
+                    got.append((i, j + 1))
+        start = end
+    seen.words = {singular[v] for v in {t >> 1 for t in tokens}}
+    return seen
 
 
-def _ngrams(run: list[str]) -> list[str]:
-    if len(run) <= 3:
-        grams = [run]
-    else:  # long runs are usually several concepts; keep their 2- and 3-word windows
-        grams = [run[i : i + n] for n in (2, 3) for i in range(len(run) - n + 1)]
-    phrases = []
-    for g in grams:
-        g = list(g)
-        g[-1] = singularize(g[-1])
-        phrases.append(" ".join(g))
-        if len(g) > 1:  # the single head words are candidates too
-            phrases.extend(singularize(w) for w in g)
-    return phrases
+def _written(corpus: _Corpus, tokens: Sequence[int]) -> tuple[str, float]:
+    """A span as written, and its weight as evidence of the name's form.
 
-
-def _discipline_focus(seeds: Sequence[Seed], candidates: list[list[str]], df: Counter[str]) -> dict[str, float]:
-    """Largest share of one discipline among the seeds naming a phrase.
-
-    Words spread evenly over all disciplines ("cause", "human") are generic; words
-    concentrated in one ("glycogen", "fallacy") are knowledge. Only shared phrases need it.
+    A sentence-initial capital says nothing: that word is lowered (unless it is written
+    in capitals throughout) and the form counts for little.
     """
-    per: dict[str, Counter[str]] = {}
-    for seed, cands in zip(seeds, candidates):
-        for p in cands:
-            if df[p] > 1:
-                per.setdefault(p, Counter())[seed.discipline] += 1
-    return {p: max(c.values()) / df[p] for p, c in per.items()}
+    entries = corpus.entries
+    words = [entries[t >> 1].text for t in tokens[:-1]] + [entries[tokens[-1] >> 1].end_text]
+    if tokens[0] & 1:
+        first = words[0]
+        if first[:1].isupper() and first[1:].islower() and all(w.islower() for w in words[1:]):
+            words[0] = first[0].lower() + first[1:]
+        return " ".join(words), 0.01
+    return " ".join(words), 1.0
 
 
-def _boilerplate(seeds: Sequence[Seed], candidates: list[list[str]], share: float = 0.5,
-                 min_group: int = 10) -> frozenset[str]:
-    """Phrases of a question template: named by half or more of the seeds of one subject.
+# -- statistics -------------------------------------------------------------------------
 
-    MMLU's "moral scenarios" all read "...does the main character do something clearly
-    morally wrong, according to ordinary moral standards..."; those phrases say nothing
-    about any one question and would become hubs that every path runs through.
-    """
-    groups: Counter[str] = Counter()
-    per: Counter[tuple[str, str]] = Counter()
-    for seed, cands in zip(seeds, candidates):
+
+@dataclass
+class _Stats:
+    """Corpus statistics of every candidate key."""
+
+    n: int
+    df: Counter[str]
+    word_df: Counter[str]
+    focus: dict[str, float]  # largest share of one discipline among the seeds naming a shared key
+    hub: dict[str, float]  # largest share of one subject's seeds naming a shared key
+
+
+def _statistics(seeds: Sequence[Seed], seen: list[_Seen], settings: ExtractorSettings) -> _Stats:
+    df: Counter[str] = Counter()
+    word_df: Counter[str] = Counter()
+    for s in seen:
+        df.update(s.spans.keys())
+        word_df.update(s.words)
+    by_disc: dict[str, Counter[str]] = defaultdict(Counter)
+    by_group: dict[str, Counter[str]] = defaultdict(Counter)
+    group_size: Counter[str] = Counter()
+    for seed, s in zip(seeds, seen):
+        shared = [k for k in s.spans if df[k] > 1]
+        by_disc[seed.discipline].update(shared)
         group = seed.subject or seed.discipline
-        groups[group] += 1
-        for p in cands:
-            per[(group, p)] += 1
-    return frozenset(p for (group, p), c in per.items()
-                     if groups[group] >= min_group and c >= share * groups[group])
+        group_size[group] += 1
+        by_group[group].update(shared)
+    focus: dict[str, float] = {}
+    for counts in by_disc.values():
+        for k, c in counts.items():
+            if c / df[k] > focus.get(k, 0.0):
+                focus[k] = c / df[k]
+    hub: dict[str, float] = {}
+    for group, counts in by_group.items():
+        size = group_size[group]
+        if size >= settings.min_group:
+            for k, c in counts.items():
+                if c / size > hub.get(k, 0.0):
+                    hub[k] = c / size
+    return _Stats(len(seeds), df, word_df, focus, hub)
 
 
-def _overlap(a: str, b: str) -> bool:
-    """True when two phrases share half the words of the shorter (n-gram windows of one run)."""
-    wa, wb = set(a.split(" ")), set(b.split(" "))
-    return len(wa & wb) * 2 >= min(len(wa), len(wb)) and len(wa & wb) > 0 and min(len(wa), len(wb)) > 1
+# -- scoring ----------------------------------------------------------------------------
 
 
-def _seed_text(seed: Seed) -> str:
-    return f"{seed.question}\n{seed.answer}"
+class _Scorer:
+    """Eligibility and score of candidate keys (the rules of the module docstring), cached per key."""
+
+    def __init__(self, stats: _Stats, words_of: dict[str, tuple[str, ...]], weak: dict[str, int],
+                 settings: ExtractorSettings):
+        self.stats, self.words_of, self.weak, self.settings = stats, words_of, weak, settings
+        self.cache: dict[str, float] = {}
+        self.relaxed_cache: dict[str, float] = {}
+
+    def lift(self, key: str) -> float:
+        """How much more often a phrase's first word comes with the rest than by chance.
+
+        ``df(phrase)·N / (df(first word)·df(rest))``: "birth control" 9.5, "United
+        States" 15, "large number" 1.2, "first time" 0.4.
+        """
+        st = self.stats
+        first = self.words_of[key][0]
+        rest = key.split(" ", 1)[1]
+        return st.df[key] * st.n / max(1, st.word_df[first] * max(st.df[rest], st.df[key]))
+
+    def score(self, key: str) -> float:
+        """Score of an eligible candidate; 0 for one that cannot be a KP."""
+        got = self.cache.get(key)
+        if got is None:
+            got = self.cache[key] = self._score(key)
+        return got
+
+    def _score(self, key: str) -> float:
+        st, cfg = self.stats, self.settings
+        df = st.df[key]
+        hub = st.hub.get(key, 0.0)
+        if hub >= cfg.template_share:
+            return 0.0
+        words = self.words_of[key]
+        n = max(st.n, 2)
+        link = math.log1p(df) * math.log1p(n / df) if df > 1 else cfg.singleton_weight * math.log1p(n)
+        focus = st.focus.get(key, 1.0)
+        if len(words) == 1:
+            z = zipf(key)
+            if z >= cfg.general_zipf or hub >= cfg.hub_share or (z >= cfg.focused_zipf and focus < cfg.min_focus):
+                return 0.0
+            return link * focus * focus * min(1.0, (cfg.general_zipf - z) / 1.5)
+        if key in self.weak and df < 2:  # a verb reading is likely and no other seed backs the phrase
+            return 0.0
+        if df < 2:
+            association = 0.5
+        else:
+            lift = self.lift(key)
+            if lift < cfg.min_lift and all(zipf(w) >= cfg.general_zipf for w in words):
+                return 0.0
+            cohesion = df / max(1, min(st.word_df[w] for w in words))  # 1: its rarest word occurs only here
+            association = max(min(1.0, math.log(max(lift, 1.0)) / math.log(20.0)), cohesion)
+        return _LENGTH[min(len(words), 4)] * link * focus * (0.4 + association)
+
+    def relaxed(self, key: str) -> float:
+        """Score when a seed has too few KPs: any candidate but a template or a likely verb; phrases, then rarer words."""
+        got = self.relaxed_cache.get(key)
+        if got is None:
+            st = self.stats
+            if st.hub.get(key, 0.0) >= self.settings.template_share or self.weak.get(key, 0):
+                got = 0.0
+            else:
+                words = self.words_of[key]
+                shared = 1.0 if st.df[key] > 1 else 0.5
+                got = _LENGTH[min(len(words), 4)] * shared * max(0.1, (7.0 - zipf(key)) / 7.0)
+            self.relaxed_cache[key] = got
+        return got
+
+
+# -- choosing ---------------------------------------------------------------------------
+
+
+def _pick(ranked: Sequence[tuple[float, str]], spans: dict[str, list[tuple[int, int]]], limit: int,
+          taken: list[int], chosen: list[str]) -> None:
+    """Add keys in rank order while there is room, never two covering the same words.
+
+    ``taken[0]`` is a bit mask of the token positions already covered.
+    """
+    for _, key in ranked:
+        if len(chosen) >= limit:
+            return
+        if key in chosen:
+            continue
+        mask = 0
+        for a, b in spans[key]:
+            m = ((1 << (b - a)) - 1) << a
+            if not taken[0] & m:
+                mask |= m
+        if mask:
+            chosen.append(key)
+            taken[0] |= mask
 
 
 class OfflineExtractor:
-    """Phrase statistics over the whole seed set; no model, no network.
+    """Domain terms by corpus statistics and an English lexicon; no model, no network.
 
-    Score of a candidate phrase in a seed: ``length bonus × log(1+df) × log(N/df)``, where
-    ``df`` is how many seeds name it: shared phrases link seeds, near-universal ones do
-    not inform. Phrases inside an already chosen phrase are skipped. When a seed yields
-    fewer than two, its subject name fills in.
+    >>> from linkqa_core.ingest.load import load_seeds, sample_path
+    >>> seeds = load_seeds(sample_path()).seeds
+    >>> OfflineExtractor().extract(seeds)[0].kps  # doctest: +SKIP
     """
 
     name = "offline"
 
-    def __init__(self, *, min_kps: int = MIN_KPS, max_kps: int = 6, aliases: dict[str, str] | None = None):
+    def __init__(self, *, min_kps: int = MIN_KPS, max_kps: int = 6, aliases: dict[str, str] | None = None,
+                 settings: ExtractorSettings | None = None):
         if not MIN_KPS <= min_kps <= max_kps <= MAX_KPS:
             raise InputError(f"KPs per seed must satisfy {MIN_KPS} <= min <= max <= {MAX_KPS}")
         self.min_kps = min_kps
         self.max_kps = max_kps
         self.aliases = aliases or {}
+        self.settings = settings or ExtractorSettings()
+        self.subject_fallbacks = 0  # seeds whose text named fewer than min_kps nouns (last run)
 
     def extract(self, seeds: Sequence[Seed], progress: Progress | None = None) -> list[Extraction]:
         total = len(seeds)
-        candidates: list[list[str]] = []
-        df: Counter[str] = Counter()
+        corpus = _Corpus()
         for i, seed in enumerate(seeds):
-            cands = list(dict.fromkeys(p for p in _phrases(_seed_text(seed)) if self._usable(p)))
-            candidates.append(cands)
-            df.update(cands)
+            corpus.add(seed.question, seed.answer)
             if progress and i % 2000 == 0:
                 progress(i, 2 * total, "reading phrases")
-        n = max(total, 2)
-        self._focus = _discipline_focus(seeds, candidates, df)
-        self._boilerplate = _boilerplate(seeds, candidates)
+        corpus.settle()
+        words_of: dict[str, tuple[str, ...]] = {}
+        weak: dict[str, int] = {}
+        seen = [_candidates(corpus, ids, self.settings.max_words, words_of, weak) for ids in corpus.seeds]
+        stats = _statistics(seeds, seen, self.settings)
+        scorer = _Scorer(stats, words_of, weak, self.settings)
+        if progress:
+            progress(total, 2 * total, "choosing KPs")
+        chosen = self._choose(seen, scorer)
+        display = self._display(corpus, seen, chosen)
         out: list[Extraction] = []
-        for i, (seed, cands) in enumerate(zip(seeds, candidates)):
-            out.append(Extraction(seed.id, self._choose(seed, cands, df, n), None, estimate_difficulty(seed)))
-            if progress and i % 2000 == 0:
-                progress(total + i, 2 * total, "choosing KPs")
+        self.subject_fallbacks = 0
+        for seed, keys in zip(seeds, chosen):
+            names = self._names(keys, display)
+            if len(names) < self.min_kps:
+                self.subject_fallbacks += 1
+                for fallback in (seed.subject or seed.discipline, seed.discipline):
+                    if fallback and normalize_kp(fallback) not in {normalize_kp(n) for n in names}:
+                        names.append(self.aliases.get(normalize_kp(fallback), fallback))
+                    if len(names) >= self.min_kps:
+                        break
+            out.append(Extraction(seed.id, tuple(names), None, estimate_difficulty(seed)))
         if progress:
             progress(2 * total, 2 * total, "done")
         return out
 
-    _focus: dict[str, float] = {}
-    _boilerplate: frozenset[str] = frozenset()
+    def _choose(self, seen: list[_Seen], scorer: _Scorer) -> list[list[str]]:
+        """Each seed's best candidates, preferring those that other seeds choose too.
+
+        A first choice per seed (best eligible candidates, no two on the same words)
+        says which KPs seeds agree on. Then each seed keeps, in rank order, the candidates
+        that two or more seeds chose; a KP no other seed chose links nothing, so it is
+        kept only to reach ``min_kps``; a seed still short takes relaxed candidates.
+        """
+        ranked_all: list[list[tuple[float, str]]] = []
+        first: Counter[str] = Counter()
+        for s in seen:
+            ranked = sorted(((sc, k) for k in s.spans if (sc := scorer.score(k)) > 0), key=lambda t: (-t[0], t[1]))
+            chosen: list[str] = []
+            _pick(ranked, s.spans, self.max_kps, [0], chosen)
+            first.update(chosen)
+            ranked_all.append(ranked)
+        out: list[list[str]] = []
+        for s, ranked in zip(seen, ranked_all):
+            chosen = []
+            taken = [0]
+            _pick([t for t in ranked if first[t[1]] > 1], s.spans, self.max_kps, taken, chosen)
+            if len(chosen) < self.settings.unshared_fill:
+                _pick(ranked, s.spans, max(self.min_kps, self.settings.unshared_fill), taken, chosen)
+            if len(chosen) < self.min_kps:
+                relaxed = sorted(((scorer.relaxed(k), k) for k in s.spans), key=lambda t: (-t[0], t[1]))
+                _pick([t for t in relaxed if t[0] > 0], s.spans, self.min_kps, taken, chosen)
+            out.append(chosen)
+        return out
 
     @staticmethod
-    def _usable(phrase: str) -> bool:
-        words = phrase.split(" ")
-        if len(words) == 1:
-            return len(phrase) >= 4 and phrase not in _GENERIC and phrase not in _STOP
-        return len(phrase) >= 5
+    def _display(corpus: _Corpus, seen: list[_Seen], chosen: list[list[str]]) -> dict[str, str]:
+        """Each chosen key's most common written form (sentence-initial forms count for little)."""
+        forms: dict[str, dict[str, float]] = {}
+        for s, keys in zip(seen, chosen):
+            for k in keys:
+                f = forms.setdefault(k, {})
+                for a, b in s.spans[k]:
+                    text, weight = _written(corpus, s.tokens[a:b])
+                    f[text] = f.get(text, 0.0) + weight
+        return {k: max(f.items(), key=lambda kv: kv[1])[0] for k, f in forms.items()}
 
-    def _choose(self, seed: Seed, cands: list[str], df: Counter[str], n: int) -> tuple[str, ...]:
-        scored = []
-        for p in cands:
-            if p in self._boilerplate:
-                continue
-            d = df[p]
-            words = p.count(" ") + 1
-            if words == 1 and (d > 0.05 * n or p.endswith(("ly", "ed"))):
-                continue
-            share = math.log(1 + d) if d > 1 else 0.35
-            focus = self._focus.get(p, 1.0) ** (2 if words == 1 else 1)
-            scored.append(((0.6 + 0.7 * (words - 1)) * share * focus * math.log(n / d + 1), p))
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        chosen: list[str] = []
-        for _, p in scored:
-            name = self.aliases.get(p, p)
-            if any(name in c or c in name or _overlap(name, c) for c in chosen):
-                continue
-            chosen.append(name)
-            if len(chosen) >= self.max_kps:
-                break
-        if len(chosen) < self.min_kps and seed.subject:
-            subject = normalize_kp(seed.subject)
-            if subject and subject not in chosen:
-                chosen.append(self.aliases.get(subject, subject))
-        if len(chosen) < self.min_kps:
-            chosen.append(normalize_kp(seed.discipline))
-        return tuple(dict.fromkeys(chosen))
+    def _names(self, keys: Sequence[str], display: dict[str, str]) -> list[str]:
+        names: list[str] = []
+        seen_keys: set[str] = set()
+        for k in keys:
+            target = self.aliases.get(k)
+            name, key = (target, target) if target else (display[k], k)
+            if key not in seen_keys:
+                seen_keys.add(key)
+                names.append(name)
+        return names
