@@ -185,8 +185,24 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
     report = run_extraction(store, chosen, only_missing=only_missing, progress=progress)
     payload = {"seeds": report.seeds, "kps": report.kps, "extractor": report.extractor,
                "failed": [{"line": b.line, "reason": b.reason} for b in report.failed],
+               "by_path": report.by_path, "quality": report.quality,
                "seconds": round(time.perf_counter() - t, 3)}
-    _emit(as_json, payload, f"{report.extractor} extractor: {report.seeds:,} seeds linked to {report.kps:,} KPs")
+
+    def text() -> str:
+        lines = [f"{report.extractor} extractor: {report.seeds:,} seeds linked to {report.kps:,} KPs"]
+        q = report.quality or {}
+        if q:
+            lines.append(f"KPs named by one seed only: {q['singleton_share']:.1%}; everyday words among the "
+                         f"{q['top']} most frequent: {q['general_word_share']:.1%}; KPs per seed "
+                         f"{q['kps_per_seed_min']}-{q['kps_per_seed_max']} (mean {q['kps_per_seed_mean']:.1f})")
+        if report.by_path:
+            lines.append("seeds by path: " + ", ".join(f"{k} {v:,}" for k, v in report.by_path.items()))
+        if report.failed:
+            lines.append(f"{len(report.failed):,} seeds failed:")
+            lines += [f"  {b.reason}" for b in report.failed[:20]]
+        return "\n".join(lines)
+
+    _emit(as_json, payload, text)
 
 
 @main.command()

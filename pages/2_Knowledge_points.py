@@ -96,8 +96,8 @@ with m1:
         merge = st.form_submit_button("Merge")
     if merge:
         freq_of = dict(zip(df["name"], df["freq"]))
-        target_name = normalize_kp(target) or (max(sources, key=lambda n: freq_of.get(n, 0)) if sources else "")
-        folded = [name for name in sources if normalize_kp(name) != target_name]
+        target_name = target.strip() or (max(sources, key=lambda n: freq_of.get(n, 0)) if sources else "")
+        folded = [name for name in sources if normalize_kp(name) != normalize_kp(target_name)]
         if not folded:
             st.error("Choose at least two KPs to merge, or one KP and a different target name.")
         else:

@@ -171,6 +171,8 @@ def synthesis_seeds(text: str) -> list[SeedText]:
                 answer = re.sub(r"^[A-Z]\. ", "", line[len("  Correct: "):]).strip()
             elif line.startswith("  Answer: "):
                 answer = line[len("  Answer: "):].strip()
+                if options:  # "Answer: B. CO2" names the option by letter too
+                    answer = re.sub(r"^[A-Z]\. ", "", answer)
             elif not options and not answer:
                 question_lines.append(line)
         seeds.append(SeedText(int(m.group(1)), m.group(2), "\n".join(question_lines).strip(), options, answer))

@@ -13,6 +13,7 @@ from linkqa_core.difficulty.enhance import difficulty_mix, enhance
 from linkqa_core.difficulty.raters import OfflineRater
 from linkqa_core.difficulty.rewrite import OFFLINE_OPERATIONS, OFFLINE_REWRITER, OPERATIONS
 from linkqa_core.difficulty.targets import DifficultyTargets, level_of, mix_gap
+from linkqa_core.kps.names import normalize_kp
 from linkqa_core.records import Item
 from linkqa_core.store.items import item_from_row
 from linkqa_core.errors import ConfigError, InputError
@@ -179,7 +180,7 @@ def test_join_kp_brings_in_a_kp_of_the_path(sample_store):
         seed_ids = json.loads(child["seed_ids"])
         naming = sample_store.scalar(
             "SELECT count(*) FROM seeds s JOIN seed_kps l ON l.seed_rid = s.rid JOIN kps k ON k.id = l.kp_id"
-            f" WHERE k.name = ? AND s.id IN ({','.join('?' * len(seed_ids))})", (kp, *seed_ids))
+            f" WHERE k.name = ? AND s.id IN ({','.join('?' * len(seed_ids))})", (normalize_kp(kp), *seed_ids))
         assert naming >= 1
 
 

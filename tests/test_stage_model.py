@@ -9,14 +9,18 @@ import re
 import openai
 import pytest
 
-from linkqa_core.difficulty.enhance import DifficultyTargets, LLMRater, enhance
+from linkqa_core.difficulty.enhance import enhance
+from linkqa_core.difficulty.raters import LLMRater
+from linkqa_core.difficulty.targets import DifficultyTargets
 from linkqa_core.graph.sampling import sample
 from linkqa_core.graph.walks import WalkParams
 from linkqa_core.kps.llm import LLMExtractor, parse_batch, render_batch_prompt
 from linkqa_core.kps.names import normalize_kp
 from linkqa_core.llm.client import LLMSettings
-from linkqa_core.records import Seed
-from linkqa_core.synthesis.run import BundleContext, SynthesisConfig, parse_items, render_prompt, synthesize
+from linkqa_core.records import Bundle, Path, Seed
+from linkqa_core.synthesis.compose import parse_items
+from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE, render_prompt
+from linkqa_core.synthesis.run import SynthesisConfig, synthesize
 
 from openai_server import FakeOpenAI, HostedReasoning, StageModel
 from stage_model import MISBEHAVIOURS, STAGES, stage_of
@@ -41,8 +45,8 @@ def body(text: str, system: str | None = None) -> dict:
 
 
 def synthesis_prompt(n: int, *, multiple_choice: bool = True) -> str:
-    ctx = BundleContext(run_id=1, path_id=1, index=0, kps=KPS, discipline="Biology", seeds=SEEDS)
-    return render_prompt(ctx, SynthesisConfig(multiple_choice=multiple_choice), n, 3.0)
+    bundle = Bundle(Path(0, tuple(KPS), "Biology", tuple(s.id for s in SEEDS), id=1, run_id=1), tuple(SEEDS))
+    return render_prompt(DEFAULT_TEMPLATE, bundle, n, 3.0, multiple_choice)
 
 
 def answer_of(model: StageModel, request: dict) -> str:
@@ -70,22 +74,22 @@ def test_synthesis_answers_n_valid_items_built_from_the_seeds_not_copied(n):
     assert len(items) == n
     seed_text = " ".join(s.question for s in SEEDS)
     for item in items:
-        assert len(item["options"]) == 4 and item["answer"] in item["options"]
-        assert item["question"] not in {s.question for s in SEEDS}
-        assert not any(s.question[:-1] in item["question"] for s in SEEDS)  # never a whole seed question
-        assert len(words(item["question"]) & words(seed_text)) >= 5  # but the seeds' own words
-        assert set(item["kps_used"]) <= set(KPS) and len(item["kps_used"]) == 2
-        answered_by = [s for s in SEEDS if s.answer == item["answer"]]
-        assert answered_by and set(answered_by[0].options) == set(item["options"])  # follows from a seed
-        assert item["difficulty"] == 3.0 and item["solution"]
-    assert len({i["question"] for i in items}) == n
+        assert len(item.options) == 4 and item.answer in item.options
+        assert item.question not in {s.question for s in SEEDS}
+        assert not any(s.question[:-1] in item.question for s in SEEDS)  # never a whole seed question
+        assert len(words(item.question) & words(seed_text)) >= 5  # but the seeds' own words
+        assert set(item.kps_used) <= set(KPS) and len(item.kps_used) == 2
+        answered_by = [s for s in SEEDS if s.answer == item.answer]
+        assert answered_by and set(answered_by[0].options) == set(item.options)  # follows from a seed
+        assert item.difficulty == 3.0 and item.solution
+    assert len({i.question for i in items}) == n
 
 
 def test_synthesis_open_questions_have_no_options():
     items = parse_items(answer_of(StageModel(), body(synthesis_prompt(2, multiple_choice=False))),
                         multiple_choice=False)
-    assert [i["options"] for i in items] == [None, None]
-    assert {i["answer"] for i in items} <= {s.answer for s in SEEDS}
+    assert [i.options for i in items] == [None, None]
+    assert {i.answer for i in items} <= {s.answer for s in SEEDS}
 
 
 def test_kp_batch_answers_every_seed_with_phrases_from_its_own_text():
@@ -111,7 +115,7 @@ def test_rating_parses_and_a_rewrite_it_wrote_is_rated_one_level_higher(sample_s
         report = enhance(sample_store, run_id, DifficultyTargets.parse("default=5:1"), settings, max_rounds=1)
         rate_prompts = [r.json for r in srv.chat_requests if stage_of(r.json) == "difficulty-rate"]
     assert report.attempted == 4 and report.kept == 4 and report.eliminated == {}
-    assert rate_prompts and all(LLMRater.parse(StageModel()(b).content) is not None for b in rate_prompts)
+    assert rate_prompts and all(LLMRater.parse(None, None, StageModel()(b)) is not None for b in rate_prompts)
     children = sample_store.query("SELECT difficulty, parent_id, operation FROM items WHERE parent_id IS NOT NULL")
     parents = {r["id"]: r["difficulty"] for r in sample_store.query("SELECT id, difficulty FROM items")}
     assert all(c["difficulty"] == min(5, parents[c["parent_id"]] + 1) for c in children)
@@ -139,8 +143,8 @@ def test_misbehaviour_every_nth_request_is_counted_per_stage():
 
 def test_copy_seed_and_letter_answers():
     copied = parse_items(answer_of(StageModel(misbehave={"copy_seed": 1}), body(synthesis_prompt(2))))
-    assert copied[0]["question"] == SEEDS[0].question and copied[0]["answer"] == "Carbon dioxide"
-    assert copied[1]["question"] != SEEDS[1].question
+    assert copied[0].question == SEEDS[0].question and copied[0].answer == "Carbon dioxide"
+    assert copied[1].question != SEEDS[1].question
     raw = json.loads(answer_of(StageModel(misbehave={"letter_answer": 1}), body(synthesis_prompt(2))))
     assert all(re.fullmatch(r"[A-D]", i["answer"]) for i in raw["items"])
     assert all(i["options"][ord(i["answer"]) - 65] in {s.answer for s in SEEDS} for i in raw["items"])

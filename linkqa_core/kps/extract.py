@@ -93,11 +93,18 @@ def run_extraction(
     extractions = extractor.extract(seeds, progress=progress)
     by_id = {s.id: s for s in seeds}
     _save_extractions(store, extractions, rid_of, by_id, aliases)
+    from .quality import kp_quality
+
+    quality = kp_quality(extractions, seeds).to_dict()
+    if hasattr(extractor, "subject_fallbacks"):
+        quality["subject_fallbacks"] = extractor.subject_fallbacks
     return ExtractReport(
         seeds=len({e.seed_id for e in extractions if e.kps}),
         kps=store.kps.count(),
         extractor=extractor.name,
         failed=list(getattr(extractor, "failures", [])),
+        by_path=dict(getattr(extractor, "by_path", {}) or {}),
+        quality=quality,
     )
 
 
