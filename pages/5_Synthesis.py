@@ -18,7 +18,7 @@ from studio.jobs import JOBS
 from linkqa_core.quality.checks import GateConfig
 from linkqa_core.quality.gates import apply_gates
 from linkqa_core.quality.reference import load_reference
-from linkqa_core.synthesis.compose import OFFLINE_MODEL
+from linkqa_core.synthesis.offline import OFFLINE_MODEL
 from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE, check_template
 from linkqa_core.synthesis.run import SynthesisConfig, estimate_synthesis_cost, preview_bundle, run_progress, synthesize
 

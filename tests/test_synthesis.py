@@ -17,7 +17,8 @@ from linkqa_core.curation.export import export_run
 from linkqa_core.llm.client import LLMSettings
 from linkqa_core.curation.review import list_items
 from linkqa_core.graph.sampling import sample
-from linkqa_core.synthesis.compose import OFFLINE_MODEL, parse_items
+from linkqa_core.synthesis.compose import parse_items
+from linkqa_core.synthesis.offline import OFFLINE_MODEL
 from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE, render_prompt
 from linkqa_core.synthesis.run import (
     SynthesisConfig,

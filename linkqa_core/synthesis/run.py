@@ -24,7 +24,8 @@ from ..records import Bundle, Item, Path
 from ..store import Store
 from ..store.runs import run_lease
 from ..tasks import Outcome, run_task
-from .compose import OFFLINE_MODEL, Ask, OfflineComposer, SynthesisTask
+from .compose import Ask, SynthesisTask
+from .offline import OFFLINE_MODEL, OfflineComposer
 from .prompt import DEFAULT_TEMPLATE, check_template
 
 __all__ = [
