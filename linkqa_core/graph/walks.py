@@ -22,9 +22,16 @@ KP named by more than ``LINK_SCAN`` seeds always counts as linked. The loop is c
 with numba: start draws use one Fenwick tree per discipline (O(log K) to draw and to
 update after a path), steps scan the neighbours of the current KP only.
 
->>> from linkqa_core.walks import WalkParams, value_walks
->>> walks = value_walks(graph, WalkParams(w_cov=2.0), n_paths=100, seed=7)  # doctest: +SKIP
->>> walks.path(0)  # dense KP indices of the first path  # doctest: +SKIP
+On the bundled sample:
+
+>>> from linkqa_core.graph.build import build_graph
+>>> from linkqa_core.ingest.load import ingest, sample_path
+>>> from linkqa_core.kps.extract import run_extraction
+>>> from linkqa_core.store import Store
+>>> store = Store(":memory:"); _ = ingest(store, sample_path()); _ = run_extraction(store)
+>>> walks = value_walks(build_graph(store), WalkParams(w_cov=2.0), n_paths=100, seed=7)
+>>> len(walks), bool(walks.lengths.min() >= 1)
+(100, True)
 """
 
 from __future__ import annotations
