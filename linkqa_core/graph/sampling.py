@@ -1,10 +1,13 @@
 """One call from knobs to paths, bundles and metrics; a saved sample is a run.
 
->>> from linkqa_core.store import Store
 >>> from linkqa_core.graph.walks import WalkParams
->>> from linkqa_core.graph.sampling import sample
->>> result = sample(Store("data/linkqa.db"), WalkParams(w_cov=2.0), n_paths=100, seed=1)  # doctest: +SKIP
->>> result.metrics["kp_coverage"], result.baseline["kp_coverage"]  # doctest: +SKIP
+>>> from linkqa_core.ingest.load import ingest, sample_path
+>>> from linkqa_core.kps.extract import run_extraction
+>>> from linkqa_core.store import Store
+>>> store = Store(":memory:"); _ = ingest(store, sample_path()); _ = run_extraction(store)
+>>> result = sample(store, WalkParams(w_cov=2.0), n_paths=100, seed=1)
+>>> len(result.paths(store)), 0 < result.metrics["kp_coverage"] <= 1, "kp_coverage" in result.baseline
+(100, True, True)
 """
 
 from __future__ import annotations
