@@ -486,8 +486,8 @@ class Store:
             if row is not None and _alive(row) and row["pid"] != os.getpid():
                 raise LeaseHeld(f"{row['what']} is already running in another process "
                                 f"(pid {row['pid']} on {row['host']}, since {_clock(row['started_at'])})")
-            conn.execute("INSERT OR REPLACE INTO leases (name, pid, host, what, started_at, heartbeat_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", (name, os.getpid(), socket.gethostname(), what, now, now))
+            self.db["leases"].insert({"name": name, "pid": os.getpid(), "host": socket.gethostname(), "what": what,
+                                      "started_at": now, "heartbeat_at": now}, replace=True)
 
     def release_lease(self, name: str) -> None:
         try:
