@@ -1,0 +1,82 @@
+"""JSON lines: one object a line, streamed; every line that is not one is a bad row.
+
+Lines are decoded one by one, so a line in another encoding, a NUL byte, bad JSON, a
+lone surrogate or absurd nesting is one bad row with its line number, wherever it is.
+Large files are also read in blocks of whole lines (:meth:`JsonlReader.blocks`), which
+the columnar path (:mod:`.columnar`) parses with Arrow.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from .formats import Reader
+from .sources import BOM, Source
+from .text import Problem, nul_reason, parse_json, utf8_reason
+
+__all__ = ["JsonlReader", "jsonl_records"]
+
+
+def jsonl_records(lines: Iterable[bytes], before: int = 0) -> Iterator[tuple[int, Any]]:
+    """``(line number, object or bad-row reason)`` for each non-blank line; ``before`` is
+    the number of lines ahead of ``lines`` in the file (a chunk's offset)."""
+    lineno = before
+    for raw in lines:
+        lineno += 1
+        if lineno == 1 and raw.startswith(BOM):
+            raw = raw[3:]
+        if b"\x00" in raw:
+            yield lineno, nul_reason(raw)
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield lineno, utf8_reason(raw, err)
+            continue
+        if not text or text.isspace():
+            continue
+        rec = parse_json(text)
+        if rec.__class__ is dict:
+            yield lineno, rec
+        elif isinstance(rec, Problem):
+            yield lineno, str(rec)
+        else:
+            yield lineno, "not an object"
+
+
+class JsonlReader(Reader):
+    def __init__(self, src: Source):
+        super().__init__(src)
+        self._learn()
+
+    def _open(self) -> BinaryIO:
+        return self.src.open()
+
+    def records(self) -> Iterator[tuple[int, Any]]:
+        try:
+            with self._open() as fh:
+                yield from jsonl_records(fh)
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise self.src.unreadable(err) from err
+
+    def chunks(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
+        """``(lines before, next size lines)`` over the whole file."""
+        try:
+            with self._open() as fh:
+                before = 0
+                while lines := list(itertools.islice(fh, size)):
+                    yield before, lines
+                    before += len(lines)
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise self.src.unreadable(err) from err
+
+    def estimate(self) -> int:
+        count = 0
+        try:
+            with self._open() as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    count += block.count(b"\n")
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise self.src.unreadable(err) from err
+        return count
