@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
+import json
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..records import BadRow
 from ..store.seeds import seed_row
@@ -36,13 +40,43 @@ if TYPE_CHECKING:
 
 __all__ = ["Columnar"]
 
-_WS = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())  # what str.strip() strips
-# whitespace other than a single space: the hashed key needs Python's norm() there
-_NOT_NORMAL = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WS if c != " ") + "]|  "
-# text that json (ensure_ascii=False) escapes inside a string
-_JSON_ESCAPED = '[\\x{0}-\\x{1f}"\\\\]'
+# what str.strip() strips: "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+       "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_dumps = json.JSONEncoder(ensure_ascii=False).encode  # as store.seeds encodes options
 _LETTER_KEYS = list(LETTER_INDEX)
 _LETTER_VALUES = [LETTER_INDEX[k] for k in _LETTER_KEYS]
+
+
+_SMALLEST = 16  # a refused part this small takes the row path line by line
+
+
+class _Lines:
+    """The lines of a block, by their start and end offsets."""
+
+    def __init__(self, block: bytes, starts: np.ndarray, ends: np.ndarray):
+        self.block, self.starts, self.ends = block, starts, ends
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.block[int(self.starts[i]):int(self.ends[i]) + 1]
+
+    def join(self, which: np.ndarray) -> bytes:
+        """The lines ``which`` (ascending) as one byte string, each ending in a newline."""
+        if len(which) == len(self.ends) and which[-1] == len(self.ends) - 1:
+            data = self.block
+        else:  # runs of consecutive lines are one slice each
+            cuts = np.flatnonzero(np.diff(which) != 1) + 1
+            data = b"".join(self.block[int(self.starts[run[0]]):int(self.ends[run[-1]]) + 1]
+                            for run in np.split(which, cuts))
+        return data if data.endswith(b"\n") else data + b"\n"
+
+    def containing(self, block: bytes, needle: bytes) -> np.ndarray:
+        """Indices of the lines that contain ``needle``."""
+        hits, at = [], block.find(needle)
+        while at >= 0:
+            hits.append(at)
+            at = block.find(needle, at + 1)
+        return np.unique(np.searchsorted(self.ends, np.asarray(hits, dtype=np.int64)))
 
 
 class Columnar:
@@ -96,83 +130,127 @@ class Columnar:
 
     # -- a block --------------------------------------------------------------------------
 
-    def rows(self, lines: list[bytes], before: int) -> tuple[list[tuple], list[BadRow], int]:
-        """Database rows, bad rows and rows read of ``lines`` (``before`` lines precede them),
-        exactly as the row path gives them."""
-        table = self._parse(lines, before)
-        if table is None:
-            return self._row_path(lines, before, range(len(lines)))
-        good, out = self._build(table)
+    def rows(self, block: bytes, ends: np.ndarray, before: int) -> tuple[list[tuple], list[BadRow], int]:
+        """Database rows, bad rows and rows read of the lines of ``block`` (``ends``: their
+        line ends, see :meth:`~.read_jsonl.JsonlReader.blocks`; ``before`` lines precede
+        them), exactly as the row path gives them."""
+        n = len(ends)
+        starts = np.empty(n, dtype=np.int64)
+        starts[:1] = 0
+        starts[1:] = ends[:-1] + 1
+        lines = _Lines(block, starts, ends)
+        fast = self._candidates(block, lines, before)
+        # text with no backslash has no escapes: nothing for JSON to escape, no control
+        # characters, so the per-row checks below can be skipped for the whole block
+        self._escapes = (not block.isascii()) or b"\\" in block
+        self._spaces = self._escapes or b"  " in block  # runs of spaces to collapse in the id key
+        results: dict[int, tuple[list[tuple], list[BadRow], int]] = {}
+        built: list[Any] = [None] * n
+        self._columnar(lines, np.flatnonzero(fast), before, built, results)
+        for i in np.flatnonzero(~fast).tolist():
+            results[i] = self._row_path(lines, before, i)
+        if not results:
+            return built, [], n
         rows: list[tuple] = []
         bad: list[BadRow] = []
         read = 0
-        pending = [i for i, ok in enumerate(good) if not ok]
-        slow: dict[int, tuple[list[tuple], list[BadRow], int]] = {}
-        for i in pending:
-            slow[i] = self._row_path(lines, before, [i])
-        k = 0
-        for i, ok in enumerate(good):
-            if ok:
-                rows.append(out[k])
-                k += 1
+        for i in range(n):
+            row = built[i]
+            if row is not None:
+                rows.append(row)
                 read += 1
-            else:
-                r, b, n = slow[i]
-                rows.extend(r)
-                bad.extend(b)
-                read += n
+                continue
+            r, b, k = results[i]
+            rows.extend(r)
+            bad.extend(b)
+            read += k
         return rows, bad, read
 
-    def _row_path(self, lines: list[bytes], before: int, which: Any) -> tuple[list[tuple], list[BadRow], int]:
-        load = self.load
-        build = load.build
-        rows: list[tuple] = []
-        bad: list[BadRow] = []
-        read = 0
-        added_at = self.added_at
-        for i in which:
-            for line, rec in jsonl_records([lines[i]], before + i):
-                read += 1
-                if rec.__class__ is str:
-                    bad.append(BadRow(line, rec))
-                    continue
-                out = build(rec)
-                if out.__class__ is str:
-                    bad.append(BadRow(line, out))  # type: ignore[arg-type]
-                    continue
-                i_, q, a, o, letter, d, subject, diff, source, meta = out  # type: ignore[misc]
-                rows.append(seed_row(i_, q, a, o, letter, d, subject, diff, False, source, meta, added_at))
-        return rows, bad, read
-
-    def _parse(self, lines: list[bytes], before: int) -> Any:
-        """The block as an Arrow table with one row per line, or None for the row path."""
-        import pyarrow as pa
-        import pyarrow.json as pj
-
-        n = len(lines)
-        if not n or (before == 0 and lines[0].startswith(BOM)):
-            return None
-        block = b"".join(lines)
-        # every line one object: it starts with "{" and ends with "}" (Arrow skips blank
-        # lines, reads `null` as a row of nulls, and two objects on a line as two rows)
-        if block[:1] != b"{" or block.count(b"}\n{") != n - 1 or not block.rstrip(b"\n").endswith(b"}"):
-            return None
+    def _candidates(self, block: bytes, lines: "_Lines", before: int) -> np.ndarray:
+        """Lines Arrow may read: exactly one object ("{" .. "}"), UTF-8, no escaped NUL.
+        (Arrow skips blank lines, reads ``null`` as a row of nulls and two objects on a
+        line as two rows; each of those takes the row path.)"""
+        data = np.frombuffer(block, dtype=np.uint8)
+        n = len(lines.ends)
+        ok = (lines.ends > lines.starts) & (data[np.minimum(lines.starts, len(block) - 1)] == 0x7B)
+        ok &= data[np.clip(lines.ends - 1, 0, len(block) - 1)] == 0x7D
+        if before == 0 and block.startswith(BOM):
+            ok[0] = False
         if b"\\u0000" in block:
-            return None
+            ok[lines.containing(block, b"\\u0000")] = False
         if not block.isascii():
             try:
                 block.decode("utf-8")
             except UnicodeDecodeError:
-                return None
+                for i in range(n):
+                    if ok[i]:
+                        try:
+                            lines[i].decode("utf-8")
+                        except UnicodeDecodeError:
+                            ok[i] = False
+        return ok
+
+    def _columnar(self, lines: "_Lines", which: np.ndarray, before: int, built: list[Any],
+                  results: dict[int, tuple[list[tuple], list[BadRow], int]]) -> None:
+        """Build the lines ``which`` column-wise; a part Arrow refuses is halved until the
+        refused lines are few, and those take the row path."""
+        if not len(which):
+            return
+        table = self._parse(lines, which)
+        if table is None:
+            if len(which) <= _SMALLEST:
+                for i in which.tolist():
+                    results[i] = self._row_path(lines, before, i)
+                return
+            half = len(which) // 2
+            self._columnar(lines, which[:half], before, built, results)
+            self._columnar(lines, which[half:], before, built, results)
+            return
+        good, out = self._build(table)
+        if len(out) == len(which) and len(which) == len(built):
+            built[:] = out  # the whole block, every row built here
+            return
+        k = 0
+        for i, ok in zip(which.tolist(), good):
+            if ok:
+                built[i] = out[k]
+                k += 1
+            else:
+                results[i] = self._row_path(lines, before, i)
+
+    def _row_path(self, lines: "_Lines", before: int, i: int) -> tuple[list[tuple], list[BadRow], int]:
+        build = self.load.build
+        rows: list[tuple] = []
+        bad: list[BadRow] = []
+        read = 0
+        for line, rec in jsonl_records([lines[i]], before + i):
+            read += 1
+            if rec.__class__ is str:
+                bad.append(BadRow(line, rec))
+                continue
+            out = build(rec)
+            if out.__class__ is str:
+                bad.append(BadRow(line, out))  # type: ignore[arg-type]
+                continue
+            i_, q, a, o, letter, d, subject, diff, source, meta = out  # type: ignore[misc]
+            rows.append(seed_row(i_, q, a, o, letter, d, subject, diff, False, source, meta, self.added_at))
+        return rows, bad, read
+
+    def _parse(self, lines: "_Lines", which: np.ndarray) -> Any:
+        """The lines ``which`` as an Arrow table, one row per line, or None."""
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        data = lines.join(which)
         try:
             table = pj.read_json(
-                io.BytesIO(block),
-                read_options=pj.ReadOptions(use_threads=True, block_size=max(len(block) // 2, 1 << 20)),
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(use_threads=True, block_size=max(len(data) // 2, 1 << 20)),
                 parse_options=pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error"),
             )
         except (pa.ArrowException, ValueError, UnicodeDecodeError):
             return None
-        if table.num_rows != n:
+        if table.num_rows != len(which):
             return None
         return table.combine_chunks()
 
@@ -182,7 +260,7 @@ class Columnar:
         import pyarrow.compute as pc
 
         def trimmed(name: str) -> Any:
-            return pc.utf8_trim(table.column(name).combine_chunks(), _WS)
+            return pc.utf8_trim(table.column(name), _WS)
 
         def filled(arr: Any) -> Any:
             return pc.fill_null(pc.greater(pc.utf8_length(arr), 0), False)
@@ -190,9 +268,8 @@ class Columnar:
         q = trimmed(self.q_col)
         a = trimmed(self.a_col)
         good = pc.and_(filled(q), filled(a))
-        letter = None
-        if self.o_cols:
-            opts = [trimmed(c) for c in self.o_cols]
+        opts = [trimmed(c) for c in self.o_cols]
+        if opts:
             for o in opts:
                 good = pc.and_(good, filled(o))
             idx = pc.take(self.letter_values, pc.index_in(a, value_set=self.letter_keys))
@@ -200,67 +277,65 @@ class Columnar:
             safe = pc.if_else(good, idx, 0)
             answer = pc.choose(safe, *opts)
             letter = pc.take(self.letters, safe)
-            joined = pc.binary_join_element_wise(*opts, OPTION_SEP)
-            key = pc.binary_join_element_wise(q, joined, answer, PART_SEP)
-            options_json = pc.binary_join_element_wise(
-                "[\"", pc.binary_join_element_wise(*opts, '", "'), "\"]", "")
-            escaped = pc.match_substring_regex(pc.binary_join_element_wise(*opts, ""), _JSON_ESCAPED)
+            key = pc.binary_join_element_wise(q, pc.binary_join_element_wise(*opts, OPTION_SEP), answer, PART_SEP)
+            options_json = pc.binary_join_element_wise('["', pc.binary_join_element_wise(*opts, '", "'), '"]', "")
         else:
             answer = a
             key = pc.binary_join_element_wise(q, "", a, PART_SEP)
-            options_json = escaped = None
+        # printable ASCII throughout: no whitespace but single spaces to collapse, nothing
+        # for JSON to escape but quotes and backslashes (looked for below)
+        plain = pc.ascii_is_printable(pc.binary_join_element_wise(q, *opts, a, " ")) if self._escapes else None
         difficulty = None
         if self.f_col:
-            d = table.column(self.f_col).combine_chunks()
+            d = table.column(self.f_col)
             blank = pc.or_(pc.is_null(d), pc.is_nan(d))
             in_range = pc.and_(pc.greater_equal(d, 1.0), pc.less_equal(d, 5.0))
             good = pc.and_(good, pc.or_(blank, pc.fill_null(in_range, False)))
             difficulty = pc.if_else(blank, pa.scalar(None, pa.float64()), d)
         good = pc.fill_null(good, False)
-
-        # only the rows built here from now on
-        keep = good
-        n_good = pc.sum(keep).as_py() or 0
+        if isinstance(good, pa.ChunkedArray):
+            good = good.combine_chunks()
         good_list = good.to_pylist()
+        n_good = sum(good_list)
         if not n_good:
             return good_list, []
 
         def pick(arr: Any) -> list[Any]:
-            return pc.filter(arr, keep).to_pylist()
+            return pc.filter(arr, good).to_pylist()
 
-        qs, answers = pick(q), pick(answer)
-        keys = pc.filter(key, keep)
-        odd = pc.match_substring_regex(keys, _NOT_NORMAL).to_pylist()
-        key_bytes = keys.cast(pa.binary()).to_pylist()
         sha = hashlib.sha256
-        ids = [sha(k).hexdigest()[:16] if not o else sha(norm(k.decode("utf-8")).encode("utf-8")).hexdigest()[:16]
-               for k, o in zip(key_bytes, odd)]
-        if self.o_cols:
+        plains = pick(plain) if plain is not None else itertools.repeat(True)
+        keys = pc.filter(key, good).cast(pa.binary()).to_pylist()
+        if self._spaces:
+            ids = [sha(k if p and b"  " not in k else norm(k.decode("utf-8")).encode("utf-8")).hexdigest()[:16]
+                   for k, p in zip(keys, plains)]
+        else:
+            ids = [sha(k).hexdigest()[:16] for k in keys]
+        if opts:
             letters = pick(letter)
             opts_json = pick(options_json)
-            for i, e in enumerate(pick(escaped)):
-                if e:
-                    opts_json[i] = None  # escape like the JSON encoder: done below from the texts
-            if None in opts_json:
-                from ..store.seeds import _dumps
-
-                opt_texts = [pick(trimmed(c)) for c in self.o_cols]
-                for i, v in enumerate(opts_json):
-                    if v is None:
-                        opts_json[i] = _dumps([t[i] for t in opt_texts])
+            quotes = 2 * len(opts)
+            redo = [] if plain is None else [
+                i for i, (j, p) in enumerate(zip(opts_json, pick(plain))) if not p or j.count('"') != quotes or "\\" in j]
+            if redo:
+                texts = [pick(o) for o in opts]
+                for i in redo:
+                    opts_json[i] = _dumps([t[i] for t in texts])
         else:
-            letters = [None] * n_good
-            opts_json = [None] * n_good
-        subjects = self._texts(table, self.s_col, keep, n_good)
-        cells = self._texts(table, self.d_col, keep, n_good)
-        of_cell, of_subject = self.disciplines.of_cell, self.disciplines.of_subject
-        disciplines = [of_cell(c) if c is not None else of_subject(s) for c, s in zip(cells, subjects)]
+            letters = opts_json = [None] * n_good  # type: ignore[assignment]
+        subjects = self._texts(table, self.s_col, good, n_good)
+        if self.d_col:
+            cells = self._texts(table, self.d_col, good, n_good)
+            of_cell, of_subject = self.disciplines.of_cell, self.disciplines.of_subject
+            disciplines = [of_cell(c) if c is not None else of_subject(s) for c, s in zip(cells, subjects)]
+        else:  # one lookup per distinct subject
+            distinct = {s: self.disciplines.of_subject(s) for s in set(subjects)}
+            disciplines = list(map(distinct.__getitem__, subjects))
         default = self.load.source_name
-        sources = [s or default for s in self._texts(table, self.src_col, keep, n_good)]
+        sources = [s or default for s in self._texts(table, self.src_col, good, n_good)]
         diffs = pick(difficulty) if difficulty is not None else [None] * n_good
-        added_at = self.added_at
-        out = list(zip(ids, qs, answers, opts_json, letters, disciplines, subjects, diffs,
-                       [0] * n_good, sources, [None] * n_good, [added_at] * n_good))
+        out = list(zip(ids, pick(q), pick(answer), opts_json, letters, disciplines, subjects, diffs,
+                       itertools.repeat(0), sources, itertools.repeat(None), itertools.repeat(self.added_at)))
         return good_list, out
 
     @staticmethod
@@ -273,5 +348,5 @@ class Columnar:
         arr = pc.filter(pc.utf8_trim(table.column(column).combine_chunks(), _WS), keep)
         arr = pc.if_else(pc.equal(pc.utf8_length(arr), 0), None, arr)
         enc = arr.dictionary_encode()
-        values = enc.dictionary.to_pylist()
-        return [None if i is None else values[i] for i in enc.indices.to_pylist()]
+        values = enc.dictionary.to_pylist() + [None]
+        return list(map(values.__getitem__, pc.fill_null(enc.indices, len(values) - 1).to_pylist()))

@@ -169,8 +169,8 @@ class _Load:
         if self.format == "jsonl":
             columnar = Columnar.for_load(self, added_at)
             if columnar is not None:
-                for before, lines in self.reader.chunks(BATCH):  # type: ignore[attr-defined]
-                    rows, bad, read = columnar.rows(lines, before)
+                for before, block, ends in self.reader.blocks(BATCH):  # type: ignore[attr-defined]
+                    rows, bad, read = columnar.rows(block, ends, before)
                     self.bad_rows.extend(bad)
                     self.rows_read += read
                     yield rows

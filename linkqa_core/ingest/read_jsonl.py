@@ -2,14 +2,16 @@
 
 Lines are decoded one by one, so a line in another encoding, a NUL byte, bad JSON, a
 lone surrogate or absurd nesting is one bad row with its line number, wherever it is.
-Large files are also read in blocks of whole lines (:meth:`JsonlReader.blocks`), which
-the columnar path (:mod:`.columnar`) parses with Arrow.
+The columnar path (:mod:`.columnar`) reads blocks of whole lines as one byte string
+with the positions of their line ends (:meth:`JsonlReader.blocks`), for Arrow.
 """
 
 from __future__ import annotations
 
 import itertools
 from typing import Any, BinaryIO, Iterable, Iterator
+
+import numpy as np
 
 from .formats import Reader
 from .sources import BOM, Source
@@ -68,6 +70,39 @@ class JsonlReader(Reader):
                 while lines := list(itertools.islice(fh, size)):
                     yield before, lines
                     before += len(lines)
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise self.src.unreadable(err) from err
+
+    def blocks(self, size: int) -> Iterator[tuple[int, bytes, np.ndarray]]:
+        """``(lines before, block, ends)`` over the whole file: ``size`` lines a block (the
+        same lines as :meth:`chunks`), ``ends[i]`` the offset of line i's ``\\n`` in the
+        block (the block's length for a last line without one)."""
+        try:
+            with self._open() as fh:
+                before = 0
+                pending, ends = b"", np.zeros(0, dtype=np.int64)
+                eof = False
+                while True:
+                    while len(ends) < size and not eof:
+                        piece = fh.read(1 << 23)
+                        if not piece:
+                            eof = True
+                            break
+                        found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 10) + len(pending)
+                        pending += piece
+                        ends = np.concatenate([ends, found])
+                    if len(ends) >= size:
+                        cut = int(ends[size - 1]) + 1
+                        block, block_ends = pending[:cut], ends[:size]
+                        pending, ends = pending[cut:], ends[size:] - cut
+                    elif pending:
+                        block = pending
+                        block_ends = ends if pending.endswith(b"\n") else np.append(ends, len(pending))
+                        pending, ends = b"", np.zeros(0, dtype=np.int64)
+                    else:
+                        return
+                    yield before, block, block_ends
+                    before += len(block_ends)
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise self.src.unreadable(err) from err
 
