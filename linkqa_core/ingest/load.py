@@ -23,7 +23,6 @@ Ids are content hashes (:func:`seed_id`), so loading the same file twice adds no
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from ..errors import InputError
 from ..records import BadRow, IngestReport, Seed
 from ..taxonomy import match_discipline
 from .formats import FORMATS, open_reader
+from .read_jsonl import CHUNK_BYTES
 from .mapping import FIELDS, ColumnMap, guess_mapping, resolve_plan
 from .rows import Fields, make_builder, scalar_text, seed_id
 from .sources import Source, SourceLike
@@ -175,8 +175,15 @@ class _Load:
                     self.rows_read += read
                     yield rows
                 return
-        rows = self.rows(added_at)
-        while batch := list(itertools.islice(rows, BATCH)):
+        batch: list[tuple] = []
+        size = 0
+        for row in self.rows(added_at):
+            batch.append(row)
+            size += len(row[1]) + len(row[2]) + len(row[3] or "") + len(row[10] or "")
+            if len(batch) >= BATCH or size >= CHUNK_BYTES:  # long rows: fewer a batch
+                yield batch
+                batch, size = [], 0
+        if batch:
             yield batch
 
     def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:

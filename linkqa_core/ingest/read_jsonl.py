@@ -17,7 +17,9 @@ from .formats import Reader
 from .sources import BOM, Source
 from .text import Problem, nul_reason, parse_json, utf8_reason
 
-__all__ = ["JsonlReader", "jsonl_records"]
+__all__ = ["JsonlReader", "jsonl_records", "CHUNK_BYTES"]
+
+CHUNK_BYTES = 16 << 20  # a chunk of lines ends early past this size, so long rows stay in bounded memory
 
 
 def jsonl_records(lines: Iterable[bytes], before: int = 0) -> Iterator[tuple[int, Any]]:
@@ -63,19 +65,29 @@ class JsonlReader(Reader):
             raise self.src.unreadable(err) from err
 
     def chunks(self, size: int) -> Iterator[tuple[int, list[bytes]]]:
-        """``(lines before, next size lines)`` over the whole file."""
+        """``(lines before, next lines)`` over the whole file: ``size`` lines a chunk, or
+        fewer when they pass :data:`CHUNK_BYTES` (long rows)."""
         try:
             with self._open() as fh:
                 before = 0
-                while lines := list(itertools.islice(fh, size)):
+                while True:
+                    lines: list[bytes] = []
+                    total = 0
+                    for line in itertools.islice(fh, size):
+                        lines.append(line)
+                        total += len(line)
+                        if total >= CHUNK_BYTES:
+                            break
+                    if not lines:
+                        return
                     yield before, lines
                     before += len(lines)
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise self.src.unreadable(err) from err
 
     def blocks(self, size: int) -> Iterator[tuple[int, bytes, np.ndarray]]:
-        """``(lines before, block, ends)`` over the whole file: ``size`` lines a block (the
-        same lines as :meth:`chunks`), ``ends[i]`` the offset of line i's ``\\n`` in the
+        """``(lines before, block, ends)`` over the whole file, cut where :meth:`chunks`
+        cuts, ``ends[i]`` the offset of line i's ``\\n`` in the
         block (the block's length for a last line without one)."""
         try:
             with self._open() as fh:
@@ -83,18 +95,21 @@ class JsonlReader(Reader):
                 pending, ends = b"", np.zeros(0, dtype=np.int64)
                 eof = False
                 while True:
-                    while len(ends) < size and not eof:
+                    while True:  # read until the next cut is known: size lines, or CHUNK_BYTES
+                        take = min(size, int(np.searchsorted(ends, CHUNK_BYTES - 1)) + 1)
+                        if take <= len(ends) or eof:
+                            break
                         piece = fh.read(1 << 23)
                         if not piece:
                             eof = True
-                            break
+                            continue
                         found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 10) + len(pending)
                         pending += piece
                         ends = np.concatenate([ends, found])
-                    if len(ends) >= size:
-                        cut = int(ends[size - 1]) + 1
-                        block, block_ends = pending[:cut], ends[:size]
-                        pending, ends = pending[cut:], ends[size:] - cut
+                    if take <= len(ends):
+                        cut = int(ends[take - 1]) + 1
+                        block, block_ends = pending[:cut], ends[:take]
+                        pending, ends = pending[cut:], ends[take:] - cut
                     elif pending:
                         block = pending
                         block_ends = ends if pending.endswith(b"\n") else np.append(ends, len(pending))

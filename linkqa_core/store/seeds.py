@@ -29,6 +29,7 @@ _INSERT_SEED = (
 )
 _APPEND_SEED = _INSERT_SEED.replace("INSERT OR IGNORE", "INSERT")
 _ID_INDEX = "seeds_id"  # schema v6: the unique index on seeds.id, by name
+_BULK_CACHE_KB = -65536  # 64 MB of page cache during a deferred bulk load
 
 
 @dataclass
@@ -135,8 +136,12 @@ class SeedStore:
             named = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                                  (_ID_INDEX,)).fetchone()
             load = BulkLoad(deferred=bool(empty and named))
+            cache = conn.execute("PRAGMA cache_size").fetchone()[0]
             if load.deferred:
                 conn.execute(f"DROP INDEX {_ID_INDEX}")
+                # appends need no big cache, and the index build's sorter takes the cache
+                # size as its memory: a smaller one keeps a big load's peak memory bounded
+                conn.execute(f"PRAGMA cache_size={_BULK_CACHE_KB}")
             self._bulk = load
             try:
                 yield load
@@ -152,6 +157,7 @@ class SeedStore:
                 raise
             finally:
                 self._bulk = None
+                conn.execute(f"PRAGMA cache_size={int(cache)}")
 
     def _finish_deferred(self, conn: sqlite3.Connection, load: BulkLoad) -> None:
         """Remove the repeats among the appended rows (rids 1..n), then build the index."""
