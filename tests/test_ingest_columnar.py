@@ -190,3 +190,19 @@ def test_a_database_of_schema_5_gets_the_named_index_and_keeps_its_seeds(tmp_pat
         with store.transaction() as c:
             c.execute("INSERT INTO seeds (id, question, answer, discipline, added_at) VALUES ('abc', 'q', 'a', 'Law', 1)")
     assert not hasattr(columnar_module, "nothing")
+
+
+def test_blocks_and_chunks_cut_a_file_at_the_same_lines_by_count_and_by_size(tmp_path, monkeypatch):
+    from linkqa_core.ingest import read_jsonl
+    from linkqa_core.ingest.sources import Source
+
+    monkeypatch.setattr(read_jsonl, "CHUNK_BYTES", 1000)
+    rng = random.Random(5)
+    lines = [json.dumps({"question": "q" * rng.choice([5, 50, 400, 1500]), "answer": "a"}) for _ in range(300)]
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(("\n".join(lines)).encode())  # no newline at the end
+    reader = read_jsonl.JsonlReader(Source(path, None))
+    chunks = [(before, b"".join(part)) for before, part in reader.chunks(7)]
+    blocks = [(before, block) for before, block, _ in reader.blocks(7)]
+    assert chunks == blocks and len(blocks) > 300 / 7
+    assert b"".join(b for _, b in blocks) == path.read_bytes()

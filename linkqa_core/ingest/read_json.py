@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Iterator
 from ..errors import InputError
 from .formats import Reader
 from .sources import Source
-from .text import MAX_DEPTH, escapes_to_check, json_error, record_problem, too_deep
+from .text import MAX_DEPTH, escapes_to_check, record_problem, too_deep
 
 __all__ = ["JsonReader"]
 
