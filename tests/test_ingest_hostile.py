@@ -170,3 +170,11 @@ def test_every_hostile_file_ends_in_one_line_naming_the_file_never_a_traceback(n
         assert store.seeds.count() == 0
     else:
         assert all("\n" not in b.reason for b in report.bad_rows)
+
+
+def test_a_five_thousand_digit_answer_next_to_options_is_a_bad_row():
+    rows = [{"question": "Which?", "options": ["1", "2"], "answer": "9" * 5000},
+            {"question": "Which?", "options": ["1", "2"], "answer": "2"}]
+    result = load_seeds(jsonl_bytes(rows), filename="digits.jsonl")
+    assert result.bad_rows == [BadRow(1, "answer '" + "9" * 39 + "…' matches none of the 2 options")]
+    assert [s.answer_letter for s in result.seeds] == ["B"]

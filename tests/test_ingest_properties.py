@@ -147,7 +147,8 @@ def test_megabyte_fields_load_in_every_format(megabytes, name):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    | st.sampled_from(["9" * 5000, "B", "(c)", "  ", "1e999", "Level 3", 10 ** 4000]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )

@@ -199,7 +199,7 @@ def _index_bases(column: Any, sample: Sequence[Mapping[str, Any]]) -> tuple[int,
         v = rec.get(column)
         if isinstance(v, int) and not isinstance(v, bool):
             ints.add(v)
-        elif isinstance(v, str) and v.strip().isdigit() and v.strip().isascii():
+        elif isinstance(v, str) and v.strip().isdigit() and v.strip().isascii() and len(v.strip()) <= 3:
             texts.add(int(v.strip()))
     int_base = 0 if 0 in ints or colkey(column) not in _INDEX_COLUMNS else 1
     text_base = 0 if 0 in texts else 1

@@ -331,7 +331,7 @@ def make_builder(plan: Plan, default_source: str, discipline_map: Mapping[str, s
                         if opt == a or norm(opt) == na:
                             break
                     else:
-                        if a.isdigit() and a.isascii() and 0 <= int(a) - text_base < n:
+                        if a.isdigit() and a.isascii() and len(a) <= 3 and 0 <= int(a) - text_base < n:
                             idx = int(a) - text_base
                         else:
                             return f"answer '{_short(a)}' matches none of the {n} options"
