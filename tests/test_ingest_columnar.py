@@ -50,7 +50,7 @@ def both_paths(tmp_path, data: bytes, monkeypatch, name="f.jsonl", **kw):
     fast_store = Store(tmp_path / "fast.db")
     fast = ingest(fast_store, path, parallel=False, **kw)
     with monkeypatch.context() as m:
-        m.setattr(Columnar, "for_load", classmethod(lambda cls, load, added_at: None))
+        m.setattr(Columnar, "for_load", classmethod(lambda cls, load, added_at, threads=True: None))
         slow_store = Store(tmp_path / "slow.db")
         slow = ingest(slow_store, path, parallel=False, **kw)
     return (stored(fast_store), fast), (stored(slow_store), slow)

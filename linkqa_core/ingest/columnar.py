@@ -82,12 +82,13 @@ class _Lines:
 class Columnar:
     """The columnar path for one load's plan (see the module docstring)."""
 
-    def __init__(self, load: _Load, added_at: float):
+    def __init__(self, load: _Load, added_at: float, threads: bool = True):
         import pyarrow as pa
 
         mapping = load.mapping
         self.load = load
         self.added_at = added_at
+        self.threads = threads  # Arrow's own threads: off in parsing children, which share the cores already
         self.q_col: str = mapping["question"]  # type: ignore[assignment]
         self.a_col: str = mapping["answer"]  # type: ignore[assignment]
         self.o_cols: list[str] = list(mapping.get("options") or [])  # type: ignore[arg-type]
@@ -108,7 +109,7 @@ class Columnar:
         self.disciplines = Disciplines(load.discipline_map)
 
     @classmethod
-    def for_load(cls, load: _Load, added_at: float) -> Columnar | None:
+    def for_load(cls, load: _Load, added_at: float, threads: bool = True) -> Columnar | None:
         """The columnar path for ``load``, or None when its plan is not one it handles
         (options in one column, fallback columns, a mapping that names a column twice)."""
         mapping = load.mapping
@@ -126,7 +127,7 @@ class Columnar:
             import pyarrow.json  # noqa: F401
         except ImportError:  # pragma: no cover - pyarrow is a dependency
             return None
-        return cls(load, added_at)
+        return cls(load, added_at, threads)
 
     # -- a block --------------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class Columnar:
         try:
             table = pj.read_json(
                 io.BytesIO(data),
-                read_options=pj.ReadOptions(use_threads=True, block_size=max(len(data) // 2, 1 << 20)),
+                read_options=pj.ReadOptions(use_threads=self.threads, block_size=max(len(data) // 2, 1 << 20)),
                 parse_options=pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error"),
             )
         except (pa.ArrowException, ValueError, UnicodeDecodeError):

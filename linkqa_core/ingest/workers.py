@@ -129,7 +129,7 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
         source_name=spec["source_name"],
     )
     part, parts, added_at = spec["part"], spec["parts"], spec["added_at"]
-    columnar = Columnar.for_load(load, added_at)
+    columnar = Columnar.for_load(load, added_at, threads=False)
     reader = load.reader
     chunks = reader.blocks(spec["batch"]) if columnar is not None else reader.chunks(spec["batch"])  # type: ignore
     for index, chunk in enumerate(chunks):
