@@ -159,6 +159,7 @@ class _Transcoded(io.RawIOBase):
         self.decoder = codecs.getincrementaldecoder("utf-16")("strict")
         self.pending = b""
         self.done = False
+        self.offset = 0  # bytes of the file decoded so far, for an error's position
 
     def readable(self) -> bool:
         return True
@@ -167,7 +168,12 @@ class _Transcoded(io.RawIOBase):
         while not self.pending and not self.done:
             chunk = self.raw.read(1 << 20)
             self.done = not chunk
-            self.pending = self.decoder.decode(chunk, final=self.done).encode("utf-8")
+            try:
+                self.pending = self.decoder.decode(chunk, final=self.done).encode("utf-8")
+            except UnicodeDecodeError as err:  # where in the file, not in this chunk
+                raise UnicodeDecodeError(err.encoding, err.object, err.start + self.offset, err.end + self.offset,
+                                         err.reason) from None
+            self.offset += len(chunk)
         n = min(len(buf), len(self.pending))
         buf[:n] = self.pending[:n]
         self.pending = self.pending[n:]
