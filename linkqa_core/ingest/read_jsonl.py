@@ -9,7 +9,7 @@ with the positions of their line ends (:meth:`JsonlReader.blocks`), for Arrow.
 from __future__ import annotations
 
 import itertools
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -85,39 +85,44 @@ class JsonlReader(Reader):
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise self.src.unreadable(err) from err
 
-    def blocks(self, size: int) -> Iterator[tuple[int, bytes, np.ndarray]]:
+    def blocks(self, size: int, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, bytes, np.ndarray]]:
         """``(lines before, block, ends)`` over the whole file, cut where :meth:`chunks`
-        cuts, ``ends[i]`` the offset of line i's ``\\n`` in the
-        block (the block's length for a last line without one)."""
+        cuts; ``ends[i]`` is the offset of line i's ``\\n`` in the block (the block's
+        length for a last line without one). ``keep(k)`` False skips the k-th block
+        (a parsing child skims the blocks of the others: found, counted, not copied)."""
         try:
             with self._open() as fh:
-                before = 0
-                pending, ends = b"", np.zeros(0, dtype=np.int64)
-                eof = False
+                before = index = 0
+                pending, found, scan, eof = b"", [], 0, False
                 while True:
-                    while True:  # read until the next cut is known: size lines, or CHUNK_BYTES
-                        take = min(size, int(np.searchsorted(ends, CHUNK_BYTES - 1)) + 1)
-                        if take <= len(ends) or eof:
+                    while True:  # find the next cut: size lines, or the line that passes CHUNK_BYTES
+                        while len(found) < size and not (found and found[-1] + 1 >= CHUNK_BYTES):
+                            at = pending.find(b"\n", scan)
+                            if at < 0:
+                                break
+                            found.append(at)
+                            scan = at + 1
+                        if eof or len(found) >= size or (found and found[-1] + 1 >= CHUNK_BYTES):
                             break
                         piece = fh.read(1 << 23)
-                        if not piece:
+                        if piece:
+                            pending += piece
+                        else:
                             eof = True
-                            continue
-                        found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 10) + len(pending)
-                        pending += piece
-                        ends = np.concatenate([ends, found])
-                    if take <= len(ends):
-                        cut = int(ends[take - 1]) + 1
-                        block, block_ends = pending[:cut], ends[:take]
-                        pending, ends = pending[cut:], ends[take:] - cut
-                    elif pending:
-                        block = pending
-                        block_ends = ends if pending.endswith(b"\n") else np.append(ends, len(pending))
-                        pending, ends = b"", np.zeros(0, dtype=np.int64)
+                    if found and (len(found) >= size or found[-1] + 1 >= CHUNK_BYTES or
+                                  found[-1] + 1 == len(pending)):
+                        cut = found[-1] + 1
+                        block, ends = pending[:cut], found
+                        pending, found, scan = pending[cut:], [], 0
+                    elif pending:  # the end of the file, its last line without a newline
+                        block, ends = pending, found + [len(pending)]
+                        pending, found = b"", []
                     else:
                         return
-                    yield before, block, block_ends
-                    before += len(block_ends)
+                    if keep is None or keep(index):
+                        yield before, block, np.asarray(ends, dtype=np.int64)
+                    before += len(ends)
+                    index += 1
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise self.src.unreadable(err) from err
 

@@ -131,18 +131,18 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
     part, parts, added_at = spec["part"], spec["parts"], spec["added_at"]
     columnar = Columnar.for_load(load, added_at, threads=False)
     reader = load.reader
-    chunks = reader.blocks(spec["batch"]) if columnar is not None else reader.chunks(spec["batch"])  # type: ignore
-    for index, chunk in enumerate(chunks):
+    if columnar is not None:  # this child's blocks only; the others' are skimmed
+        for before, block, ends in reader.blocks(spec["batch"], lambda k: k % parts == part):  # type: ignore
+            rows, bad, read = columnar.rows(block, ends, before)
+            pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
+            out.flush()
+        return
+    for index, (before, lines) in enumerate(reader.chunks(spec["batch"])):  # type: ignore[attr-defined]
         if index % parts != part:
             continue
-        if columnar is not None:
-            before, block, ends = chunk
-            rows, bad, read = columnar.rows(block, ends, before)
-        else:
-            before, lines = chunk
-            bad_before, read_before = len(load.bad_rows), load.rows_read
-            rows = list(load.rows(added_at, jsonl_records(lines, before)))
-            bad, read = load.bad_rows[bad_before:], load.rows_read - read_before
+        bad_before, read_before = len(load.bad_rows), load.rows_read
+        rows = list(load.rows(added_at, jsonl_records(lines, before)))
+        bad, read = load.bad_rows[bad_before:], load.rows_read - read_before
         pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
         out.flush()
 
