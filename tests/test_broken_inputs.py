@@ -166,7 +166,9 @@ def _broken_files() -> dict[str, tuple[bytes, str]]:
         "blank.csv": (b"\n \n\t\n", "blank.csv is empty"),
         "empty.parquet": (b"", "empty.parquet is empty"),
         "picture.jsonl": (png_bytes(), "picture.jsonl is not a text file (binary content at byte 8)"),
-        "nul.csv": (b"question,answer\nq?,a\x00b\n", "nul.csv is not a text file (binary content at byte 20)"),
+        # a NUL byte in a text file is a bad row (issue 9); here it is the only row
+        "nul.csv": (b"question,answer\nq?,a\x00b\n",
+                    "nul.csv: none of the 1 rows could be used; first problem: line 2: NUL byte at column 5"),
         "words.json": (b"this is not JSON\n", "words.json is not valid JSON: Expecting value at line 1 column 1"),
         "cut.json": (
             b'[{"question": "q", "answer": "a"},\n {"quest',

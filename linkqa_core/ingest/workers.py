@@ -116,7 +116,9 @@ def _last_line(text: str) -> str:
 
 
 def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
-    from .load import _jsonl_records, _Load
+    from .columnar import Columnar
+    from .load import _Load
+    from .read_jsonl import jsonl_records
 
     load = _Load(
         spec["path"],
@@ -127,12 +129,21 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
         source_name=spec["source_name"],
     )
     part, parts, added_at = spec["part"], spec["parts"], spec["added_at"]
-    for index, (before, lines) in enumerate(load.reader.chunks(spec["batch"])):  # type: ignore[attr-defined]
+    columnar = Columnar.for_load(load, added_at, threads=False)
+    reader = load.reader
+    if columnar is not None:  # this child's blocks only; the others' are skimmed
+        for before, block, ends in reader.blocks(spec["batch"], lambda k: k % parts == part):  # type: ignore
+            rows, bad, read = columnar.rows(block, ends, before)
+            pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
+            out.flush()
+        return
+    for index, (before, lines) in enumerate(reader.chunks(spec["batch"])):  # type: ignore[attr-defined]
         if index % parts != part:
             continue
         bad_before, read_before = len(load.bad_rows), load.rows_read
-        rows = list(load.rows(added_at, _jsonl_records(lines, before)))
-        pickle.dump(("rows", rows, load.bad_rows[bad_before:], load.rows_read - read_before), out, _PROTOCOL)
+        rows = list(load.rows(added_at, jsonl_records(lines, before)))
+        bad, read = load.bad_rows[bad_before:], load.rows_read - read_before
+        pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
         out.flush()
 
 

@@ -57,6 +57,37 @@ def _v5_labels_edits_leases_modes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_seed_id_index(db: sqlite_utils.Database) -> None:
+    """``seeds.id`` unique through a named index, ``seeds_id``, instead of the column's own
+    UNIQUE: ingest into an empty table drops the index and builds it once at the end
+    (``SeedStore.bulk``), which at a million rows is twice as fast as keeping a random-order
+    index up to date row by row. Same columns, same rids, same rows."""
+    run_script(db.conn, """
+    CREATE TABLE seeds_v6 (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        options TEXT,
+        answer_letter TEXT,
+        discipline TEXT NOT NULL,
+        subject TEXT,
+        difficulty REAL,
+        difficulty_estimated INTEGER NOT NULL DEFAULT 0,
+        source TEXT,
+        metadata TEXT,
+        added_at REAL NOT NULL
+    );
+    INSERT INTO seeds_v6 (rid, id, question, answer, options, answer_letter, discipline, subject, difficulty,
+                          difficulty_estimated, source, metadata, added_at)
+        SELECT rid, id, question, answer, options, answer_letter, discipline, subject, difficulty,
+               difficulty_estimated, source, metadata, added_at FROM seeds;
+    DROP TABLE seeds;
+    ALTER TABLE seeds_v6 RENAME TO seeds;
+    CREATE UNIQUE INDEX seeds_id ON seeds(id);
+    """)
+
+
 MIGRATIONS: list[Migration] = [
     # 1: seeds, knowledge points, runs, paths, bundles
     """
@@ -186,6 +217,8 @@ MIGRATIONS: list[Migration] = [
     """,
     # 5: KP labels, edit records, per-call cost, leases, structured-output modes
     _v5_labels_edits_leases_modes,
+    # 6: the seed id's unique index by name, so a bulk ingest can build it once
+    _v6_seed_id_index,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
