@@ -42,7 +42,7 @@ with c2:
         text = st.text_input("Find a KP", value=g.names[int(support.top_nodes(g, 1)[0])], key="g_search")
         hits = support.search_kp_names(g, text)
         if not hits:
-            st.warning(f"No KP name contains '{text}'.")
+            st.warning(ui.plain(f"No KP name contains '{text}'."))
         else:
             centre = st.selectbox("KP", hits, key="g_centre",
                                   format_func=lambda i: f"{g.names[i]} ({int(g.freq[i])} seeds)")
@@ -90,12 +90,7 @@ with left:
     if len(nodes):
         html = ui.get_graph_html(store, nodes, colour_by, path if view == "A sampled path" else ())
         st.iframe(html, height=640, alt="KP graph")
-        st.caption(note)
-        if colour_by == "discipline":
-            colours = support.discipline_colours(g.disciplines)
-            shown = sorted({g.disciplines[int(g.discipline[v])] for v in nodes})
-            st.markdown(" ".join(f"<span style='color:{colours[d]}'>●</span> {d}" for d in shown),
-                        unsafe_allow_html=True)
+        st.caption(ui.plain(note))
     else:
         st.info("Nothing to draw for this choice.")
 

@@ -36,6 +36,7 @@ __all__ = [
     "load_sample",
     "graph_key",
     "next_step",
+    "resume_command",
     "llm_config",
     "llm_settings",
     "llm_extractor_status",
@@ -52,6 +53,7 @@ __all__ = [
     "path_context",
     "subgraph_edges",
     "pyvis_html",
+    "path_svg",
     "discipline_colours",
     "knob_step",
     "metrics_rows",
@@ -133,6 +135,14 @@ def next_step(counts: Mapping[str, int]) -> dict[str, str]:
                 "why": "Items are generated: accept, reject or edit them, then export the accepted ones as JSONL."}
     return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
             "why": "Accepted items are ready: export them as JSONL with their provenance (run, path, seeds, model)."}
+
+
+def resume_command(store: Store, run_id: int) -> str:
+    """The command that finishes an interrupted run (synthesis or enhancement) from a terminal."""
+    import shlex
+
+    verb = "enhance" if store.runs.stored_status(run_id) == "enhancing" else "synthesize"
+    return f"python -m linkqa_core {verb} --run {run_id} --db {shlex.quote(str(store.path))}"
 
 
 # -- LLM endpoint -----------------------------------------------------------------------
@@ -401,6 +411,13 @@ def discipline_colours(disciplines: Sequence[str]) -> dict[str, str]:
     return {d: _PALETTE[i % len(_PALETTE)] for i, d in enumerate(sorted(disciplines))}
 
 
+def _no_link_template(text: str) -> str:
+    """pyvis switches its tooltips to ``innerHTML`` when any node title contains "href";
+    a word joiner inside the word keeps data from turning that on (vis.js itself shows
+    titles as text)."""
+    return text.replace("href", "hr\u2060ef").replace("HREF", "HR\u2060EF")
+
+
 def pyvis_html(
     g: KPGraph,
     nodes: Sequence[int],
@@ -410,11 +427,14 @@ def pyvis_html(
     path: Sequence[int] | None = None,
     height: int = 620,
 ) -> str:
-    """A self-contained (offline) pyvis page of the subgraph on ``nodes``.
+    """A self-contained (offline) pyvis page of the subgraph on ``nodes``, with its legend.
 
-    Nodes and edges are appended to the pyvis network directly (its ``add_edge`` scans
-    all edges, and ``from_nx`` is quadratic); vis.js is inlined; physics stabilises in a
-    bounded number of iterations and is then switched off so the view stays still.
+    Built with pyvis's public calls only. The network is *directed* for pyvis, because
+    an undirected network's ``add_edge`` scans every edge for a duplicate (quadratic;
+    the edges here are unique already); arrows are switched off, so it reads as
+    undirected. vis.js is inlined; physics stabilises in a bounded number of iterations
+    and is then switched off so the view stays still. Names are data: vis.js draws
+    labels on the canvas and shows titles as text, and the legend is HTML-escaped.
     """
     from pyvis.network import Network
 
@@ -422,9 +442,11 @@ def pyvis_html(
     path = [int(v) for v in (path or [])]
     on_path = {v: i for i, v in enumerate(path)}
     path_edges = {tuple(sorted((a, b))) for a, b in zip(path, path[1:])}
-    net = Network(height=f"{height - 20}px", width="100%", cdn_resources="in_line", bgcolor="#ffffff")
+    net = Network(height=f"{height - 60}px", width="100%", cdn_resources="in_line", bgcolor="#ffffff",
+                  directed=True)
     colours = discipline_colours(g.disciplines)
     fmax = float(max(int(g.freq[nodes].max()) if nodes else 1, 1))
+    legend: dict[str, str] = {}
     for v in nodes:
         name = g.names[v]
         disc = g.disciplines[int(g.discipline[v])]
@@ -435,33 +457,33 @@ def pyvis_html(
         else:
             colour = colours.get(disc, "#999999")
             group = disc
+        legend.setdefault(group, colour)
         title = f"{name}\n{freq} seed(s) · {disc}\ndegree {int(g.degree[v])} · difficulty {g.difficulty[v]:.1f}"
         if colour_by == "community" and communities is not None:
             title += f"\n{group}"
         size = 8 + 32 * math.sqrt(freq / fmax)
-        node = {
-            "id": v, "label": name, "title": title, "color": colour, "shape": "dot", "size": round(size, 1),
-            "font": {"size": 22 if freq / fmax > 0.25 else 16},
-        }
+        options: dict[str, Any] = {"title": _no_link_template(title), "size": round(size, 1),
+                                   "font": {"size": 22 if freq / fmax > 0.25 else 16}}
+        label = name
         if v in on_path:
-            node.update(label=f"{on_path[v] + 1}. {name}", borderWidth=4,
-                        color={"background": colour, "border": "#d62728"}, font={"size": 24, "strokeWidth": 4})
-        net.nodes.append(node)
-        net.node_ids.append(v)
-        net.node_map[v] = node
+            label = f"{on_path[v] + 1}. {name}"
+            options.update(borderWidth=4, font={"size": 24, "strokeWidth": 4})
+            colour = {"background": colour, "border": "#d62728"}  # type: ignore[assignment]
+        net.add_node(v, label=label, shape="dot", color=colour, **options)
     src, dst, w = subgraph_edges(g, nodes)
     wmax = float(w.max()) if w.size else 1.0
     drawn = set()
     for a, b, wt in zip(src.tolist(), dst.tolist(), w.tolist()):
-        edge = {"from": a, "to": b, "title": f"{int(wt)} seed(s) name both",
-                "width": round(1 + 4 * math.log1p(wt) / math.log1p(wmax), 2), "color": "#c8c8c8"}
+        edge: dict[str, Any] = {"title": f"{int(wt)} seed(s) name both",
+                                "width": round(1 + 4 * math.log1p(wt) / math.log1p(wmax), 2), "color": "#c8c8c8"}
         if (a, b) in path_edges:
             edge.update(color="#d62728", width=5)
             drawn.add((a, b))
-        net.edges.append(edge)
+        net.add_edge(a, b, **edge)
+    shown = set(nodes)
     for a, b in path_edges - drawn:  # e.g. a saved path whose KPs were merged since: still show the step
-        if a in net.node_map and b in net.node_map:
-            net.edges.append({"from": a, "to": b, "color": "#d62728", "width": 3, "dashes": True})
+        if a in shown and b in shown:
+            net.add_edge(a, b, color="#d62728", width=3, dashes=True)
     iterations = 150 if len(nodes) <= 100 else 100
     net.set_options(json.dumps({
         "physics": {
@@ -472,7 +494,7 @@ def pyvis_html(
             "stabilization": {"enabled": True, "iterations": iterations, "fit": True, "updateInterval": 25},
         },
         "interaction": {"hover": True, "tooltipDelay": 120, "hideEdgesOnDrag": len(nodes) > 150},
-        "edges": {"smooth": False},
+        "edges": {"smooth": False, "arrows": {"to": {"enabled": False}}},
         "nodes": {"borderWidth": 1},
     }))
     page = net.generate_html()
@@ -482,9 +504,21 @@ def pyvis_html(
     page = page.replace("<center>\n<h1></h1>\n</center>", "").replace("<center>\n          <h1></h1>\n        </center>", "")
     freeze = ("<script>if (typeof network !== 'undefined') { network.once('stabilizationIterationsDone', "
               "function () { network.setOptions({physics: false}); }); }</script>")
-    page = page.replace("</body>", freeze + "\n</body>")
+    page = page.replace("</body>", _legend_html(legend) + freeze + "\n</body>")
     page = page.replace("<body>", "<body style=\"margin:0\">", 1)
     return page
+
+
+def _legend_html(colours: Mapping[str, str]) -> str:
+    """Coloured dots and names under the drawing; every name HTML-escaped (names are data)."""
+    import html
+
+    items = "".join(
+        f'<span style="margin-right:14px;white-space:nowrap"><span style="color:{html.escape(c)}">●</span> '
+        f"{html.escape(name)}</span>"
+        for name, c in sorted(colours.items(), key=lambda kv: kv[0].casefold()))
+    return (f'<div id="legend" style="font:13px sans-serif;color:#333;padding:6px 8px;line-height:1.7">'
+            f"{items}</div>")
 
 
 # -- sampling ---------------------------------------------------------------------------

@@ -20,11 +20,14 @@ not in ``linkqa_core``, which never imports Streamlit).
 from __future__ import annotations
 
 import gc
+import html
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -40,32 +43,46 @@ if TYPE_CHECKING:  # linkqa_core.graph imports numba: the home page does without
 _LOG = logging.getLogger(__name__)
 
 
-def _skip_repl_check() -> None:
-    """Spare the first page view of a process Streamlit's "are we in a REPL?" check.
-
-    On its first element Streamlit decides whether to warn "run this with `streamlit run`"
-    by calling ``inspect.stack()``, which maps every loaded module to its file: ~0.1 s of
-    the first page view with this app's ~1,400 modules. These pages only ever run under
-    ``streamlit run`` (or AppTest), where the warning never applies, so mark it as given.
-    A private flag: if a Streamlit release drops it, this does nothing.
-    """
-    from streamlit import delta_generator
-
-    if hasattr(delta_generator, "_use_warning_has_been_displayed"):
-        delta_generator._use_warning_has_been_displayed = True
-
-
-_skip_repl_check()
-
-PAGES = {
-    "home": "app.py",
-    "seeds": "pages/1_Seeds.py",
-    "kps": "pages/2_Knowledge_points.py",
-    "graph": "pages/3_KP_graph.py",
-    "sampling": "pages/4_Path_sampling.py",
-    "synthesis": "pages/5_Synthesis.py",
-    "review": "pages/6_Review_and_export.py",
+# name -> (file, title in the navigation, icon, URL path); the Home page is the rest of app.py
+PAGE_SPECS: dict[str, tuple[str, str, str, str]] = {
+    "seeds": ("pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
+    "kps": ("pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
+    "graph": ("pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
+    "sampling": ("pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
+    "synthesis": ("pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
+    "review": ("pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
 }
+PAGES = {"home": "app.py", **{name: spec[0] for name, spec in PAGE_SPECS.items()}}
+HOME_TITLE = "Home"
+
+
+def _home() -> None:
+    """The Home page: drawn by the rest of ``app.py`` once :func:`navigation` has returned it."""
+
+
+_run = threading.local()  # per script thread: did this run go through navigation()?
+
+
+def navigation() -> Any:
+    """Name the pages (Home first, then the stages in order) and return the one to show.
+
+    ``st.navigation`` replaces the automatic ``pages/`` listing, which called the home
+    page "app". app.py runs the page it returns and draws Home itself.
+    """
+    _run.navigated = True
+    st.set_page_config(page_title="LinkQA Studio", page_icon="🔗", layout="wide")
+    home = st.Page(_home, title=HOME_TITLE, icon=":material/home:", default=True)
+    pages = [st.Page(f, title=t, icon=i, url_path=u) for f, t, i, u in PAGE_SPECS.values()]
+    return st.navigation([home, *pages])
+
+
+def is_home(page: Any) -> bool:
+    return page.title == HOME_TITLE
+
+
+def link(name: str, label: str, icon: str | None = None) -> None:
+    """A link to a page by its name in :data:`PAGES` (plain text label)."""
+    st.page_link(PAGES[name], label=plain(label), icon=icon)
 
 
 def db_path() -> str:
@@ -90,12 +107,25 @@ def _autoload(path: str) -> bool:
 
 # -- background warm-up ---------------------------------------------------------------------
 
-_SCRIPT_THREAD = "ScriptRunner.scriptThread"  # Streamlit's name for the thread that runs a page script
+# The threads that ran a page script (registered by get_store, the first thing every page
+# does). Streamlit runs each script run in a thread of its own that ends with the run, so
+# "some registered thread is alive" means a page is being drawn (or cleaned up after).
+# A thread older than _BUSY_AT_MOST_S no longer counts, should a release keep them alive.
+_page_threads: "weakref.WeakKeyDictionary[threading.Thread, float]" = weakref.WeakKeyDictionary()
+_page_threads_lock = threading.Lock()
+_BUSY_AT_MOST_S = 60.0
+
+
+def _register_page_thread() -> None:
+    with _page_threads_lock:
+        _page_threads[threading.current_thread()] = time.monotonic()
 
 
 def _page_running() -> bool:
     """True while some session's page script (or its post-run clean-up) is running."""
-    return any(t.name == _SCRIPT_THREAD and t.is_alive() for t in threading.enumerate())
+    now = time.monotonic()
+    with _page_threads_lock:
+        return any(t.is_alive() and now - started < _BUSY_AT_MOST_S for t, started in _page_threads.items())
 
 
 def _warm_plotly() -> None:
@@ -119,10 +149,13 @@ def _warm_arrow() -> None:
     # st.dataframe and st.table send pandas frames as Arrow; st.table of a Styler also loads
     # pandas' Styler and its jinja templates (~0.1 s on first use)
     import pandas as pd
-    from streamlit import dataframe_util
+    import pyarrow as pa
 
     frame = pd.DataFrame({"a": ["x", "y"], "b": [1.5, None], "c": [True, False]})
-    dataframe_util.convert_anything_to_arrow_bytes(frame)
+    table = pa.Table.from_pandas(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:  # what st.dataframe sends: an Arrow IPC stream
+        writer.write_table(table)
     frame[["b"]].style.format("{:.4g}", na_rep="—").to_html()
 
 
@@ -171,7 +204,7 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
         ("walk kernels", False, support.warm_up),
         ("synthesis and review", False, _warm_imports("linkqa_core.synthesis.run", "linkqa_core.difficulty.enhance",
                                                       "linkqa_core.quality.gates", "linkqa_core.curation.review",
-                                                      "linkqa_core.curation.items", "studio.jobs")),
+                                                      "linkqa_core.curation.export", "studio.jobs")),
     ]
 
 
@@ -249,6 +282,7 @@ def _start_warm_up(path: str) -> None:
 
 def get_store() -> Store:
     """The process-wide Store; stops the page with a clear error if the file is not usable."""
+    _register_page_thread()
     path = db_path()
     try:
         store = _open_store(path)
@@ -326,15 +360,34 @@ def get_llm_config() -> dict[str, Any]:
     return support.llm_config(os.environ, read_secrets())
 
 
+def _through_navigation() -> None:
+    """Make sure this page runs inside app.py's navigation.
+
+    Until a process's first ``st.navigation`` call, Streamlit treats an app with a
+    ``pages/`` folder the old way: a first visit to a page's URL runs that page's file on
+    its own, with the folder's automatic page list ("app", …). A page reached that way
+    names the pages itself (so Streamlit switches to them for good) and runs again,
+    this time through app.py.
+    """
+    if getattr(_run, "navigated", False):
+        _run.navigated = False
+        return
+    navigation()
+    _run.navigated = False
+    st.rerun()
+
+
 def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) -> Store:
-    """Page config, title, sidebar status; returns the store."""
+    """Page title, caption and sidebar status; returns the store."""
+    _through_navigation()
     st.set_page_config(page_title=f"{title} · LinkQA Studio", page_icon=icon, layout="wide")
     store = get_store()
     st.title(title)
     if caption:
         st.caption(caption)
     with st.sidebar:
-        st.caption(f"Database: `{store.path}`")
+        st.caption("Database")
+        st.code(store.path, language=None, wrap_lines=True)
     return store
 
 
@@ -349,8 +402,8 @@ def progress_callback(bar: Any) -> Callable[[int, int, str], None]:
 
 
 def show_error(err: BaseException) -> None:
-    """An engine error as the curator should read it."""
-    st.error(str(err) if isinstance(err, LinkQAError) else f"{type(err).__name__}: {err}")
+    """An engine error as the curator should read it (it may quote data: shown as plain text)."""
+    st.error(plain(str(err) if isinstance(err, LinkQAError) else f"{type(err).__name__}: {err}"))
 
 
 def need(store: Store, what: str) -> None:
@@ -358,14 +411,14 @@ def need(store: Store, what: str) -> None:
     counts = store.counts()
     if what in ("seeds", "kps") and not counts["seeds"]:
         st.info("The database has no seeds yet. Load some first.")
-        st.page_link(PAGES["seeds"], label="Go to Seeds", icon="➡️")
+        link("seeds", "Go to Seeds", icon="➡️")
         if st.button("Load the bundled sample", key="need_load_sample"):
             load_sample_with_progress(store)
             st.rerun()
         st.stop()
     if what == "kps" and not counts["kps"]:
         st.info("No knowledge points yet: extract them before looking at the graph or sampling paths.")
-        st.page_link(PAGES["kps"], label="Go to Knowledge points", icon="➡️")
+        link("kps", "Go to Knowledge points", icon="➡️")
         st.stop()
 
 
@@ -385,18 +438,84 @@ def load_sample_with_progress(store: Store) -> None:
 
 
 def flash() -> None:
-    """Show (once) a success message left by the previous run."""
+    """Show (once) a message left by the previous run for the top of the page (the sample loaded)."""
     message = st.session_state.pop("flash", None)
     if message:
-        st.success(message)
+        st.success(plain(message))
 
 
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>#|$~"})
+# -- settings that stay put -----------------------------------------------------------------
+
+_KEPT = "kept:"
 
 
-def md(text: str) -> str:
-    """Seed text shown as Markdown literally (no stray italics, links or LaTeX from `$`)."""
-    return str(text).translate(_MD_SPECIAL)
+def remember(key: str, default: Any) -> None:
+    """Call before drawing the widget ``key`` (without a default of its own): its value
+    survives a visit to another page, where Streamlit forgets the state of widgets it did
+    not draw. The value last seen is kept apart; a new visit starts from it."""
+    if key in st.session_state:
+        st.session_state[_KEPT + key] = st.session_state[key]
+    else:
+        st.session_state[key] = st.session_state.get(_KEPT + key, default)
+
+
+# -- confirmations next to the control that caused them --------------------------------------
+
+_NOTICE = "notice:"
+_KINDS = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
+
+
+def say(slot: str, text: str, kind: str = "success") -> None:
+    """Leave a message for :func:`notice` ``(slot)`` to show on the next run, where the control is."""
+    st.session_state[_NOTICE + slot] = (kind, text)
+
+
+def notice(slot: str) -> None:
+    """Show, once, the message an action left for this place (under its button or form).
+
+    A page reruns from the top after an action; a message shown at the top would be out
+    of view of the control that caused it, so each control has its own slot.
+    """
+    kind, text = st.session_state.pop(_NOTICE + slot, (None, None))
+    if text:
+        _KINDS.get(kind, st.info)(plain(text))
+
+
+# -- data shown as text, never as markup ----------------------------------------------------
+
+_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_ESCAPE_ALL = str.maketrans({c: "\\" + c for c in _PUNCTUATION})
+_JOINER = "\u2060"  # WORD JOINER: invisible, and no letter, digit or slash
+_AUTOLINK = re.compile(r"(?i)(://|www(?=\.)|@)")
+
+
+def plain(text: Any) -> str:
+    """``text`` for a place that reads Markdown (labels, alerts, captions), shown literally.
+
+    Every ASCII punctuation mark is backslash-escaped (CommonMark allows it for each), so
+    nothing in data becomes a link, an image, emphasis, HTML, a directive (``:red[…]``)
+    or LaTeX. Escapes do not stop GitHub's *autolinks* (Streamlit finds ``https://…``,
+    ``www.…`` and ``name@host`` in the text itself), so an invisible word joiner goes
+    after ``://``, ``www`` and ``@``. Runs of whitespace become one space (a label is one
+    line). Where a whole text is data, prefer a plain-text element (``st.text``,
+    ``st.code``, a dataframe): this is for labels and messages that quote data.
+    """
+    text = _AUTOLINK.sub(lambda m: m.group(1) + _JOINER, " ".join(str(text).split()))
+    return text.translate(_ESCAPE_ALL)
+
+
+md = plain  # the name the pages used for their first, partial escaper
+
+
+def text_block(text: Any, *, empty: str = "—") -> None:
+    """A multi-line text from data, shown as written (no Markdown, no HTML)."""
+    st.text(str(text) if text not in (None, "") else empty)
+
+
+def for_plotly(text: Any) -> str:
+    """A label for a plotly chart: plotly reads ``<b>``, ``<a href>``… in texts and hovers;
+    entities it shows as the characters they stand for."""
+    return html.escape(str(text), quote=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=24)
