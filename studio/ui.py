@@ -198,6 +198,7 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
         ("graph", False, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
         ("kp table", False, lambda: _kp_table(key(), 100, "")),
         ("merge suggestions", False, lambda: _suggestions(key())),
+        ("kp quality", False, lambda: _kp_quality(key())),  # wordfreq's first use: ~0.7 s
         ("pyvis", False, _warm_imports("networkx", "pyvis.network")),
         ("graph statistics", False, lambda: _stats(key())),
         ("graph drawing", False, graph_page_view),
@@ -348,6 +349,16 @@ def get_merge_suggestions(store: Store) -> list[tuple[str, str]]:
     return _suggestions(support.graph_key(store))
 
 
+@st.cache_data(show_spinner="Measuring the KPs…", max_entries=4)
+def _kp_quality(key: tuple) -> Any:
+    return support.stored_kp_quality(_open_store(key[0]))
+
+
+def get_kp_quality(store: Store) -> Any:
+    """The stored KPs' quality measures, recomputed only when the KPs changed."""
+    return _kp_quality(support.graph_key(store))
+
+
 def read_secrets() -> dict[str, Any]:
     """``st.secrets`` as a dict, or {} when there is no secrets.toml (never raises)."""
     try:
@@ -361,20 +372,17 @@ def get_llm_config() -> dict[str, Any]:
 
 
 def _through_navigation() -> None:
-    """Make sure this page runs inside app.py's navigation.
+    """Make sure the sidebar lists this app's pages, however the page was reached.
 
     Until a process's first ``st.navigation`` call, Streamlit treats an app with a
-    ``pages/`` folder the old way: a first visit to a page's URL runs that page's file on
-    its own, with the folder's automatic page list ("app", …). A page reached that way
-    names the pages itself (so Streamlit switches to them for good) and runs again,
-    this time through app.py.
+    ``pages/`` folder the old way: a first visit to a page's URL (and every run of
+    Streamlit's AppTest) runs that page's file on its own, with the folder's automatic
+    page list ("app", …). A page reached that way names the pages itself: the sidebar
+    shows Home and the titles, and Streamlit goes through app.py from then on.
     """
-    if getattr(_run, "navigated", False):
-        _run.navigated = False
-        return
-    navigation()
+    if not getattr(_run, "navigated", False):
+        navigation()
     _run.navigated = False
-    st.rerun()
 
 
 def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) -> Store:
@@ -452,11 +460,15 @@ _KEPT = "kept:"
 def remember(key: str, default: Any) -> None:
     """Call before drawing the widget ``key`` (without a default of its own): its value
     survives a visit to another page, where Streamlit forgets the state of widgets it did
-    not draw. The value last seen is kept apart; a new visit starts from it."""
-    if key in st.session_state:
-        st.session_state[_KEPT + key] = st.session_state[key]
-    else:
-        st.session_state[key] = st.session_state.get(_KEPT + key, default)
+    not draw. The value last seen is kept apart; a new visit starts from it.
+
+    The value is handed to the widget on every run (not only the first): a widget the
+    browser has not mounted yet (inside a closed popover) would otherwise be drawn, when
+    opened, at the widget's own default instead of the value the page works with.
+    """
+    value = st.session_state[key] if key in st.session_state else st.session_state.get(_KEPT + key, default)
+    st.session_state[key] = value
+    st.session_state[_KEPT + key] = value
 
 
 # -- confirmations next to the control that caused them --------------------------------------
@@ -547,9 +559,13 @@ def bar_figure(rows: Any, x: str, y: str, *, colour: str | None = None, order: d
 
     ``order`` gives the order of values of ``x`` (category axis) or ``colour`` (traces);
     ``colours`` maps ``colour`` values to colours, ``bar_colour`` colours a single trace;
-    axis titles default to the column names, ``None`` hides one.
+    axis titles default to the column names, ``None`` hides one. Text values (categories,
+    trace names: data, such as disciplines) are escaped for plotly (:func:`for_plotly`).
     """
     import plotly.graph_objects as go
+
+    def esc(v: Any) -> Any:
+        return for_plotly(v) if isinstance(v, str) else v
 
     order = order or {}
     groups: dict[Any, list] = {}
@@ -564,10 +580,10 @@ def bar_figure(rows: Any, x: str, y: str, *, colour: str | None = None, order: d
     for name in names:
         part = groups[name]
         traces.append(go.Bar(
-            x=[r[x] for r in part], y=[r[y] for r in part], orientation=orientation,
-            name=str(name) if colour else "", showlegend=bool(colour),
+            x=[esc(r[x]) for r in part], y=[esc(r[y]) for r in part], orientation=orientation,
+            name=for_plotly(name) if colour else "", showlegend=bool(colour),
             marker_color=(colours or {}).get(name) if colour else bar_colour,
-            hovertemplate=hover + (f"<br>{colour}={name}" if colour else "") + "<extra></extra>",
+            hovertemplate=hover + (f"<br>{colour}={for_plotly(name)}" if colour else "") + "<extra></extra>",
         ))
     value_axis = "xaxis" if orientation == "h" else "yaxis"
     category_axis = "yaxis" if orientation == "h" else "xaxis"
@@ -583,7 +599,8 @@ def bar_figure(rows: Any, x: str, y: str, *, colour: str | None = None, order: d
         layout[value_axis]["tickformat"] = ".0%"
     cat = y if orientation == "h" else x
     if cat in order:
-        layout[category_axis].update(type="category", categoryorder="array", categoryarray=list(order[cat]))
+        layout[category_axis].update(type="category", categoryorder="array",
+                                     categoryarray=[esc(v) for v in order[cat]])
     return go.Figure(data=traces, layout=layout)
 
 
