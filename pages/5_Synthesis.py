@@ -41,10 +41,11 @@ if not runs:
     st.page_link(ui.PAGES["sampling"], label="Go to Path sampling", icon="➡️")
     st.stop()
 
-labels = {r.id: f"run {r.id} · {r.name or 'unnamed'} · {r.n_paths:,} paths · {r.n_items:,} items · "
-                f"{r.status}" for r in runs}
+# labels that do not change while a run grows: a select box keeps its choice by its label
+labels = {r.id: f"run {r.id} · {r.name or 'unnamed'}" for r in runs}
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, index=len(labels) - 1, key="synth_run")
 run = next(r for r in runs if r.id == run_id)
+st.caption(f"{run.n_paths:,} paths · {run.n_items:,} items · status: {run.status}")
 if run.status == "interrupted":
     st.warning(f"Run {run_id} was interrupted (its process stopped); nothing stored is lost. Press Start synthesis "
                "below to finish it, or from a terminal:")

@@ -27,7 +27,8 @@ if not with_items:
     queue_tab = export_tab = None
     history_tab = tabs[0]
 else:
-    labels = {r.id: f"run {r.id} · {r.name or 'unnamed'} · {r.n_items:,} items" for r in with_items}
+    # labels that do not change while a run grows: a select box keeps its choice by its label
+    labels = {r.id: f"run {r.id} · {r.name or 'unnamed'}" for r in with_items}
     if st.session_state.get("kept:review_run") not in labels:
         st.session_state.pop("kept:review_run", None)
     ui.remember("review_run", with_items[-1].id)
@@ -51,15 +52,13 @@ if queue_tab is not None and queue_tab.open is not False:
                 st.session_state["kept:" + key] = default
                 st.session_state.pop(key, None)
             ui.remember(key, default)
-        kind_counts = dict(kinds)
         f1, f2, f3, f4, f5 = st.columns([1.6, 1.2, 1.6, 1.1, 1.3])
         statuses = f1.multiselect("Status", STATUSES, key="rv_status", format_func=lambda s: STATUS_WORDS.get(s, s),
                                   help="'to review' = generated and not yet decided; empty = every status")
         discipline = f2.selectbox("Discipline", ["(all)", *disciplines], key="rv_disc")
-        gate = f3.selectbox("Gate reason", ["(any)", *kind_counts], key="rv_gate",
-                            format_func=lambda k: k if k == "(any)" else f"{k} ({kind_counts[k]:,})",
-                            help="the kind of reason a quality gate, a rewrite check or a curator gave; "
-                                 "… stands for an item's particulars")
+        gate = f3.selectbox("Gate reason", ["(any)", *(k for k, _ in kinds)], key="rv_gate",
+                            help="the kind of reason a quality gate, a rewrite check or a curator gave (most "
+                                 "frequent first); … stands for an item's particulars")
         lo, hi = f4.slider("Difficulty", 1.0, 5.0, step=0.5, key="rv_diff")
         search = f5.text_input("Text contains", key="rv_search", help="in the question, answer or solution")
         filters = Filters(
@@ -88,8 +87,8 @@ if export_tab is not None and export_tab.open is not False:
         counts = item_counts(store, run_id)
         n_of = {k: sum(counts.get(s, 0) for s in v) for k, v in EXPORT_STATUSES.items()}
         e1, e2 = st.columns(2)
-        which = e1.radio("Which items", list(EXPORT_STATUSES), key="exp_status",
-                         format_func=lambda k: f"{STATUS_CHOICES[k]} ({n_of[k]:,})",
+        which = e1.radio("Which items", list(EXPORT_STATUSES), key="exp_status", format_func=STATUS_CHOICES.get,
+                         captions=[f"{n_of[k]:,} item(s)" for k in EXPORT_STATUSES],
                          help="failed attempts are never exported; each record says its status")
         fmt = e2.radio("Format", list(FORMAT_CHOICES), key="exp_fmt", format_func=FORMAT_CHOICES.get)
         st.caption("Each record carries its provenance: run, path, seeds, model, the run's settings, the export "

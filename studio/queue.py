@@ -8,6 +8,7 @@ its place instead of jumping to the top. Keys (buttons' ``shortcut``, public Str
 - ``A`` accept, ``X`` reject (``R`` is Streamlit's own), ``U`` back to undecided;
 - ``E`` edit (in the editor ``Ctrl+Enter`` saves, ``Ctrl+Shift+Enter`` saves and
   accepts, the Cancel button closes it);
+- bulk accept / reject of the whole queue ask for a confirmation beside their buttons;
 - ``S`` skip (leave undecided, go on), ``→`` next, ``←`` previous.
 
 A decision moves on to the next item by itself. Data is shown with plain-text elements
@@ -102,12 +103,24 @@ def _decide(store: Store, ids: Sequence[int], item_id: int, decision: str) -> No
     st.session_state.pop(EDITING, None)
 
 
-def _on_row(table_ids: Sequence[int]) -> None:
-    """A click on a row of the table opens that item."""
-    rows = (st.session_state.get(TABLE) or {}).get("selection", {}).get("rows") or []
-    if rows and rows[0] < len(table_ids):
-        st.session_state[CURRENT] = int(table_ids[rows[0]])
-        st.session_state.pop(EDITING, None)
+SHOWN = "rv_table_shown"  # session key: (ids of the table's rows, the row shown selected) at the last run
+
+
+def _clicked_row() -> int | None:
+    """The item whose row the curator clicked since the last run, if any.
+
+    The table always shows the card's item as its selected row; a selection that differs
+    from the one drawn is a click (read from the selection state, so a test can set it).
+    """
+    state = st.session_state.get(TABLE) or {}
+    rows = list((state.get("selection") or {}).get("rows") or [])
+    shown = st.session_state.get(SHOWN)
+    if not rows or not shown:
+        return None
+    table_ids, drawn = shown
+    if rows[0] != drawn and rows[0] < len(table_ids):
+        return int(table_ids[rows[0]])
+    return None
 
 
 # -- the fragment ----------------------------------------------------------------------------
@@ -121,8 +134,13 @@ def show_queue(store: Store, run_id: int, filters: Filters) -> None:
     st.caption(f"{len(ids):,} items in this queue · run {run_id}: "
                + " · ".join(f"{STATUS_WORDS.get(k, k)} {v:,}" for k, v in sorted(counts.items())))
     if not ids:
+        ui.notice("bulk")
         st.info("No item matches these filters. Widen them above (status, discipline, gate reason, difficulty, text).")
         return
+    clicked = _clicked_row()
+    if clicked is not None:
+        st.session_state[CURRENT] = clicked
+        st.session_state.pop(EDITING, None)
     current = resume_at(ids, st.session_state.get(CURRENT))
     st.session_state[CURRENT] = current
     pos = ids.index(current)
@@ -150,8 +168,9 @@ def _table(store: Store, run_id: int, filters: Filters, ids: Sequence[int], pos:
     # the table shows the current item as its selected row; a click on a row opens that item
     row = table_ids.index(ids[pos]) if ids[pos] in table_ids else None
     st.session_state[TABLE] = {"selection": {"rows": [] if row is None else [row], "columns": [], "cells": []}}
+    st.session_state[SHOWN] = (tuple(table_ids), row)
     st.dataframe(
-        frame, hide_index=True, height=460, key=TABLE, on_select=lambda: _on_row(table_ids),
+        frame, hide_index=True, height=460, key=TABLE, on_select="rerun",
         selection_mode="single-row", width="stretch",
         column_config={
             "#": st.column_config.NumberColumn(width="small", help="item id"),
@@ -168,33 +187,45 @@ def _table(store: Store, run_id: int, filters: Filters, ids: Sequence[int], pos:
                "Keys: A accept · X reject · U undecided · E edit · S skip · → next · ← previous.")
 
 
+BULK = "rv_bulk"  # session key: the bulk decision waiting for its confirmation, with its queue
+
+
+def _bulk_confirmed(store: Store, decision: str, queued: Sequence[int]) -> None:
+    changed = decide(store, list(queued), decision)
+    st.session_state.pop(BULK, None)
+    ui.say("bulk", f"{DECISION_WORDS[decision].capitalize()}: {changed:,} item(s)"
+           + (f"; {len(queued) - changed:,} kept their status (failed or replaced)." if changed < len(queued) else "."),
+           "warning" if decision == "rejected" else "success")
+
+
 def _bulk(store: Store, ids: Sequence[int], filters: Filters) -> None:
-    """Accept or reject every item of the queue, after a confirmation that says how many."""
+    """Accept or reject every item of the queue, after a confirmation beside the buttons
+    that says how many items and which filters (callbacks: the run that follows a press
+    already draws its outcome)."""
     b1, b2 = st.columns(2)
-    if b1.button(f"Accept all {len(ids):,}…", key="bulk_accept", help="every item matching the filters"):
-        _confirm_bulk(store, list(ids), "accepted", filters)
-    if b2.button(f"Reject all {len(ids):,}…", key="bulk_reject", help="every item matching the filters"):
-        _confirm_bulk(store, list(ids), "rejected", filters)
+    b1.button(f"Accept all {len(ids):,}…", key="bulk_accept", help="every item matching the filters",
+              on_click=lambda: st.session_state.update({BULK: ("accepted", tuple(ids))}))
+    b2.button(f"Reject all {len(ids):,}…", key="bulk_reject", help="every item matching the filters",
+              on_click=lambda: st.session_state.update({BULK: ("rejected", tuple(ids))}))
+    pending = st.session_state.get(BULK)
+    if pending is not None and tuple(pending[1]) != tuple(ids):
+        st.session_state.pop(BULK, None)  # the queue changed since: ask again
+        pending = None
+    if pending is not None:
+        decision, queued = pending
+        verb = "Accept" if decision == "accepted" else "Reject"
+        shown = ", ".join(STATUS_WORDS.get(s, s) for s in filters.statuses) or "any status"
+        with st.container(border=True, key="bulk_confirmation"):
+            st.warning(f"{verb} {len(queued):,} item(s)? Every item matching the filters (status: {shown}"
+                       + (", and the other filters above" if any(v is not None for v in filters.query().values())
+                          else "") + ")."
+                       + (f" Items without a gate reason get the reason '{CURATOR_REASON}'."
+                          if decision == "rejected" else ""))
+            c1, c2 = st.columns(2)
+            c1.button(f"{verb} {len(queued):,} item(s)", type="primary", key="bulk_confirm",
+                      on_click=_bulk_confirmed, args=(store, decision, queued))
+            c2.button("Cancel", key="bulk_cancel", on_click=lambda: st.session_state.pop(BULK, None))
     ui.notice("bulk")
-
-
-@st.dialog("Decide every item of the queue")
-def _confirm_bulk(store: Store, ids: list[int], decision: str, filters: Filters) -> None:
-    verb = "Accept" if decision == "accepted" else "Reject"
-    shown = ", ".join(STATUS_WORDS.get(s, s) for s in filters.statuses) or "any status"
-    st.write(f"{verb} {len(ids):,} item(s): every item matching the filters (status: {shown}"
-             + (", with more filters" if any(v is not None for v in filters.query().values()) else "") + ").")
-    if decision == "rejected":
-        st.caption(f"Items without a gate reason get the reason '{CURATOR_REASON}'.")
-    c1, c2 = st.columns(2)
-    if c1.button(f"{verb} {len(ids):,} item(s)", type="primary", key="bulk_confirm"):
-        changed = decide(store, ids, decision)
-        ui.say("bulk", f"{DECISION_WORDS[decision].capitalize()}: {changed:,} item(s)"
-               + (f"; {len(ids) - changed:,} kept their status (failed or replaced)." if changed < len(ids) else "."),
-               "warning" if decision == "rejected" else "success")
-        st.rerun()
-    if c2.button("Cancel", key="bulk_cancel"):
-        st.rerun()
 
 
 # -- the card ----------------------------------------------------------------------------------
@@ -301,7 +332,7 @@ def _editor(store: Store, item: Any, ids: Sequence[int]) -> None:
         cancel = c3.form_submit_button("Cancel")
     if cancel:
         st.session_state.pop(EDITING, None)
-        st.rerun(scope="fragment")
+        ui.rerun_part()
     if save or accept:
         try:
             options = [o.strip() for o in opts.splitlines() if o.strip()] or None
@@ -315,7 +346,7 @@ def _editor(store: Store, item: Any, ids: Sequence[int]) -> None:
             ui.say("card", f"Item #{item.id} saved (the original is kept) and accepted.")
         else:
             ui.say("card", f"Item #{item.id} saved; the version as generated is kept.")
-        st.rerun(scope="fragment")
+        ui.rerun_part()
 
 
 def _context(store: Store, card: Any) -> None:

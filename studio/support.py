@@ -45,6 +45,9 @@ __all__ = [
     "test_llm_connection",
     "preview_upload",
     "import_upload",
+    "DisciplineValue",
+    "discipline_plan",
+    "ingest_mapping",
     "mapping_from_choices",
     "bad_rows_table",
     "freq_histogram",
@@ -312,13 +315,83 @@ def mapping_from_choices(choices: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def import_upload(store: Store, data: bytes, filename: str, mapping: Mapping[str, Any] | None = None,
-                  progress: Progress | None = None) -> IngestReport:
-    """Ingest uploaded bytes; the whole file or nothing (raises InputError on a bad file)."""
+                  progress: Progress | None = None, discipline_map: Mapping[str, str] | None = None) -> IngestReport:
+    """Ingest uploaded bytes; the whole file or nothing (raises InputError on a bad file).
+
+    ``discipline_map`` sets the discipline of rows by their subject/discipline value.
+    """
     from linkqa_core.ingest.load import ingest
 
     if not data:
         raise InputError(f"{filename} is empty")
-    return ingest(store, data, filename=filename, mapping=dict(mapping) if mapping else None, progress=progress)
+    mapping, discipline_map = ingest_mapping(mapping or {}, discipline_map or {})
+    return ingest(store, data, filename=filename, mapping=mapping or None, progress=progress,
+                  discipline_map=discipline_map or None)
+
+
+@dataclass(frozen=True)
+class DisciplineValue:
+    """A subject or discipline value of an uploaded file: how many rows carry it and the
+    discipline proposed for it (``None``: no good match, such rows go to "Other")."""
+
+    value: str
+    rows: int
+    proposed: str | None
+
+
+def _match_discipline(value: str) -> str | None:
+    """The taxonomy's matcher when the engine has it, else the subject table / keywords."""
+    from linkqa_core import taxonomy
+
+    match = getattr(taxonomy, "match_discipline", None)
+    if match is not None:
+        return match(value)
+    found = taxonomy.discipline_for(value)
+    return None if found == "Other" and " ".join(value.split()).lower() != "other" else found
+
+
+def discipline_plan(data: bytes, filename: str, mapping: Mapping[str, Any] | None,
+                    limit: int = 200) -> tuple[list[DisciplineValue], str | None]:
+    """The distinct subject/discipline values of an upload with their rows and proposals,
+    and the column they come from (``None`` when the mapping names neither).
+
+    Uses ``linkqa_core.ingest.load.discipline_values`` when the engine has it; else reads
+    the file once here (the same rows :func:`import_upload` would keep).
+    """
+    from linkqa_core.ingest import load
+
+    mapping = dict(mapping or {})
+    column = mapping.get("discipline") or mapping.get("subject") or None
+    if not column:
+        return [], None
+    engine = getattr(load, "discipline_values", None)
+    if engine is not None:
+        rows = engine(data, filename=filename, mapping=mapping, limit=limit)
+        return [DisciplineValue(str(v), int(n), d) for v, n, d in rows], column
+    result = load.load_seeds(data, filename=filename, mapping=mapping)
+    counts: dict[str, int] = {}
+    for seed in result.seeds:
+        value = seed.discipline if mapping.get("discipline") else seed.subject
+        if value:
+            counts[value] = counts.get(value, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [DisciplineValue(v, n, _match_discipline(v)) for v, n in ranked], column
+
+
+def ingest_mapping(mapping: Mapping[str, Any], discipline_map: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The column mapping and ``discipline_map`` to give :func:`import_upload`.
+
+    An engine without ``discipline_values`` applies ``discipline_map`` to subjects only
+    (a discipline column wins as written): a file with a discipline column and no subject
+    column then has that column read as the subject, so the curator's choices apply.
+    """
+    from linkqa_core.ingest import load
+
+    mapping = dict(mapping)
+    if (discipline_map and not hasattr(load, "discipline_values") and mapping.get("discipline")
+            and not mapping.get("subject")):
+        mapping["subject"], mapping["discipline"] = mapping["discipline"], ""
+    return mapping, dict(discipline_map)
 
 
 def bad_rows_table(report: IngestReport, limit: int = 5000) -> list[dict[str, Any]]:
@@ -570,6 +643,52 @@ def _legend_html(colours: Mapping[str, str]) -> str:
         for name, c in sorted(colours.items(), key=lambda kv: kv[0].casefold()))
     return (f'<div id="legend" style="font:13px sans-serif;color:#333;padding:6px 8px;line-height:1.7">'
             f"{items}</div>")
+
+
+
+
+def path_svg(kps: Sequence[str], seed_kps: Sequence[set[str]], *, width: int = 560) -> str:
+    """A small drawing of a path and its bundle, as SVG text: the KPs in walk order along
+    the top, the seeds below, a line from each seed to each path KP it names.
+
+    ``seed_kps[i]`` holds the matching keys (:func:`~linkqa_core.kps.names.normalize_kp`)
+    of seed ``i``'s KPs. Every text is XML-escaped; shown as an image (``st.image``), an
+    SVG can neither run scripts nor load anything.
+
+    >>> svg = path_svg(["<b>a</b>", "b"], [{"b"}])
+    >>> "&lt;b&gt;a&lt;/b&gt;" in svg and svg.count("<line") == 2
+    True
+    """
+    from xml.sax.saxutils import escape
+
+    from linkqa_core.kps.names import normalize_kp
+
+    n, m = len(kps), len(seed_kps)
+    height = 150 if m else 80
+    pad = 40
+    xs = [pad + (width - 2 * pad) * (i / max(n - 1, 1)) if n > 1 else width / 2 for i in range(n)]
+    sx = [pad + (width - 2 * pad) * (j / max(m - 1, 1)) if m > 1 else width / 2 for j in range(m)]
+    keys = [normalize_kp(k) for k in kps]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">']
+    for j, named in enumerate(seed_kps):
+        for i, key in enumerate(keys):
+            if key in named:
+                parts.append(f'<line x1="{sx[j]:.1f}" y1="118" x2="{xs[i]:.1f}" y2="30" stroke="#9ecae1" '
+                             'stroke-width="1.5"/>')
+    for i in range(n - 1):
+        parts.append(f'<line x1="{xs[i]:.1f}" y1="30" x2="{xs[i + 1]:.1f}" y2="30" stroke="#d62728" stroke-width="3"/>')
+    for i, name in enumerate(kps):
+        label = name if len(name) <= 22 else name[:21] + "…"
+        y = 14 if i % 2 else 54  # labels alternate above and below, so neighbours do not overlap
+        parts.append(f'<circle cx="{xs[i]:.1f}" cy="30" r="8" fill="#4e79a7" stroke="#d62728" stroke-width="2"/>')
+        parts.append(f'<text x="{xs[i]:.1f}" y="34" text-anchor="middle" fill="#fff" font-size="9">{i + 1}</text>')
+        parts.append(f'<text x="{xs[i]:.1f}" y="{y}" text-anchor="middle" fill="#333">{escape(label)}</text>')
+    for j in range(m):
+        parts.append(f'<rect x="{sx[j] - 11:.1f}" y="118" width="22" height="16" rx="3" fill="#f28e2b"/>')
+        parts.append(f'<text x="{sx[j]:.1f}" y="130" text-anchor="middle" fill="#fff">S{j + 1}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 # -- sampling ---------------------------------------------------------------------------

@@ -452,6 +452,17 @@ def flash() -> None:
         st.success(plain(message))
 
 
+def rerun_part() -> None:
+    """Rerun the fragment this runs in (the rest of the page keeps its place), or the
+    whole page when this run is not a fragment's own (a full run, or AppTest)."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
+
+
 # -- settings that stay put -----------------------------------------------------------------
 
 _KEPT = "kept:"
