@@ -1,7 +1,7 @@
 """Streamlit helpers shared by the Studio pages: the store, the cached graph, page set-up.
 
-Lives at the top level (not in ``pages/``, where Streamlit would list it as a page, and
-not in ``linkqa_core``, which never imports Streamlit).
+Lives at the top level (not in ``app_pages/`` with the pages, and not in
+``linkqa_core``, which never imports Streamlit).
 
 - :func:`get_store` opens the database once per process (``st.cache_resource``); the
   :class:`~linkqa_core.store.Store` is shared by every session: each thread reads on its own
@@ -45,12 +45,12 @@ _LOG = logging.getLogger(__name__)
 
 # name -> (file, title in the navigation, icon, URL path); the Home page is the rest of app.py
 PAGE_SPECS: dict[str, tuple[str, str, str, str]] = {
-    "seeds": ("pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
-    "kps": ("pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
-    "graph": ("pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
-    "sampling": ("pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
-    "synthesis": ("pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
-    "review": ("pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
+    "seeds": ("app_pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
+    "kps": ("app_pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
+    "graph": ("app_pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
+    "sampling": ("app_pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
+    "synthesis": ("app_pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
+    "review": ("app_pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
 }
 PAGES = {"home": "app.py", **{name: spec[0] for name, spec in PAGE_SPECS.items()}}
 HOME_TITLE = "Home"
@@ -60,16 +60,18 @@ def _home() -> None:
     """The Home page: drawn by the rest of ``app.py`` once :func:`navigation` has returned it."""
 
 
-_run = threading.local()  # per script thread: did this run go through navigation()?
-
-
 def navigation() -> Any:
     """Name the pages (Home first, then the stages in order) and return the one to show.
 
-    ``st.navigation`` replaces the automatic ``pages/`` listing, which called the home
-    page "app". app.py runs the page it returns and draws Home itself.
+    ``st.navigation`` replaces the automatic page listing, which called the home page
+    "app". app.py runs the page it returns and draws Home itself.
+
+    The page files live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder next
+    to app.py, Streamlit runs a process's first session the old way (the page file on
+    its own, with the folder's listing) until ``st.navigation`` has been called once,
+    and in that session a file upload never reaches the page (a curator's open tab
+    reconnecting after a restart is such a session).
     """
-    _run.navigated = True
     st.set_page_config(page_title="LinkQA Studio", page_icon="🔗", layout="wide")
     home = st.Page(_home, title=HOME_TITLE, icon=":material/home:", default=True)
     pages = [st.Page(f, title=t, icon=i, url_path=u) for f, t, i, u in PAGE_SPECS.values()]
@@ -371,23 +373,8 @@ def get_llm_config() -> dict[str, Any]:
     return support.llm_config(os.environ, read_secrets())
 
 
-def _through_navigation() -> None:
-    """Make sure the sidebar lists this app's pages, however the page was reached.
-
-    Until a process's first ``st.navigation`` call, Streamlit treats an app with a
-    ``pages/`` folder the old way: a first visit to a page's URL (and every run of
-    Streamlit's AppTest) runs that page's file on its own, with the folder's automatic
-    page list ("app", …). A page reached that way names the pages itself: the sidebar
-    shows Home and the titles, and Streamlit goes through app.py from then on.
-    """
-    if not getattr(_run, "navigated", False):
-        navigation()
-    _run.navigated = False
-
-
 def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) -> Store:
     """Page title, caption and sidebar status; returns the store."""
-    _through_navigation()
     st.set_page_config(page_title=f"{title} · LinkQA Studio", page_icon=icon, layout="wide")
     store = get_store()
     st.title(title)
