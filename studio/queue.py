@@ -6,8 +6,8 @@ one ``st.fragment``, so a decision redraws the table and the card only: the page
 its place instead of jumping to the top. Keys (buttons' ``shortcut``, public Streamlit):
 
 - ``A`` accept, ``X`` reject (``R`` is Streamlit's own), ``U`` back to undecided;
-- ``E`` edit (in the editor ``Ctrl+Enter`` saves, ``Ctrl+Shift+Enter`` saves and
-  accepts, the Cancel button closes it);
+- ``E`` edit (in the editor ``Ctrl+Enter`` saves and accepts, ``Ctrl+S`` saves, the
+  Cancel button closes it);
 - bulk accept / reject of the whole queue ask for a confirmation beside their buttons;
 - ``S`` skip (leave undecided, go on), ``→`` next, ``←`` previous.
 
@@ -184,7 +184,8 @@ def _table(store: Store, run_id: int, filters: Filters, ids: Sequence[int], pos:
     )
     shown_to = start + len(items)
     st.caption(f"Rows {start + 1:,}–{shown_to:,} of {len(ids):,}: click a row to open it. "
-               "Keys: A accept · X reject · U undecided · E edit · S skip · → next · ← previous.")
+               "Keys: A accept · X reject · U undecided · E edit (then Ctrl+Enter save and accept, Ctrl+S save) · "
+               "S skip · → next · ← previous.")
 
 
 BULK = "rv_bulk"  # session key: the bulk decision waiting for its confirmation, with its queue
@@ -326,9 +327,10 @@ def _editor(store: Store, item: Any, ids: Sequence[int]) -> None:
         a = st.text_input("Answer (for a multiple-choice item: the text of one option)", item.answer)
         sol = st.text_area("Solution", item.solution, height=120)
         diff = st.slider("Difficulty", 1.0, 5.0, float(item.difficulty or 3.0), 0.5)
+        # Ctrl+Enter in a text box submits the form with its first button: save and accept
         c1, c2, c3 = st.columns(3)
-        save = c1.form_submit_button("Save", shortcut="Ctrl+Enter")
-        accept = c2.form_submit_button("Save and accept", type="primary", shortcut="Ctrl+Shift+Enter")
+        accept = c1.form_submit_button("Save and accept", type="primary", shortcut="Ctrl+Enter")
+        save = c2.form_submit_button("Save", shortcut="Ctrl+S")
         cancel = c3.form_submit_button("Cancel")
     if cancel:
         st.session_state.pop(EDITING, None)

@@ -535,6 +535,9 @@ def discipline_colours(disciplines: Sequence[str]) -> dict[str, str]:
     return {d: _PALETTE[i % len(_PALETTE)] for i, d in enumerate(sorted(disciplines))}
 
 
+NO_ARROWS = {"to": {"enabled": False}}  # pyvis gives each edge of a directed network an arrow
+
+
 def _no_link_template(text: str) -> str:
     """pyvis switches its tooltips to ``innerHTML`` when any node title contains "href";
     a word joiner inside the word keeps data from turning that on (vis.js itself shows
@@ -598,7 +601,7 @@ def pyvis_html(
     wmax = float(w.max()) if w.size else 1.0
     drawn = set()
     for a, b, wt in zip(src.tolist(), dst.tolist(), w.tolist()):
-        edge: dict[str, Any] = {"title": f"{int(wt)} seed(s) name both",
+        edge: dict[str, Any] = {"title": f"{int(wt)} seed(s) name both", "arrows": NO_ARROWS,
                                 "width": round(1 + 4 * math.log1p(wt) / math.log1p(wmax), 2), "color": "#c8c8c8"}
         if (a, b) in path_edges:
             edge.update(color="#d62728", width=5)
@@ -607,7 +610,7 @@ def pyvis_html(
     shown = set(nodes)
     for a, b in path_edges - drawn:  # e.g. a saved path whose KPs were merged since: still show the step
         if a in shown and b in shown:
-            net.add_edge(a, b, color="#d62728", width=3, dashes=True)
+            net.add_edge(a, b, color="#d62728", width=3, dashes=True, arrows=NO_ARROWS)
     iterations = 150 if len(nodes) <= 100 else 100
     net.set_options(json.dumps({
         "physics": {
@@ -637,8 +640,8 @@ def _legend_html(colours: Mapping[str, str]) -> str:
     """Coloured dots and names under the drawing; every name HTML-escaped (names are data)."""
     import html
 
-    items = "".join(
-        f'<span style="margin-right:14px;white-space:nowrap"><span style="color:{html.escape(c)}">●</span> '
+    items = " ".join(  # the spaces between items are where the legend wraps
+        f'<span style="margin-right:10px;white-space:nowrap"><span style="color:{html.escape(c)}">●</span> '
         f"{html.escape(name)}</span>"
         for name, c in sorted(colours.items(), key=lambda kv: kv[0].casefold()))
     return (f'<div id="legend" style="font:13px sans-serif;color:#333;padding:6px 8px;line-height:1.7">'

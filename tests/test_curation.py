@@ -516,3 +516,159 @@ def test_write_jsonl_that_cannot_replace_the_target_cleans_up(tmp_path):
     with pytest.raises(InputError):
         ex.write_jsonl(iter([{"a": 1}]), target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+# -- the rules' edges (each kills a way the code could be subtly wrong) -------------------------------
+
+
+def test_list_items_shows_200_at_most_unless_asked(run):
+    store, rid, path_ids = run
+    store.items.insert([item(rid, path_ids[0], f"bulk:{i}") for i in range(200)])
+    assert len(rv.list_items(store, rid)) == 200
+    assert len(rv.list_items(store, rid, limit=300)) == 208
+
+
+def test_errors_name_what_is_allowed_in_full(run, tmp_path):
+    store, rid, _ = run
+    with pytest.raises(ConfigError) as err:
+        rv.set_status(store, [1], "superseded")
+    assert str(err.value) == "a curator can set accepted, rejected, generated, not 'superseded'"
+    with pytest.raises(ConfigError) as err:
+        rv.decide(store, [1], "failed")
+    assert str(err.value) == "a curator can set accepted, rejected, generated, not 'failed'"
+    with pytest.raises(ConfigError) as err:
+        rv.edit_item(store, 1, status="accepted", model="x")
+    assert str(err.value) == ("cannot edit ['model', 'status']; editable: question, options, answer, solution, "
+                              "difficulty, discipline")
+    for message, fields in (("the question cannot be empty", {"question": " "}),
+                            ("the answer cannot be empty", {"answer": " "}),
+                            ("difficulty must be between 1 and 5", {"difficulty": 6})):
+        with pytest.raises(InputError) as err:
+            rv.edit_item(store, 1, **fields)
+        assert str(err.value) == message
+    with pytest.raises(ConfigError) as err:
+        next(ex.item_records(store, rid, fmt="csv"))
+    assert str(err.value) == "unknown export format 'csv': use records or messages"
+    with pytest.raises(ConfigError) as err:
+        ex.export_run(store, rid, tmp_path / "x.jsonl", fmt="csv")
+    assert str(err.value) == "unknown export format 'csv': use records or messages"
+    with pytest.raises(InputError) as err:
+        ex.export_run(store, rid, "")
+    assert str(err.value) == "the export file name is empty: give --out FILE.jsonl"
+
+
+def test_edit_treats_a_missing_question_as_empty_and_a_missing_solution_as_none(run):
+    store, _, _ = run
+    with pytest.raises(InputError, match="the question cannot be empty"):
+        rv.edit_item(store, 1, question=None)
+    assert rv.edit_item(store, 1, solution=None).item.solution == ""
+
+
+@pytest.mark.parametrize("ids, current, expected", [([3, 5, 8], 9, 8), ([3, 5, 8], 6, 8), ([3, 5, 8], 4, 5)])
+def test_resume_at_in_a_longer_queue(ids, current, expected):
+    assert rv.resume_at(ids, current) == expected
+
+
+def test_gate_kinds_break_ties_by_name(run):
+    store, rid, _ = run
+    with store.transaction() as conn:
+        conn.execute("UPDATE items SET gate_reason = 'zeta check failed' WHERE id IN (1, 2)")
+        conn.execute("UPDATE items SET gate_reason = 'alpha check failed' WHERE id IN (3, 5)")
+        conn.execute("UPDATE items SET gate_reason = 'beta check failed' WHERE id = 4")
+    assert rv.gate_kinds(store, rid) == [("alpha check failed", 2), ("zeta check failed", 2),
+                                         ("beta check failed", 1)]
+
+
+def test_compare_runs_with_settings_only_one_run_has(sample_store):
+    a = sample(sample_store, WalkParams(), 10, seed=1, save=True).run_id
+    b = sample(sample_store, WalkParams(), 10, seed=1, save=True).run_id
+    base = sample_store.runs.get(a).config
+    sample_store.runs.update(a, config={**base, "synthesis": {"template": "T {kps}", "per_bundle": 2},
+                                        "mix": {"Law": 0.5, "History": 0.5}})
+    sample_store.runs.update(b, config={**base, "mix": {"Law": 0.5, "History": 0.5}})
+    rows = {(r["section"], r["key"]): r for r in rv.compare_runs(sample_store, a, b)["rows"]}
+    template = rows[("config", "synthesis.template")]
+    assert (template["a"], template["b"], template["differs"]) == ("(template)", None, True)
+    per_bundle = rows[("config", "synthesis.per_bundle")]
+    assert (per_bundle["a"], per_bundle["b"], per_bundle["differs"]) == (2, None, True)
+    mix = rows[("config", "mix")]
+    assert mix["a"] == {"Law": 0.5, "History": 0.5} and mix["differs"] is False  # kept whole
+    for key in ("target_shares", "difficulty_histogram", "discipline_shares"):
+        assert isinstance(rows[("metrics", key)]["a"], dict)
+        assert not any(k.startswith(f"{key}.") for _, k in rows)
+    sample_store.runs.update(b, config={**base, "synthesis": {"template": "T {kps}", "per_bundle": 2}})
+    rows = {(r["section"], r["key"]): r for r in rv.compare_runs(sample_store, a, b)["rows"]}
+    assert rows[("config", "synthesis.template")]["differs"] is False
+
+
+def test_path_records_of_a_seed_without_options(sample_store, tmp_path):
+    from linkqa_core.ingest.load import ingest
+    from linkqa_core.records import Path as KPPath
+
+    data = b'{"question": "Name the enzyme that unwinds DNA.", "answer": "helicase", "subject": "biology"}\n'
+    ingest(sample_store, data, filename="open.jsonl")
+    sid = sample_store.query("SELECT id FROM seeds WHERE answer = 'helicase'")[0][0]
+    rid = sample_store.runs.create("sample", {"n_paths": 1}, paths=[
+        KPPath(index=0, kps=("helicase",), discipline="Biology", seed_ids=(sid,))])
+    [record] = list(ex.path_records(sample_store, rid))
+    assert record["seeds"][0]["options"] is None and record["seeds"][0]["answer"] == "helicase"
+
+
+def test_export_run_exports_the_accepted_items_by_default(run, tmp_path):
+    store, rid, _ = run
+    result = ex.export_run(store, rid, tmp_path / "a" / "b" / "c.jsonl")  # missing folders are made
+    assert result["status"] == "accepted" and result["records"] == 1
+    assert json.loads((tmp_path / "a" / "b" / "c.jsonl").read_text())["provenance"]["item_id"] == 3
+
+
+def test_write_jsonl_writes_a_part_file_beside_the_target_first(tmp_path):
+    out = tmp_path / "run.jsonl"
+    seen = []
+
+    def records():
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        yield {"q": "ü"}
+
+    ex.write_jsonl(records(), out)
+    [names] = seen
+    assert len(names) == 1 and names[0].startswith("run.jsonl") and names[0].endswith(".part")
+    assert out.read_bytes() == '{"q": "ü"}\n'.encode("utf-8")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_write_jsonl_mode_follows_any_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        ex.write_jsonl(iter([{}]), tmp_path / "out.jsonl")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == mode
+
+
+def test_write_jsonl_that_cannot_put_the_file_in_place_says_why_and_cleans_up(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ex.os, "replace", refuse)
+    with pytest.raises(InputError) as err:
+        ex.write_jsonl(iter([{"a": 1}]), tmp_path / "out.jsonl")
+    assert str(err.value) == f"cannot write {tmp_path / 'out.jsonl'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_jsonl_into_a_file_as_folder_gives_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError) as err:
+        ex.write_jsonl(iter([{"a": 1}]), blocker / "out.jsonl")
+    assert str(err.value) == f"cannot write {blocker / 'out.jsonl'}: File exists"
+
+
+def test_gate_kinds_sum_reasons_of_one_kind_before_ordering(run):
+    store, rid, _ = run
+    with store.transaction() as conn:  # zeta: one reason on two items; alpha: two reasons of one kind
+        conn.execute("UPDATE items SET gate_reason = 'zeta check failed' WHERE id IN (1, 2)")
+        conn.execute("UPDATE items SET gate_reason = 'alpha check (1)' WHERE id = 3")
+        conn.execute("UPDATE items SET gate_reason = 'alpha check (2)' WHERE id = 4")
+        conn.execute("UPDATE items SET gate_reason = NULL WHERE id > 4")
+    assert rv.gate_kinds(store, rid) == [("alpha check (…)", 2), ("zeta check failed", 2)]
