@@ -27,7 +27,7 @@ counts = store.counts()
 step = support.next_step(counts)
 
 st.subheader("Database")
-st.code(store.path, language=None)
+ui.text_block(store.path)
 
 if not counts["seeds"]:
     st.info("This database holds no seeds yet. Load the bundled sample (20 MMLU questions from each of 57 subjects) "

@@ -104,10 +104,12 @@ if export_tab is not None and export_tab.open is not False:
         st.download_button(f"Download {n:,} item(s) as JSONL", jsonl,
                            file_name=f"linkqa-run{run_id}-{which}-{fmt}.jsonl", mime="application/jsonl",
                            disabled=n == 0, key="download", type="primary")
-        first = next(item_records(store, run_id, fmt=fmt, status=which), None) if n else None
-        if first is not None:
-            with st.expander("The first record, as it will be written", expanded=False):
-                st.code(json.dumps(first, ensure_ascii=False, indent=2), language="json")
+        if n:
+            first_record = st.expander("The first record, as it will be written", expanded=False,
+                                       key="first_record_open", on_change="rerun")
+            if first_record.open:  # built and drawn only when opened
+                first = next(item_records(store, run_id, fmt=fmt, status=which))
+                first_record.code(json.dumps(first, ensure_ascii=False, indent=2), language="json")
 
 # -- history -------------------------------------------------------------------------------------
 

@@ -381,8 +381,7 @@ def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) ->
     if caption:
         st.caption(caption)
     with st.sidebar:
-        st.caption("Database")
-        st.code(store.path, language=None, wrap_lines=True)
+        st.caption("Database: " + plain(store.path))
     return store
 
 

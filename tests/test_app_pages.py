@@ -618,3 +618,30 @@ def test_subgraph_helpers_respect_the_cap(db):
     html = support.pyvis_html(g, support.top_nodes(g, 500))
     assert html.count('"shape": "dot"') <= support.MAX_DRAW_NODES
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html)  # works offline
+
+
+def test_kp_page_shows_the_quality_of_the_stored_kps(db):
+    at = open_app("kps")
+    with Store(db) as store:
+        q = support.stored_kp_quality(store)
+    assert metric(at, "Named by one seed only") == f"{q.singleton_share:.0%}"
+    assert metric(at, f"Everyday words in the top {q.top}") == f"{q.general_word_share:.0%}"
+    assert metric(at, "KPs per seed") == f"{q.kps_per_seed_mean:.2f}"
+    assert not any("top KPs (seeds)" in df.value.columns for df in at.dataframe)  # drawn when opened
+    at.session_state["top_by_discipline_open"] = True
+    at.run()
+    table = next(df.value for df in at.dataframe if "top KPs (seeds)" in df.value.columns)
+    assert set(table["discipline"]) == set(q.top_by_discipline)
+
+
+def test_rename_confirms_under_its_form_not_at_the_top(db):
+    at = open_app("kps")
+    with Store(db) as store:
+        old = kp_table(store, limit=3)[1]["name"]
+    at.selectbox(key="rename_old").set_value(old)
+    at.text_input(key="rename_new").set_value("Le Chatelier's Principle")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert_ok(at)
+    assert [shown(s.value) for s in at.success] == [f"Renamed '{old}' to 'Le Chatelier's Principle'."]
+    with Store(db) as store:
+        assert "Le Chatelier's Principle" in [r["name"] for r in kp_table(store, limit=20)]

@@ -372,6 +372,9 @@ def test_export_tab_names_the_status_filter_and_counts(db_with_items):
     which.set_value("all").run()
     assert "Download 12 item(s) as JSONL" in at.get("download_button")[0].proto.label
     at.radio(key="exp_fmt").set_value("messages").run()
+    assert not any(c.language == "json" for c in at.code)  # built only when its expander is opened
+    at.session_state["first_record_open"] = True
+    at.run()
     first = json.loads(next(c.value for c in at.code if c.language == "json"))
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
     assert first["metadata"]["status"] in ("accepted", "generated", "rejected")

@@ -596,6 +596,9 @@ def test_compare_runs_with_settings_only_one_run_has(sample_store):
     for key in ("target_shares", "difficulty_histogram", "discipline_shares"):
         assert isinstance(rows[("metrics", key)]["a"], dict)
         assert not any(k.startswith(f"{key}.") for _, k in rows)
+    rows = {(r["section"], r["key"]): r for r in rv.compare_runs(sample_store, b, a)["rows"]}  # the other way
+    template = rows[("config", "synthesis.template")]
+    assert (template["a"], template["b"], template["differs"]) == (None, "(template)", True)
     sample_store.runs.update(b, config={**base, "synthesis": {"template": "T {kps}", "per_bundle": 2}})
     rows = {(r["section"], r["key"]): r for r in rv.compare_runs(sample_store, a, b)["rows"]}
     assert rows[("config", "synthesis.template")]["differs"] is False
