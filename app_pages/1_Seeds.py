@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import studio.ui as ui
-from studio import support
+from studio import uploads
 from linkqa_core.errors import LinkQAError
 from linkqa_core.ingest.load import FIELDS, FORMATS, ingest, sample_path
 from linkqa_core.taxonomy import DISCIPLINES
@@ -34,7 +34,7 @@ FIELD_HELP = {
 def remember_report(name: str, report) -> None:
     st.session_state["ingest_report"] = {
         "name": name, "added": report.added, "duplicates": report.duplicates, "total": report.total_seeds,
-        "rows_read": report.rows_read, "bad_rows": support.bad_rows_table(report),
+        "rows_read": report.rows_read, "bad_rows": uploads.bad_rows_table(report),
         "n_bad": len(report.bad_rows),
     }
 
@@ -43,7 +43,7 @@ def remember_report(name: str, report) -> None:
 def _discipline_plan(data: bytes, filename: str, mapping_json: str) -> tuple[list, str | None, str | None]:
     """The file's subject/discipline values and proposals, once per file and mapping."""
     try:
-        values, column = support.discipline_plan(data, filename, json.loads(mapping_json))
+        values, column = uploads.discipline_plan(data, filename, json.loads(mapping_json))
     except LinkQAError as err:
         return [], None, str(err)
     return values, column, None
@@ -54,7 +54,7 @@ def upload_form(data: bytes, filename: str) -> None:
     """Preview, column mapping, discipline matching and import of one upload; a change here
     redraws this part only (the browse section below is left alone until the import)."""
     try:
-        preview = support.preview_upload(data, filename)
+        preview = uploads.preview_upload(data, filename)
     except LinkQAError as err:
         st.error(ui.plain(str(err)))
         return
@@ -80,7 +80,7 @@ def upload_form(data: bytes, filename: str) -> None:
                                         help=FIELD_HELP["options"], key=f"map_options_{tag}")
     if choices["options"]:
         st.caption(ui.plain("  ·  ".join(f"{chr(65 + i)} = {c}" for i, c in enumerate(choices["options"]))))
-    mapping = support.mapping_from_choices(choices)
+    mapping = uploads.mapping_from_choices(choices)
 
     values, column, error = _discipline_plan(data, filename, json.dumps(mapping, sort_keys=True))
     discipline_map: dict[str, str] = {}
@@ -108,7 +108,7 @@ def upload_form(data: bytes, filename: str) -> None:
     if st.button("Import", type="primary", key=f"import_{tag}"):
         bar = st.progress(0.0, text="Importing…")
         try:
-            report = support.import_upload(store, data, filename, mapping, progress=ui.progress_callback(bar),
+            report = uploads.import_upload(store, data, filename, mapping, progress=ui.progress_callback(bar),
                                            discipline_map=discipline_map)
         except LinkQAError as err:
             bar.empty()

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import studio.ui as ui
-from studio import support
+from studio import support, words
 from linkqa_core.errors import LinkQAError
 from linkqa_core.graph.metrics import METRIC_NAMES
 from linkqa_core.graph.sampling import LEDGERS, sample, save_sample
@@ -54,7 +54,7 @@ def save_preview() -> None:
 def _share_moved(changed: str) -> None:
     """A discipline's share moved: the others make room (or fill in), so all add up to 100 %."""
     now = {k[len(SHARE):]: float(v) for k, v in st.session_state.items() if str(k).startswith(SHARE)}
-    for d, v in support.rebalance(now, changed, now[changed]).items():
+    for d, v in words.rebalance(now, changed, now[changed]).items():
         st.session_state[SHARE + d] = v
 
 
@@ -69,7 +69,7 @@ with knobs_col:
     knobs = {}
     for name, default, low, high, help_text in KNOBS:
         step = support.knob_step(name, low, high, default)
-        label, tip = support.knob_label(name), support.knob_help(name, help_text)
+        label, tip = words.knob_label(name), words.knob_help(name, help_text)
         if step == 1:
             knobs[name] = st.slider(label, int(low), int(high), int(default), step=1, help=tip, key=f"knob_{name}")
         else:
@@ -85,7 +85,7 @@ with knobs_col:
     default_shares = target_shares(g, WalkParams())
     has_kps = np.bincount(g.discipline, minlength=len(g.disciplines)) > 0
     present = [d for d, k in zip(g.disciplines, has_kps) if k]
-    data_shares = dict(zip(present, support.rebalance(
+    data_shares = dict(zip(present, words.rebalance(
         {d: float(s) * 100 for d, s, k in zip(g.disciplines, default_shares, has_kps) if k},
         present[0], float(default_shares[g.disciplines.index(present[0])]) * 100).values())) if present else {}
     for d, v in data_shares.items():
@@ -169,16 +169,16 @@ with out_col:
     with st.container(key="preview_metrics"):
         cols = st.columns(4)
         for i, name in enumerate(n for n in SHOW_METRICS if isinstance(m.get(n), (int, float))):
-            words, definition, better, _ = support.METRIC_WORDS.get(name, (name, "", "", "num"))
+            label, definition, better, _ = words.METRIC_WORDS.get(name, (name, "", "", "num"))
             cols[i % 4].metric(
-                words, support.metric_value(name, m[name]),
-                delta=support.metric_delta(name, m[name], b.get(name)) if better else None,
+                label, words.metric_value(name, m[name]),
+                delta=words.metric_delta(name, m[name], b.get(name)) if better else None,
                 delta_color={"up": "normal", "down": "inverse"}.get(better, "off"),
-                help=f"{definition}. Uniform random walk: {support.metric_value(name, b.get(name))}. (`{name}`)")
+                help=f"{definition}. Uniform random walk: {words.metric_value(name, b.get(name))}. (`{name}`)")
     with st.expander("All the numbers", expanded=False):
         rows = support.metrics_rows(m, b, SHOW_METRICS)
         table = pd.DataFrame(rows)
-        table.insert(1, "measure", [support.METRIC_WORDS.get(r["metric"], (r["metric"],))[0] for r in rows])
+        table.insert(1, "measure", [words.METRIC_WORDS.get(r["metric"], (r["metric"],))[0] for r in rows])
         st.dataframe(table, hide_index=True, width="stretch", key="metrics_table",
                      column_config={"metric": st.column_config.TextColumn("name", help="the name in exports and "
                                                                           "the CLI's --json output")})

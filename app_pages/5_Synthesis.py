@@ -3,15 +3,11 @@ in the background (it survives a reload), enhance difficulty, apply the quality 
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 import studio.ui as ui
-from studio import support
+from studio import support, words
 from linkqa_core.difficulty.enhance import difficulty_mix, enhance
 from linkqa_core.difficulty.targets import DEFAULT_MIX, LEVELS
 from linkqa_core.errors import LinkQAError
@@ -210,7 +206,7 @@ edited = st.data_editor(
 )
 targets, targets_error = None, None
 try:
-    targets = support.difficulty_targets(edited.to_dict("records"), ALL_DISCIPLINES)
+    targets = words.difficulty_targets(edited.to_dict("records"), ALL_DISCIPLINES)
 except LinkQAError as err:
     targets_error = str(err)
 if targets_error:

@@ -36,7 +36,7 @@ from linkqa_core.curation.review import (
 )
 from linkqa_core.errors import LinkQAError
 from linkqa_core.store import Store
-from studio import support, ui
+from studio import drawing, ui
 
 __all__ = ["Filters", "STATUS_WORDS", "show_queue", "TABLE_ROWS"]
 
@@ -357,7 +357,7 @@ def _context(store: Store, card: Any) -> None:
     if card.path is not None:
         named = store.seeds.kp_names([s.id for s in seeds])
         with st.expander(f"Path of {len(card.path.kps)} KPs and its {len(seeds)} seed(s)", expanded=True):
-            st.image(support.path_svg(card.path.kps, [named.get(s.id, set()) for s in seeds]), width="stretch")
+            st.image(drawing.path_svg(card.path.kps, [named.get(s.id, set()) for s in seeds]), width="stretch")
             ui.text_block(" → ".join(f"{i + 1}. {k}" for i, k in enumerate(card.path.kps)))
     for j, s in enumerate(seeds):
         with st.expander(f"Seed S{j + 1}", expanded=False):

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from studio import ui as studio_ui  # noqa: E402
-from studio import support  # noqa: E402
+from studio import drawing, support, uploads, words  # noqa: E402
 from linkqa_core.errors import InputError  # noqa: E402
 from linkqa_core.graph.build import build_graph  # noqa: E402
 from linkqa_core.kps.curate import kp_table, merge_kps, rename_kp  # noqa: E402
@@ -274,7 +274,7 @@ def test_mapping_can_be_corrected_before_import(empty_db):
 def test_bad_upload_shows_the_engines_error(empty_db):
     data = b"\x00\x01\x02\x03 not a seed file \xff\xfe" * 20
     with pytest.raises(InputError) as raised:
-        support.preview_upload(data, "broken.jsonl")
+        uploads.preview_upload(data, "broken.jsonl")
     at = open_app("seeds")
     at.file_uploader(key="seed_upload").set_value(("broken.jsonl", data, "application/json")).run()
     assert_ok(at)
@@ -475,11 +475,11 @@ def test_sliders_come_from_knobs_in_words_with_their_names_in_the_help(db):
     at = open_app("sampling")
     knob_sliders = at.slider[: len(KNOBS)]
     assert [s.key for s in knob_sliders] == [f"knob_{k[0]}" for k in KNOBS]
-    assert [s.label for s in knob_sliders] == [support.knob_label(k[0]) for k in KNOBS]
+    assert [s.label for s in knob_sliders] == [words.knob_label(k[0]) for k in KNOBS]
     for (name, *_), slider in zip(KNOBS, knob_sliders):
         assert "_" not in slider.label or name == slider.label, slider.label  # words, not the knob's name
         assert f"`{name}`" in slider.help and len(slider.help.split()) > 8
-    assert support.knob_label("w_cov") == "Coverage: favour KPs not yet visited"
+    assert words.knob_label("w_cov") == "Coverage: favour KPs not yet visited"
     assert not any(m.label == "KP coverage" for m in at.metric)
     assert "press **Preview**" in shown(at.info[0].value)
     assert "exp((*V*" in texts(at)  # the formula, in its expander
@@ -491,9 +491,9 @@ def test_metric_tiles_are_words_with_the_exact_definition_and_the_linkage_metric
     tiles = {m.label: m for m in at.metric}
     for name in ("kp_coverage", "bundle_share_2plus", "bundle_share_3plus", "bundles_below_min_seeds",
                  "mean_shared_kps", "discipline_tv_distance"):
-        words, definition, _, _ = support.METRIC_WORDS[name]
-        assert "_" not in words
-        assert words in tiles and definition in tiles[words].proto.help and f"`{name}`" in tiles[words].proto.help
+        label, definition, _, _ = words.METRIC_WORDS[name]
+        assert "_" not in label
+        assert label in tiles and definition in tiles[label].proto.help and f"`{name}`" in tiles[label].proto.help
     assert tiles["KP coverage"].value.endswith("%")
     assert "vs uniform" in tiles["KP coverage"].proto.body or tiles["KP coverage"].proto.delta
 
@@ -611,12 +611,12 @@ def test_subgraph_helpers_respect_the_cap(db):
     with Store(db) as store:
         g = build_graph(store)
     hub = int(g.degree.argmax())
-    nodes = support.neighbourhood(g, hub, hops=2, cap=50)
+    nodes = drawing.neighbourhood(g, hub, hops=2, cap=50)
     assert len(nodes) == 50 and nodes[0] == hub
-    src, dst, w = support.subgraph_edges(g, nodes)
+    src, dst, w = drawing.subgraph_edges(g, nodes)
     assert (src < dst).all() and len(src) == len(w) > 0
-    html = support.pyvis_html(g, support.top_nodes(g, 500))
-    assert html.count('"shape": "dot"') <= support.MAX_DRAW_NODES
+    html = drawing.pyvis_html(g, drawing.top_nodes(g, 500))
+    assert html.count('"shape": "dot"') <= drawing.MAX_DRAW_NODES
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html)  # works offline
 
 

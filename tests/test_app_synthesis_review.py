@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio.jobs import JOBS
 from linkqa_core.curation.export import item_records
-from linkqa_core.curation.review import CURATOR_REASON, list_items, set_status
+from linkqa_core.curation.review import CURATOR_REASON, set_status
 from linkqa_core.graph.sampling import sample
 from linkqa_core.graph.walks import WalkParams
 from linkqa_core.store import Store

@@ -16,7 +16,7 @@ from linkqa_core.ingest.load import ingest
 from linkqa_core.kps.curate import kp_table, rename_kp
 from linkqa_core.kps.quality import kp_quality
 from linkqa_core.records import Extraction
-from studio import support
+from studio import drawing, support, words
 from studio import ui
 
 MARKUP = ("<b>x</b> [link](http://127.0.0.1:9/a) ![i](http://127.0.0.1:9/i.png) https://e.example/x "
@@ -37,12 +37,13 @@ def test_for_plotly_escapes_tags_and_ampersands():
 
 def test_every_knob_and_metric_has_words_and_a_definition():
     for name, *_ in KNOBS:
-        label, words = support.KNOB_WORDS[name]
-        assert label and "_" not in label and len(words.split()) >= 6, name
-        assert f"`{name}`" in support.knob_help(name, "engine help") and "engine help" in support.knob_help(name, "engine help")
+        label, effect = words.KNOB_WORDS[name]
+        assert label and "_" not in label and len(effect.split()) >= 6, name
+        tip = words.knob_help(name, "engine help")
+        assert tip.startswith(effect) and f"`{name}`" in tip and "engine help" in tip
     for name in (*METRIC_NAMES, "bundles_below_min_seeds", "n_paths", "mean_path_length", "kps_visited"):
-        words, definition, better, kind = support.METRIC_WORDS[name]
-        assert "_" not in words and definition and better in ("up", "down", "") and kind in ("%", "int", "num")
+        label, definition, better, kind = words.METRIC_WORDS[name]
+        assert "_" not in label and definition and better in ("up", "down", "") and kind in ("%", "int", "num")
 
 
 @pytest.mark.parametrize("name, value, baseline, shown, delta", [
@@ -52,8 +53,8 @@ def test_every_knob_and_metric_has_words_and_a_definition():
     ("visit_entropy", None, 0.9, "—", None),
 ])
 def test_metric_values_and_deltas_read_as_their_unit(name, value, baseline, shown, delta):
-    assert support.metric_value(name, value) == shown
-    assert support.metric_delta(name, value, baseline) == delta
+    assert words.metric_value(name, value) == shown
+    assert words.metric_delta(name, value, baseline) == delta
 
 
 @pytest.mark.parametrize("shares, changed, value", [
@@ -65,7 +66,7 @@ def test_metric_values_and_deltas_read_as_their_unit(name, value, baseline, show
     ({"a": 50.0, "b": 50.0}, "a", 140.0),  # clamped
 ])
 def test_rebalance_always_adds_up_to_100(shares, changed, value):
-    out = support.rebalance(shares, changed, value)
+    out = words.rebalance(shares, changed, value)
     assert list(out) == list(shares)
     assert out[changed] == min(value, 100.0)
     assert sum(out.values()) == pytest.approx(100.0, abs=1e-6)
@@ -73,25 +74,25 @@ def test_rebalance_always_adds_up_to_100(shares, changed, value):
 
 
 def test_rebalance_keeps_the_others_in_proportion():
-    assert support.rebalance({"a": 50.0, "b": 30.0, "c": 20.0}, "a", 80.0) == {"a": 80.0, "b": 12.0, "c": 8.0}
-    assert support.rebalance({"only": 40.0}, "only", 10.0) == {"only": 100.0}
+    assert words.rebalance({"a": 50.0, "b": 30.0, "c": 20.0}, "a", 80.0) == {"a": 80.0, "b": 12.0, "c": 8.0}
+    assert words.rebalance({"only": 40.0}, "only", 10.0) == {"only": 100.0}
 
 
 def test_difficulty_targets_come_from_the_table_rows():
     rows = [{"discipline": "All disciplines", "1": 0, "2": 0, "3": 30, "4": 40, "5": 30},
             {"discipline": "Law", "1": 0, "2": 0, "3": 30, "4": 40, "5": 30},  # same as the default: uses it
             {"discipline": "Mathematics", "1": None, "2": 0, "3": 0, "4": 50, "5": 50}]
-    targets = support.difficulty_targets(rows, "All disciplines")
+    targets = words.difficulty_targets(rows, "All disciplines")
     assert targets.for_discipline("Law") == {1: 0.0, 2: 0.0, 3: 0.3, 4: 0.4, 5: 0.3}
     assert targets.for_discipline("Mathematics") == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.5, 5: 0.5}
     assert set(targets.per_discipline) == {"Mathematics"}
     with pytest.raises(Exception, match="the shares add up to 0"):
-        support.difficulty_targets([{"discipline": "All disciplines", "1": 0, "2": 0, "3": 0, "4": 0, "5": 0}],
+        words.difficulty_targets([{"discipline": "All disciplines", "1": 0, "2": 0, "3": 0, "4": 0, "5": 0}],
                                    "All disciplines")
 
 
 def test_path_svg_escapes_names_and_links_seeds_to_the_kps_they_name():
-    svg = support.path_svg(["<script>x</script>", "enzyme kinetics", "pH"], [{"enzyme kinetics", "ph"}, set()])
+    svg = drawing.path_svg(["<script>x</script>", "enzyme kinetics", "pH"], [{"enzyme kinetics", "ph"}, set()])
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert svg.count('stroke="#9ecae1"') == 2  # seed 1 names two of the path's KPs, seed 2 none
     assert svg.count('stroke="#d62728" stroke-width="3"') == 2  # the path's two steps
@@ -108,8 +109,8 @@ def test_graph_drawing_escapes_the_legend_and_keeps_tooltips_as_text(sample_stor
     rename_kp(sample_store, top, 'see <a href="http://127.0.0.1:9/x">here</a>')
     g = build_graph(sample_store)
     nodes = [i for i in range(g.n_nodes) if g.disciplines[int(g.discipline[i])] == MARKUP][:3]
-    nodes += list(support.top_nodes(g, 20))
-    page = support.pyvis_html(g, nodes)
+    nodes += list(drawing.top_nodes(g, 20))
+    page = drawing.pyvis_html(g, nodes)
     legend = page[page.index('<div id="legend"'):]
     assert "<b>x</b>" not in legend and "&lt;b&gt;x&lt;/b&gt;" in legend
     data = page[page.index("nodes = new vis.DataSet(") + len("nodes = new vis.DataSet("):]
