@@ -1,6 +1,8 @@
-"""LinkQA Studio — home: where the data is, how far each stage got, what to do next.
+"""LinkQA Studio: the entrypoint, which names the pages, and the Home page.
 
-Run with ``streamlit run app.py``; the pages in ``pages/`` are found automatically.
+Run with ``streamlit run app.py``. :func:`studio.ui.navigation` lists Home and the pages
+in ``app_pages/`` (``st.navigation``); a page other than Home runs there, and the rest of
+this file is the Home page: where the data is, how far each stage got, what to do next.
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ import streamlit as st
 
 import studio.ui as ui
 from studio import support
+
+page = ui.navigation()
+page.run()
+if not ui.is_home(page):
+    st.stop()
 
 store = ui.page_setup(
     "LinkQA Studio",
@@ -20,7 +27,7 @@ counts = store.counts()
 step = support.next_step(counts)
 
 st.subheader("Database")
-st.markdown(f"`{store.path}`")
+ui.text_block(store.path)
 
 if not counts["seeds"]:
     st.info("This database holds no seeds yet. Load the bundled sample (20 MMLU questions from each of 57 subjects) "
@@ -39,13 +46,18 @@ cols[3].metric("Saved paths", f"{counts['paths']:,}")
 cols[4].metric("Run coverage", f"{store.runs.cumulative_coverage():.1%}",
                help="share of today's KPs that some saved run has visited (the coverage ledger)")
 cols[5].metric("QA items", f"{counts['items']:,}", help=f"generated QA items; {counts['accepted_items']:,} accepted")
+interrupted = [r for r in store.runs.list() if r.status == "interrupted"]
+for r in interrupted:
+    st.warning(f"Run {r.id} was interrupted (its process stopped mid-way); nothing stored is lost. Resume it on the "
+               "Synthesis page, or from a terminal:")
+    st.code(support.resume_command(store, r.id), language="bash")
 
 st.subheader("Next step")
 st.markdown(f"**{step['label']}** — {step['why']}")
 if step["page"] == ui.PAGES["synthesis"]:
     llm_now = ui.get_llm_config()
     if llm_now["configured"] and llm_now["model"]:
-        st.caption(f"Synthesis will ask the model `{llm_now['model']}` at the configured endpoint.")
+        st.caption(f"Synthesis will ask the model {ui.plain(llm_now['model'])} at the configured endpoint.")
     elif llm_now["configured"]:
         st.caption("An endpoint is set but no model (LINKQA_MODEL): synthesis will use the offline composer.")
     else:

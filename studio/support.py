@@ -1,4 +1,8 @@
-"""UI-free helpers for the Studio pages: queries, upload handling, subgraphs, pyvis HTML.
+"""UI-free helpers for the Studio pages: start-up, the next step, the LLM endpoint, KPs,
+sampling charts, the KP measures from the store.
+
+Uploads are in :mod:`studio.uploads`, subgraphs and their drawings in :mod:`studio.drawing`,
+the words a curator reads for knobs and metrics in :mod:`studio.words`.
 
 Everything here is plain Python over the engine (no Streamlit import), so the pages
 stay thin and these functions can be tested and timed on their own.
@@ -6,21 +10,18 @@ stay thin and these functions can be tested and timed on their own.
 >>> from linkqa_core.store import Store
 >>> store = Store(":memory:")
 >>> next_step(store.counts())["page"]
-'pages/1_Seeds.py'
+'app_pages/1_Seeds.py'
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from linkqa_core.errors import InputError, LinkQAError
+from linkqa_core.errors import LinkQAError
 from linkqa_core.records import ExtractReport, IngestReport
 from linkqa_core.store import Store
 
@@ -30,29 +31,19 @@ if TYPE_CHECKING:  # graph.py imports numba (~0.1 s): only the pages that draw o
 __all__ = [
     "AUTOLOAD_ENV",
     "LLM_KEYS",
-    "MAX_DRAW_NODES",
-    "UploadPreview",
     "autoload_requested",
     "load_sample",
     "graph_key",
     "next_step",
+    "resume_command",
     "llm_config",
     "llm_settings",
     "llm_extractor_status",
     "make_llm_extractor",
     "test_llm_connection",
-    "preview_upload",
-    "import_upload",
-    "mapping_from_choices",
-    "bad_rows_table",
     "freq_histogram",
     "search_kp_names",
-    "top_nodes",
-    "neighbourhood",
-    "path_context",
-    "subgraph_edges",
-    "pyvis_html",
-    "discipline_colours",
+    "stored_kp_quality",
     "knob_step",
     "metrics_rows",
     "visit_points",
@@ -61,7 +52,6 @@ __all__ = [
 
 AUTOLOAD_ENV = "LINKQA_AUTOLOAD_SAMPLE"
 LLM_KEYS = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LINKQA_MODEL")
-MAX_DRAW_NODES = 300
 
 Progress = Callable[[int, int, str], None]
 
@@ -115,24 +105,32 @@ def next_step(counts: Mapping[str, int]) -> dict[str, str]:
     the first stage with nothing in it is the next step.
     """
     if not counts.get("seeds"):
-        return {"page": "pages/1_Seeds.py", "title": "Seeds", "label": "Load seeds",
+        return {"page": "app_pages/1_Seeds.py", "title": "Seeds", "label": "Load seeds",
                 "why": "The database holds no seeds yet: upload a file or load the bundled sample."}
     if not counts.get("kps"):
-        return {"page": "pages/2_Knowledge_points.py", "title": "Knowledge points", "label": "Extract knowledge points",
+        return {"page": "app_pages/2_Knowledge_points.py", "title": "Knowledge points", "label": "Extract knowledge points",
                 "why": "Seeds are loaded; name their knowledge points to build the KP graph."}
     if not counts.get("runs"):
-        return {"page": "pages/4_Path_sampling.py", "title": "Path sampling", "label": "Sample KP paths",
+        return {"page": "app_pages/4_Path_sampling.py", "title": "Path sampling", "label": "Sample KP paths",
                 "why": "The KP graph is ready: look at it, then preview and save a sample of paths."}
     if not counts.get("items"):
-        return {"page": "pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
+        return {"page": "app_pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
                 "why": "Paths are saved: write new QA items from the seed bundles of a saved run. With an "
                        "OpenAI-compatible endpoint configured (see LLM endpoint) a model writes them; without one the "
                        "offline composer writes simple two-part items, so the pipeline runs with no key."}
     if not counts.get("accepted_items"):
-        return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
+        return {"page": "app_pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
                 "why": "Items are generated: accept, reject or edit them, then export the accepted ones as JSONL."}
-    return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
+    return {"page": "app_pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
             "why": "Accepted items are ready: export them as JSONL with their provenance (run, path, seeds, model)."}
+
+
+def resume_command(store: Store, run_id: int) -> str:
+    """The command that finishes an interrupted run (synthesis or enhancement) from a terminal."""
+    import shlex
+
+    verb = "enhance" if store.runs.stored_status(run_id) == "enhancing" else "synthesize"
+    return f"python -m linkqa_core {verb} --run {run_id} --db {shlex.quote(str(store.path))}"
 
 
 # -- LLM endpoint -----------------------------------------------------------------------
@@ -233,59 +231,6 @@ def make_llm_extractor(store: Store, config: Mapping[str, Any], batch_size: int 
     return LLMExtractor(llm_settings(config), store=store, batch_size=batch_size)
 
 
-# -- seeds: uploads ---------------------------------------------------------------------
-
-
-@dataclass
-class UploadPreview:
-    """What an uploaded file looks like before import."""
-
-    filename: str
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    mapping: dict[str, Any]  # the guessed mapping, field -> column or [columns]
-    size: int = 0
-    options_hint: str = field(default="")
-
-
-def preview_upload(data: bytes, filename: str, n: int = 5) -> UploadPreview:
-    """Columns, first rows and the guessed mapping of an uploaded file; InputError if unreadable."""
-    from linkqa_core.ingest.load import guess_mapping, peek
-
-    if not data:
-        raise InputError(f"{filename} is empty")
-    columns, rows = peek(data, filename=filename, n=n)
-    mapping = guess_mapping(columns) if columns else {}
-    return UploadPreview(filename, [str(c) for c in columns], rows, dict(mapping), len(data))
-
-
-def mapping_from_choices(choices: Mapping[str, Any]) -> dict[str, Any]:
-    """Selectbox choices (``"(none)"`` or ``None`` = unmapped) as an explicit ``mapping=``."""
-    out: dict[str, Any] = {}
-    for fld, value in choices.items():
-        if value in (None, "", "(none)") or value == []:
-            out[fld] = ""
-        elif isinstance(value, (list, tuple)):
-            out[fld] = list(value)
-        else:
-            out[fld] = str(value)
-    return out
-
-
-def import_upload(store: Store, data: bytes, filename: str, mapping: Mapping[str, Any] | None = None,
-                  progress: Progress | None = None) -> IngestReport:
-    """Ingest uploaded bytes; the whole file or nothing (raises InputError on a bad file)."""
-    from linkqa_core.ingest.load import ingest
-
-    if not data:
-        raise InputError(f"{filename} is empty")
-    return ingest(store, data, filename=filename, mapping=dict(mapping) if mapping else None, progress=progress)
-
-
-def bad_rows_table(report: IngestReport, limit: int = 5000) -> list[dict[str, Any]]:
-    return [{"line": b.line, "reason": b.reason} for b in report.bad_rows[:limit]]
-
-
 # -- knowledge points -------------------------------------------------------------------
 
 
@@ -319,172 +264,26 @@ def search_kp_names(g: KPGraph, text: str, limit: int = 50) -> list[int]:
     return hits[:limit]
 
 
-# -- subgraphs for drawing ----------------------------------------------------------------
+def stored_kp_quality(store: Store, *, top: int = 200, per_discipline: int = 10) -> Any:
+    """:class:`~linkqa_core.kps.quality.KPQuality` of the KPs stored now, from SQL counts
+    (:meth:`KPStore.quality_counts`): the same measures the extraction report gives,
+    without extracting again. The KP page caches it on the store's version."""
+    from linkqa_core.kps.names import MAX_KPS, MIN_KPS
+    from linkqa_core.kps.quality import KPQuality, is_general_word
 
-
-def top_nodes(g: KPGraph, n: int, discipline: str | None = None) -> np.ndarray:
-    """The ``n`` most frequent KPs, overall or of one discipline (ties by name order)."""
-    idx = np.arange(g.n_nodes)
-    if discipline is not None:
-        if discipline not in g.disciplines:
-            return np.zeros(0, dtype=np.int64)
-        idx = idx[g.discipline == g.disciplines.index(discipline)]
-    order = np.lexsort((idx, -g.freq[idx]))
-    return idx[order][: max(0, int(n))]
-
-
-def neighbourhood(g: KPGraph, centre: int, hops: int = 1, cap: int = MAX_DRAW_NODES) -> np.ndarray:
-    """``centre`` and its neighbours up to ``hops`` away, strongest links first, at most ``cap``."""
-    chosen = [int(centre)]
-    seen = {int(centre)}
-    frontier = [int(centre)]
-    for _ in range(max(1, hops)):
-        scores: dict[int, float] = {}
-        for u in frontier:
-            nbrs, w = g.neighbors(u)
-            for v, wt in zip(nbrs.tolist(), w.tolist()):
-                if v not in seen:
-                    scores[v] = scores.get(v, 0.0) + wt
-        ranked = sorted(scores, key=lambda v: (-scores[v], -int(g.freq[v]), v))
-        room = cap - len(chosen)
-        ranked = ranked[: max(0, room)]
-        chosen.extend(ranked)
-        seen.update(ranked)
-        frontier = ranked
-        if len(chosen) >= cap or not frontier:
-            break
-    return np.asarray(chosen, dtype=np.int64)
-
-
-def path_context(g: KPGraph, path: Sequence[int], cap: int = 60) -> np.ndarray:
-    """A path's KPs plus their strongest neighbours, up to ``cap`` nodes, path first."""
-    chosen = list(dict.fromkeys(int(v) for v in path))
-    seen = set(chosen)
-    scores: dict[int, float] = {}
-    for u in chosen:
-        nbrs, w = g.neighbors(u)
-        for v, wt in zip(nbrs.tolist(), w.tolist()):
-            if v not in seen:
-                scores[v] = scores.get(v, 0.0) + wt
-    ranked = sorted(scores, key=lambda v: (-scores[v], -int(g.freq[v]), v))
-    chosen.extend(ranked[: max(0, cap - len(chosen))])
-    return np.asarray(chosen, dtype=np.int64)
-
-
-def subgraph_edges(g: KPGraph, nodes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges among ``nodes`` as ``(src, dst, weight)`` arrays, each edge once (src < dst)."""
-    keep = np.unique(np.asarray(nodes, dtype=np.int64))
-    if keep.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    inside = np.zeros(g.n_nodes, dtype=bool)
-    inside[keep] = True
-    starts, ends = g.indptr[keep], g.indptr[keep + 1]
-    lengths = ends - starts
-    src = np.repeat(keep, lengths)
-    pos = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if lengths.sum() else np.zeros(0, np.int64)
-    dst = g.indices[pos].astype(np.int64)
-    w = g.weights[pos]
-    mask = inside[dst] & (dst > src)
-    return src[mask], dst[mask], w[mask]
-
-
-_PALETTE = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#1f77b4", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f", "#d62728",
-    "#2ca02c", "#9467bd", "#aec7e8", "#ffbb78",
-]
-
-
-def discipline_colours(disciplines: Sequence[str]) -> dict[str, str]:
-    """A stable colour per discipline (by position in the sorted list)."""
-    return {d: _PALETTE[i % len(_PALETTE)] for i, d in enumerate(sorted(disciplines))}
-
-
-def pyvis_html(
-    g: KPGraph,
-    nodes: Sequence[int],
-    *,
-    colour_by: str = "discipline",
-    communities: Mapping[int, int] | None = None,
-    path: Sequence[int] | None = None,
-    height: int = 620,
-) -> str:
-    """A self-contained (offline) pyvis page of the subgraph on ``nodes``.
-
-    Nodes and edges are appended to the pyvis network directly (its ``add_edge`` scans
-    all edges, and ``from_nx`` is quadratic); vis.js is inlined; physics stabilises in a
-    bounded number of iterations and is then switched off so the view stays still.
-    """
-    from pyvis.network import Network
-
-    nodes = list(dict.fromkeys(int(v) for v in nodes))[:MAX_DRAW_NODES]
-    path = [int(v) for v in (path or [])]
-    on_path = {v: i for i, v in enumerate(path)}
-    path_edges = {tuple(sorted((a, b))) for a, b in zip(path, path[1:])}
-    net = Network(height=f"{height - 20}px", width="100%", cdn_resources="in_line", bgcolor="#ffffff")
-    colours = discipline_colours(g.disciplines)
-    fmax = float(max(int(g.freq[nodes].max()) if nodes else 1, 1))
-    for v in nodes:
-        name = g.names[v]
-        disc = g.disciplines[int(g.discipline[v])]
-        freq = int(g.freq[v])
-        if colour_by == "community" and communities is not None:
-            colour = _PALETTE[communities.get(v, 0) % len(_PALETTE)]
-            group = f"community {communities.get(v, 0) + 1}"
-        else:
-            colour = colours.get(disc, "#999999")
-            group = disc
-        title = f"{name}\n{freq} seed(s) · {disc}\ndegree {int(g.degree[v])} · difficulty {g.difficulty[v]:.1f}"
-        if colour_by == "community" and communities is not None:
-            title += f"\n{group}"
-        size = 8 + 32 * math.sqrt(freq / fmax)
-        node = {
-            "id": v, "label": name, "title": title, "color": colour, "shape": "dot", "size": round(size, 1),
-            "font": {"size": 22 if freq / fmax > 0.25 else 16},
-        }
-        if v in on_path:
-            node.update(label=f"{on_path[v] + 1}. {name}", borderWidth=4,
-                        color={"background": colour, "border": "#d62728"}, font={"size": 24, "strokeWidth": 4})
-        net.nodes.append(node)
-        net.node_ids.append(v)
-        net.node_map[v] = node
-    src, dst, w = subgraph_edges(g, nodes)
-    wmax = float(w.max()) if w.size else 1.0
-    drawn = set()
-    for a, b, wt in zip(src.tolist(), dst.tolist(), w.tolist()):
-        edge = {"from": a, "to": b, "title": f"{int(wt)} seed(s) name both",
-                "width": round(1 + 4 * math.log1p(wt) / math.log1p(wmax), 2), "color": "#c8c8c8"}
-        if (a, b) in path_edges:
-            edge.update(color="#d62728", width=5)
-            drawn.add((a, b))
-        net.edges.append(edge)
-    for a, b in path_edges - drawn:  # e.g. a saved path whose KPs were merged since: still show the step
-        if a in net.node_map and b in net.node_map:
-            net.edges.append({"from": a, "to": b, "color": "#d62728", "width": 3, "dashes": True})
-    iterations = 150 if len(nodes) <= 100 else 100
-    net.set_options(json.dumps({
-        "physics": {
-            "enabled": True,
-            "solver": "forceAtlas2Based",
-            "forceAtlas2Based": {"gravitationalConstant": -60, "springLength": 90, "springConstant": 0.06,
-                                 "avoidOverlap": 0.4},
-            "stabilization": {"enabled": True, "iterations": iterations, "fit": True, "updateInterval": 25},
-        },
-        "interaction": {"hover": True, "tooltipDelay": 120, "hideEdgesOnDrag": len(nodes) > 150},
-        "edges": {"smooth": False},
-        "nodes": {"borderWidth": 1},
-    }))
-    page = net.generate_html()
-    # pyvis's template also pulls bootstrap from a CDN for styling we do not use: drop it
-    page = re.sub(r"<link[^>]*cdn\.jsdelivr\.net[^>]*/>", "", page, flags=re.S)
-    page = re.sub(r"<script[^>]*cdn\.jsdelivr\.net[^>]*>\s*</script>", "", page, flags=re.S)
-    page = page.replace("<center>\n<h1></h1>\n</center>", "").replace("<center>\n          <h1></h1>\n        </center>", "")
-    freeze = ("<script>if (typeof network !== 'undefined') { network.once('stabilizationIterationsDone', "
-              "function () { network.setOptions({physics: false}); }); }</script>")
-    page = page.replace("</body>", freeze + "\n</body>")
-    page = page.replace("<body>", "<body style=\"margin:0\">", 1)
-    return page
+    c = store.kps.quality_counts(top=top, per_discipline=per_discipline, min_kps=MIN_KPS, max_kps=MAX_KPS)
+    general = tuple(label for key, label, _ in c["top"] if is_general_word(key))
+    n = c["kps"]
+    return KPQuality(
+        seeds=c["seeds"], kps=n, links=c["links"], kps_per_seed_min=c["kps_per_seed_min"],
+        kps_per_seed_max=c["kps_per_seed_max"], kps_per_seed_mean=round(c["kps_per_seed_mean"], 4),
+        seeds_outside_bounds=c["seeds_outside_bounds"],
+        singleton_share=round(c["singletons"] / n, 4) if n else 0.0,
+        multiword_share=round(c["multiword"] / n, 4) if n else 0.0,
+        top=len(c["top"]), general_word_share=round(len(general) / len(c["top"]), 4) if c["top"] else 0.0,
+        general_words=general, top_kps=tuple((label, f) for _, label, f in c["top"][:30]),
+        top_by_discipline={d: tuple(v) for d, v in c["top_by_discipline"].items()},
+    )
 
 
 # -- sampling ---------------------------------------------------------------------------

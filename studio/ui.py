@@ -1,7 +1,10 @@
 """Streamlit helpers shared by the Studio pages: the store, the cached graph, page set-up.
 
-Lives at the top level (not in ``pages/``, where Streamlit would list it as a page, and
-not in ``linkqa_core``, which never imports Streamlit).
+Lives at the top level (not in ``app_pages/`` with the pages, and not in
+``linkqa_core``, which never imports Streamlit). Over ~500 lines because it is the one
+place for what every page shares: navigation, the cached store and graph, the background
+warm-up, settings that stay put, messages beside their controls, and data shown as text.
+The charts are in :mod:`studio.charts`, drawings in :mod:`studio.drawing`.
 
 - :func:`get_store` opens the database once per process (``st.cache_resource``); the
   :class:`~linkqa_core.store.Store` is shared by every session: each thread reads on its own
@@ -22,15 +25,18 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import streamlit as st
 
-from studio import support
+from studio import drawing, support
+from studio.charts import bar_figure, for_plotly, line_figure  # noqa: F401 (the pages draw through ui)
 from linkqa_core.errors import LinkQAError
 from linkqa_core.store import Store, default_db_path
 
@@ -40,32 +46,48 @@ if TYPE_CHECKING:  # linkqa_core.graph imports numba: the home page does without
 _LOG = logging.getLogger(__name__)
 
 
-def _skip_repl_check() -> None:
-    """Spare the first page view of a process Streamlit's "are we in a REPL?" check.
-
-    On its first element Streamlit decides whether to warn "run this with `streamlit run`"
-    by calling ``inspect.stack()``, which maps every loaded module to its file: ~0.1 s of
-    the first page view with this app's ~1,400 modules. These pages only ever run under
-    ``streamlit run`` (or AppTest), where the warning never applies, so mark it as given.
-    A private flag: if a Streamlit release drops it, this does nothing.
-    """
-    from streamlit import delta_generator
-
-    if hasattr(delta_generator, "_use_warning_has_been_displayed"):
-        delta_generator._use_warning_has_been_displayed = True
-
-
-_skip_repl_check()
-
-PAGES = {
-    "home": "app.py",
-    "seeds": "pages/1_Seeds.py",
-    "kps": "pages/2_Knowledge_points.py",
-    "graph": "pages/3_KP_graph.py",
-    "sampling": "pages/4_Path_sampling.py",
-    "synthesis": "pages/5_Synthesis.py",
-    "review": "pages/6_Review_and_export.py",
+# name -> (file, title in the navigation, icon, URL path); the Home page is the rest of app.py
+PAGE_SPECS: dict[str, tuple[str, str, str, str]] = {
+    "seeds": ("app_pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
+    "kps": ("app_pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
+    "graph": ("app_pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
+    "sampling": ("app_pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
+    "synthesis": ("app_pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
+    "review": ("app_pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
 }
+PAGES = {"home": "app.py", **{name: spec[0] for name, spec in PAGE_SPECS.items()}}
+HOME_TITLE = "Home"
+
+
+def _home() -> None:
+    """The Home page: drawn by the rest of ``app.py`` once :func:`navigation` has returned it."""
+
+
+def navigation() -> Any:
+    """Name the pages (Home first, then the stages in order) and return the one to show.
+
+    ``st.navigation`` replaces the automatic page listing, which called the home page
+    "app". app.py runs the page it returns and draws Home itself.
+
+    The page files live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder next
+    to app.py, Streamlit runs a process's first session the old way (the page file on
+    its own, with the folder's listing) until ``st.navigation`` has been called once,
+    and in that session a file upload never reaches the page (a curator's open tab
+    reconnecting after a restart is such a session).
+    """
+    st.set_page_config(page_title="LinkQA Studio", page_icon="🔗", layout="wide")
+    home = st.Page(_home, title=HOME_TITLE, icon=":material/home:", default=True)
+    pages = [st.Page(f, title=t, icon=i, url_path=u) for f, t, i, u in PAGE_SPECS.values()]
+    return st.navigation([home, *pages])
+
+
+def is_home(page: Any) -> bool:
+    return page.title == HOME_TITLE
+
+
+def link(name: str, label: str, icon: str | None = None) -> None:
+    """A link to a page by its name in :data:`PAGES` (plain text label)."""
+    st.page_link(PAGES[name], label=plain(label), icon=icon)
 
 
 def db_path() -> str:
@@ -90,12 +112,25 @@ def _autoload(path: str) -> bool:
 
 # -- background warm-up ---------------------------------------------------------------------
 
-_SCRIPT_THREAD = "ScriptRunner.scriptThread"  # Streamlit's name for the thread that runs a page script
+# The threads that ran a page script (registered by get_store, the first thing every page
+# does). Streamlit runs each script run in a thread of its own that ends with the run, so
+# "some registered thread is alive" means a page is being drawn (or cleaned up after).
+# A thread older than _BUSY_AT_MOST_S no longer counts, should a release keep them alive.
+_page_threads: "weakref.WeakKeyDictionary[threading.Thread, float]" = weakref.WeakKeyDictionary()
+_page_threads_lock = threading.Lock()
+_BUSY_AT_MOST_S = 60.0
+
+
+def _register_page_thread() -> None:
+    with _page_threads_lock:
+        _page_threads[threading.current_thread()] = time.monotonic()
 
 
 def _page_running() -> bool:
     """True while some session's page script (or its post-run clean-up) is running."""
-    return any(t.name == _SCRIPT_THREAD and t.is_alive() for t in threading.enumerate())
+    now = time.monotonic()
+    with _page_threads_lock:
+        return any(t.is_alive() and now - started < _BUSY_AT_MOST_S for t, started in _page_threads.items())
 
 
 def _warm_plotly() -> None:
@@ -119,10 +154,13 @@ def _warm_arrow() -> None:
     # st.dataframe and st.table send pandas frames as Arrow; st.table of a Styler also loads
     # pandas' Styler and its jinja templates (~0.1 s on first use)
     import pandas as pd
-    from streamlit import dataframe_util
+    import pyarrow as pa
 
     frame = pd.DataFrame({"a": ["x", "y"], "b": [1.5, None], "c": [True, False]})
-    dataframe_util.convert_anything_to_arrow_bytes(frame)
+    table = pa.Table.from_pandas(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:  # what st.dataframe sends: an Arrow IPC stream
+        writer.write_table(table)
     frame[["b"]].style.format("{:.4g}", na_rep="—").to_html()
 
 
@@ -155,7 +193,7 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
 
     def graph_page_view() -> None:  # the KP graph page's default view: the 100 most frequent KPs
         k = key()
-        nodes = support.top_nodes(_graph(k), 100)
+        nodes = drawing.top_nodes(_graph(k), 100)
         _graph_html(k, tuple(int(v) for v in nodes), "discipline", ())
 
     return [
@@ -165,13 +203,14 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
         ("graph", False, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
         ("kp table", False, lambda: _kp_table(key(), 100, "")),
         ("merge suggestions", False, lambda: _suggestions(key())),
+        ("kp quality", False, lambda: _kp_quality(key())),  # wordfreq's first use: ~0.7 s
         ("pyvis", False, _warm_imports("networkx", "pyvis.network")),
         ("graph statistics", False, lambda: _stats(key())),
         ("graph drawing", False, graph_page_view),
         ("walk kernels", False, support.warm_up),
         ("synthesis and review", False, _warm_imports("linkqa_core.synthesis.run", "linkqa_core.difficulty.enhance",
                                                       "linkqa_core.quality.gates", "linkqa_core.curation.review",
-                                                      "linkqa_core.curation.items", "studio.jobs")),
+                                                      "linkqa_core.curation.export", "studio.jobs")),
     ]
 
 
@@ -249,6 +288,7 @@ def _start_warm_up(path: str) -> None:
 
 def get_store() -> Store:
     """The process-wide Store; stops the page with a clear error if the file is not usable."""
+    _register_page_thread()
     path = db_path()
     try:
         store = _open_store(path)
@@ -314,6 +354,16 @@ def get_merge_suggestions(store: Store) -> list[tuple[str, str]]:
     return _suggestions(support.graph_key(store))
 
 
+@st.cache_data(show_spinner="Measuring the KPs…", max_entries=4)
+def _kp_quality(key: tuple) -> Any:
+    return support.stored_kp_quality(_open_store(key[0]))
+
+
+def get_kp_quality(store: Store) -> Any:
+    """The stored KPs' quality measures, recomputed only when the KPs changed."""
+    return _kp_quality(support.graph_key(store))
+
+
 def read_secrets() -> dict[str, Any]:
     """``st.secrets`` as a dict, or {} when there is no secrets.toml (never raises)."""
     try:
@@ -327,14 +377,14 @@ def get_llm_config() -> dict[str, Any]:
 
 
 def page_setup(title: str, icon: str = "🔗", *, caption: str | None = None) -> Store:
-    """Page config, title, sidebar status; returns the store."""
+    """Page title, caption and sidebar status; returns the store."""
     st.set_page_config(page_title=f"{title} · LinkQA Studio", page_icon=icon, layout="wide")
     store = get_store()
     st.title(title)
     if caption:
         st.caption(caption)
     with st.sidebar:
-        st.caption(f"Database: `{store.path}`")
+        st.caption("Database: " + plain(store.path))
     return store
 
 
@@ -349,8 +399,8 @@ def progress_callback(bar: Any) -> Callable[[int, int, str], None]:
 
 
 def show_error(err: BaseException) -> None:
-    """An engine error as the curator should read it."""
-    st.error(str(err) if isinstance(err, LinkQAError) else f"{type(err).__name__}: {err}")
+    """An engine error as the curator should read it (it may quote data: shown as plain text)."""
+    st.error(plain(str(err) if isinstance(err, LinkQAError) else f"{type(err).__name__}: {err}"))
 
 
 def need(store: Store, what: str) -> None:
@@ -358,14 +408,14 @@ def need(store: Store, what: str) -> None:
     counts = store.counts()
     if what in ("seeds", "kps") and not counts["seeds"]:
         st.info("The database has no seeds yet. Load some first.")
-        st.page_link(PAGES["seeds"], label="Go to Seeds", icon="➡️")
+        link("seeds", "Go to Seeds", icon="➡️")
         if st.button("Load the bundled sample", key="need_load_sample"):
             load_sample_with_progress(store)
             st.rerun()
         st.stop()
     if what == "kps" and not counts["kps"]:
         st.info("No knowledge points yet: extract them before looking at the graph or sampling paths.")
-        st.page_link(PAGES["kps"], label="Go to Knowledge points", icon="➡️")
+        link("kps", "Go to Knowledge points", icon="➡️")
         st.stop()
 
 
@@ -385,25 +435,100 @@ def load_sample_with_progress(store: Store) -> None:
 
 
 def flash() -> None:
-    """Show (once) a success message left by the previous run."""
+    """Show (once) a message left by the previous run for the top of the page (the sample loaded)."""
     message = st.session_state.pop("flash", None)
     if message:
-        st.success(message)
+        st.success(plain(message))
 
 
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>#|$~"})
+def rerun_part() -> None:
+    """Rerun the fragment this runs in (the rest of the page keeps its place), or the
+    whole page when this run is not a fragment's own (a full run, or AppTest)."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
 
 
-def md(text: str) -> str:
-    """Seed text shown as Markdown literally (no stray italics, links or LaTeX from `$`)."""
-    return str(text).translate(_MD_SPECIAL)
+# -- settings that stay put -----------------------------------------------------------------
+
+_KEPT = "kept:"
+
+
+def remember(key: str, default: Any) -> None:
+    """Call before drawing the widget ``key`` (without a default of its own): its value
+    survives a visit to another page, where Streamlit forgets the state of widgets it did
+    not draw. The value last seen is kept apart; a new visit starts from it.
+
+    The value is handed to the widget on every run (not only the first): a widget the
+    browser has not mounted yet (inside a closed popover) would otherwise be drawn, when
+    opened, at the widget's own default instead of the value the page works with.
+    """
+    value = st.session_state[key] if key in st.session_state else st.session_state.get(_KEPT + key, default)
+    st.session_state[key] = value
+    st.session_state[_KEPT + key] = value
+
+
+# -- confirmations next to the control that caused them --------------------------------------
+
+_NOTICE = "notice:"
+_KINDS = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
+
+
+def say(slot: str, text: str, kind: str = "success") -> None:
+    """Leave a message for :func:`notice` ``(slot)`` to show on the next run, where the control is."""
+    st.session_state[_NOTICE + slot] = (kind, text)
+
+
+def notice(slot: str) -> None:
+    """Show, once, the message an action left for this place (under its button or form).
+
+    A page reruns from the top after an action; a message shown at the top would be out
+    of view of the control that caused it, so each control has its own slot.
+    """
+    kind, text = st.session_state.pop(_NOTICE + slot, (None, None))
+    if text:
+        _KINDS.get(kind, st.info)(plain(text))
+
+
+# -- data shown as text, never as markup ----------------------------------------------------
+
+_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_ESCAPE_ALL = str.maketrans({c: "\\" + c for c in _PUNCTUATION})
+_JOINER = "\u2060"  # WORD JOINER: invisible, and no letter, digit or slash
+_AUTOLINK = re.compile(r"(?i)(://|www(?=\.)|@)")
+
+
+def plain(text: Any) -> str:
+    """``text`` for a place that reads Markdown (labels, alerts, captions), shown literally.
+
+    Every ASCII punctuation mark is backslash-escaped (CommonMark allows it for each), so
+    nothing in data becomes a link, an image, emphasis, HTML, a directive (``:red[…]``)
+    or LaTeX. Escapes do not stop GitHub's *autolinks* (Streamlit finds ``https://…``,
+    ``www.…`` and ``name@host`` in the text itself), so an invisible word joiner goes
+    after ``://``, ``www`` and ``@``. Runs of whitespace become one space (a label is one
+    line). Where a whole text is data, prefer a plain-text element (``st.text``,
+    ``st.code``, a dataframe): this is for labels and messages that quote data.
+    """
+    text = _AUTOLINK.sub(lambda m: m.group(1) + _JOINER, " ".join(str(text).split()))
+    return text.translate(_ESCAPE_ALL)
+
+
+md = plain  # the name the pages used for their first, partial escaper
+
+
+def text_block(text: Any, *, empty: str = "—") -> None:
+    """A multi-line text from data, shown as written (no Markdown, no HTML)."""
+    st.text(str(text) if text not in (None, "") else empty)
 
 
 @st.cache_data(show_spinner=False, max_entries=24)
 def _graph_html(key: tuple, nodes: tuple[int, ...], colour_by: str, path: tuple[int, ...]) -> str:
     g = _graph(key)
     communities = _communities(key, nodes) if colour_by == "community" else None
-    return support.pyvis_html(g, list(nodes), colour_by=colour_by, communities=communities, path=list(path),
+    return drawing.pyvis_html(g, list(nodes), colour_by=colour_by, communities=communities, path=list(path),
                                  height=640)
 
 
@@ -411,80 +536,3 @@ def get_graph_html(store: Store, nodes: Any, colour_by: str, path: Any = ()) -> 
     """The pyvis page of a subgraph, cached by data state and selection (it is ~1 MB with vis.js inlined)."""
     return _graph_html(support.graph_key(store), tuple(int(v) for v in nodes), colour_by,
                        tuple(int(v) for v in path))
-
-
-# -- charts -----------------------------------------------------------------------------------
-# Built with plotly's graph objects, not plotly express: px costs ~0.35 s on its first
-# figure in a process (its import and set-up) and ~30–40 ms on every figure after; these
-# take ~3 ms. They mirror what the pages asked of px (hover labels, legend title, order).
-
-
-def bar_figure(rows: Any, x: str, y: str, *, colour: str | None = None, order: dict[str, list] | None = None,
-               colours: dict[str, str] | None = None, barmode: str = "relative", orientation: str = "v",
-               log_y: bool = False, percent: bool = False, title: str | None = None, height: int = 360,
-               x_title: str | None = "", y_title: str | None = "", margin: dict | None = None,
-               legend: dict | None = None, bar_colour: str | None = None) -> Any:
-    """Bars of ``rows`` (dicts), one trace per value of ``colour`` (like ``px.bar``).
-
-    ``order`` gives the order of values of ``x`` (category axis) or ``colour`` (traces);
-    ``colours`` maps ``colour`` values to colours, ``bar_colour`` colours a single trace;
-    axis titles default to the column names, ``None`` hides one.
-    """
-    import plotly.graph_objects as go
-
-    order = order or {}
-    groups: dict[Any, list] = {}
-    for r in rows:
-        groups.setdefault(r[colour] if colour else None, []).append(r)
-    names = list(groups)
-    if colour and colour in order:
-        rank = {v: i for i, v in enumerate(order[colour])}
-        names.sort(key=lambda v: rank.get(v, len(rank)))
-    hover = f"{x}=%{{x}}<br>{y}=%{{y}}"
-    traces = []
-    for name in names:
-        part = groups[name]
-        traces.append(go.Bar(
-            x=[r[x] for r in part], y=[r[y] for r in part], orientation=orientation,
-            name=str(name) if colour else "", showlegend=bool(colour),
-            marker_color=(colours or {}).get(name) if colour else bar_colour,
-            hovertemplate=hover + (f"<br>{colour}={name}" if colour else "") + "<extra></extra>",
-        ))
-    value_axis = "xaxis" if orientation == "h" else "yaxis"
-    category_axis = "yaxis" if orientation == "h" else "xaxis"
-    layout: dict[str, Any] = {
-        "barmode": barmode, "height": height, "title": title, "margin": margin or dict(l=10, r=10, t=40, b=10),
-        "xaxis": {"title": {"text": x if x_title == "" else x_title}},
-        "yaxis": {"title": {"text": y if y_title == "" else y_title}},
-        "legend": legend if legend is not None else ({"title": {"text": colour}} if colour else {}),
-    }
-    if log_y:
-        layout[value_axis]["type"] = "log"
-    if percent:
-        layout[value_axis]["tickformat"] = ".0%"
-    cat = y if orientation == "h" else x
-    if cat in order:
-        layout[category_axis].update(type="category", categoryorder="array", categoryarray=list(order[cat]))
-    return go.Figure(data=traces, layout=layout)
-
-
-def line_figure(series: dict[str, Any], *, x: str, y: str, colours: dict[str, str] | None = None,
-                title: str | None = None, height: int = 360, percent: bool = False, legend: dict | None = None,
-                margin: dict | None = None) -> Any:
-    """One line per entry of ``series`` (name -> [(x, y), …]), like ``px.line``."""
-    import plotly.graph_objects as go
-
-    traces = [
-        go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=name,
-                   line={"color": (colours or {}).get(name)},
-                   hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<extra>{name}</extra>")
-        for name, points in series.items()
-    ]
-    layout: dict[str, Any] = {
-        "height": height, "title": title, "margin": margin or dict(l=0, r=0, t=40, b=0),
-        "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
-        "legend": legend or {},
-    }
-    if percent:
-        layout["yaxis"]["tickformat"] = ".0%"
-    return go.Figure(data=traces, layout=layout)

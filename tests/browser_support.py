@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
-# URL path of each page (legacy pages/ discovery: the file name without its number)
+# URL path of each page (studio.ui.PAGE_SPECS names them for st.navigation)
 PAGE_URLS = {
     "home": "",
     "seeds": "Seeds",
@@ -258,14 +258,17 @@ def copy_db(src: str | Path, dst: str | Path) -> Path:
 # -- timings: python tests/browser_support.py --db PATH -----------------------------------
 
 
+METRICS = ".st-key-preview_metrics"  # the preview's metric tiles (st.container(key="preview_metrics"))
+
+
 def preview_seconds(page) -> tuple[float, float]:
-    """Click Preview; seconds until the metrics table changed, and until every chart and path is drawn."""
-    table = page.locator('[data-testid="stTable"]')
-    before = table.first.inner_text() if table.count() else ""
+    """Click Preview; seconds until the metric tiles changed, and until every chart and path is drawn."""
+    tiles = page.locator(METRICS)
+    before = tiles.first.inner_text() if tiles.count() else ""
     t = time.perf_counter()
     page.get_by_role("button", name="Preview").click()
     page.wait_for_function(
-        "(b) => { const t = document.querySelector('[data-testid=\"stTable\"]'); return t && t.innerText !== b; }",
+        "(b) => { const t = document.querySelector('.st-key-preview_metrics'); return t && t.innerText !== b; }",
         arg=before, timeout=60_000,
     )
     first = time.perf_counter() - t

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from studio import ui as studio_ui  # noqa: E402
-from studio import support  # noqa: E402
+from studio import drawing, support, uploads, words  # noqa: E402
 from linkqa_core.errors import InputError  # noqa: E402
 from linkqa_core.graph.build import build_graph  # noqa: E402
 from linkqa_core.kps.curate import kp_table, merge_kps, rename_kp  # noqa: E402
@@ -91,11 +91,17 @@ def assert_ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def shown(markdown: str) -> str:
+    """A Markdown string as the curator reads it: data goes through ``ui.plain``, whose
+    backslash escapes and invisible word joiners are not part of the text."""
+    return re.sub(r"\\(.)", r"\1", str(markdown)).replace("\u2060", "")
+
+
 def texts(at: AppTest) -> str:
-    """Every text the page shows (markdown, captions, alerts, titles, metric values)."""
+    """Every text the page shows (markdown, captions, alerts, titles, code, plain text, metrics), as read."""
     parts = []
-    for kind in ("title", "subheader", "markdown", "caption", "success", "info", "warning", "error"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("title", "subheader", "markdown", "caption", "success", "info", "warning", "error", "code", "text"):
+        parts += [shown(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label}: {m.value}" for m in at.metric]
     return "\n".join(parts)
 
@@ -236,13 +242,14 @@ def test_upload_guesses_mapping_and_reports_bad_rows(empty_db):
     at.file_uploader(key="seed_upload").set_value(("physics.csv", GOOD_CSV, "text/csv")).run()
     assert_ok(at)
     mapped = {s.label: s.value for s in at.selectbox}
-    assert mapped["question"] == "question"
-    assert mapped["answer"] == "correct_answer"
-    assert mapped["subject"] == "topic"
-    assert at.multiselect[0].label == "options" and at.multiselect[0].value == ["answer_a", "answer_b", "answer_c"]
+    assert mapped["Question"] == "question"
+    assert mapped["Answer"] == "correct_answer"
+    assert mapped["Subject"] == "topic"
+    assert at.multiselect[0].value == ["answer_a", "answer_b", "answer_c"]
+    assert "A = answer_a · B = answer_b · C = answer_c" in " ".join(texts(at).split())
     button(at, "Import").click().run()
     assert_ok(at)
-    assert "2 seeds added" in at.success[0].value
+    assert "2 seeds added" in shown(at.success[0].value)
     bad = frame(at, "bad_rows")
     assert list(bad.columns) == ["line", "reason"]
     assert bad.iloc[0]["line"] == 4 and "answer" in bad.iloc[0]["reason"]
@@ -254,12 +261,12 @@ def test_mapping_can_be_corrected_before_import(empty_db):
     at = open_app("seeds")
     at.file_uploader(key="seed_upload").set_value(("odd.csv", data, "text/csv")).run()
     by_label = {s.label: s for s in at.selectbox}
-    assert by_label["answer"].value == "(none)"  # 'reply' is not a known answer column
-    by_label["answer"].set_value("reply")
-    by_label["subject"].set_value("area")
+    assert by_label["Answer"].value == "(none)"  # 'reply' is not a known answer column
+    by_label["Answer"].set_value("reply")
+    by_label["Subject"].set_value("area").run()
     button(at, "Import").click().run()
     assert_ok(at)
-    assert "2 seeds added" in at.success[0].value
+    assert "2 seeds added" in shown(at.success[0].value)
     with Store(empty_db) as store:
         assert {r[0] for r in store.query("SELECT discipline FROM seeds")} == {"Mathematics", "Chemistry"}
 
@@ -267,21 +274,21 @@ def test_mapping_can_be_corrected_before_import(empty_db):
 def test_bad_upload_shows_the_engines_error(empty_db):
     data = b"\x00\x01\x02\x03 not a seed file \xff\xfe" * 20
     with pytest.raises(InputError) as raised:
-        support.preview_upload(data, "broken.jsonl")
+        uploads.preview_upload(data, "broken.jsonl")
     at = open_app("seeds")
     at.file_uploader(key="seed_upload").set_value(("broken.jsonl", data, "application/json")).run()
     assert_ok(at)
-    assert [e.value for e in at.error] == [str(raised.value)]
+    assert [shown(e.value) for e in at.error] == [str(raised.value)]
     assert not any(b.label == "Import" for b in at.button)
 
 
 def test_unusable_mapping_shows_the_error_and_imports_nothing(empty_db):
     at = open_app("seeds")
     at.file_uploader(key="seed_upload").set_value(("physics.csv", GOOD_CSV, "text/csv")).run()
-    next(s for s in at.selectbox if s.label == "answer").set_value("(none)")
+    next(s for s in at.selectbox if s.label == "Answer").set_value("(none)").run()
     button(at, "Import").click().run()
     assert_ok(at)
-    assert "no answer column found" in at.error[0].value
+    assert "no answer column found" in shown(at.error[0].value)
     with Store(empty_db) as store:
         assert store.seeds.count() == 0
 
@@ -291,7 +298,7 @@ def test_bundled_sample_button_on_seeds_page(empty_db):
     assert "No seeds yet" in texts(at)
     at.button(key="seeds_load_sample").click().run()
     assert_ok(at)
-    assert "1,139 seeds added" in at.success[0].value
+    assert "1,139 seeds added" in shown(at.success[0].value)
     assert "Every row was usable" in texts(at)
 
 
@@ -319,7 +326,7 @@ def test_extraction_runs_from_the_page(empty_db):
     assert "No knowledge points yet" in texts(at)
     at.button(key="run_extraction").click().run(timeout=120)
     assert_ok(at)
-    assert "offline extractor: 1,139 seeds linked" in at.success[0].value
+    assert "offline extractor: 1,139 seeds linked" in shown(at.success[0].value)
     assert len(frame(at, "kp_table")) == 100
 
 
@@ -352,7 +359,7 @@ def test_merge_kps_changes_the_table(db):
     at.text_input(key="merge_target").set_value("merged test concept")
     button(at, "Merge").click().run()
     assert_ok(at)
-    assert "Merged" in at.success[0].value
+    assert "Merged" in shown(at.success[0].value)
     names = list(frame(at, "kp_table")["name"])
     assert a not in names and b not in names
     assert "merged test concept" in names
@@ -377,7 +384,7 @@ def test_merge_needs_two_kps(db):
     at.multiselect(key="merge_sources").set_value([frame(at, "kp_table")["name"].iloc[0]])
     button(at, "Merge").click().run()
     assert_ok(at)
-    assert "at least two KPs" in at.error[0].value
+    assert "at least two KPs" in shown(at.error[0].value)
 
 
 def test_kp_search(db):
@@ -430,7 +437,7 @@ def test_graph_page_neighbourhood_of_a_searched_kp(db):
     at.radio(key="g_hops").set_value(2).run()
     assert_ok(at)
     at.text_input(key="g_search").set_value("zzzz-no-such-kp").run()
-    assert "No KP name contains" in at.warning[0].value
+    assert "No KP name contains" in shown(at.warning[0].value)
 
 
 def test_graph_page_community_colours(db):
@@ -455,18 +462,57 @@ def test_graph_page_path_of_a_saved_run(db):
 
 
 def metrics_table(at: AppTest):
-    assert at.table, "no metrics table"
-    return at.table[0].value
+    """The preview's numbers (the "All the numbers" table), indexed by the metric's name."""
+    for df in at.dataframe:
+        if list(df.value.columns[:2]) == ["metric", "measure"]:
+            return df.value.set_index("metric")
+    raise AssertionError("no metrics table")
 
 
-def test_sliders_come_from_knobs(db):
+def test_sliders_come_from_knobs_in_words_with_their_names_in_the_help(db):
     from linkqa_core.graph.walks import KNOBS
 
     at = open_app("sampling")
-    labels = [s.label for s in at.slider]
-    assert labels == [k[0] for k in KNOBS]
-    assert not at.table
-    assert "press **Preview**" in at.info[0].value
+    knob_sliders = at.slider[: len(KNOBS)]
+    assert [s.key for s in knob_sliders] == [f"knob_{k[0]}" for k in KNOBS]
+    assert [s.label for s in knob_sliders] == [words.knob_label(k[0]) for k in KNOBS]
+    for (name, *_), slider in zip(KNOBS, knob_sliders):
+        assert "_" not in slider.label or name == slider.label, slider.label  # words, not the knob's name
+        assert f"`{name}`" in slider.help and len(slider.help.split()) > 8
+    assert words.knob_label("w_cov") == "Coverage: favour KPs not yet visited"
+    assert not any(m.label == "KP coverage" for m in at.metric)
+    assert "press **Preview**" in shown(at.info[0].value)
+    assert "exp((*V*" in texts(at)  # the formula, in its expander
+
+
+def test_metric_tiles_are_words_with_the_exact_definition_and_the_linkage_metrics(db):
+    at = open_app("sampling")
+    at.button(key="preview").click().run()
+    tiles = {m.label: m for m in at.metric}
+    for name in ("kp_coverage", "bundle_share_2plus", "bundle_share_3plus", "bundles_below_min_seeds",
+                 "mean_shared_kps", "discipline_tv_distance"):
+        label, definition, _, _ = words.METRIC_WORDS[name]
+        assert "_" not in label
+        assert label in tiles and definition in tiles[label].proto.help and f"`{name}`" in tiles[label].proto.help
+    assert tiles["KP coverage"].value.endswith("%")
+    assert "vs uniform" in tiles["KP coverage"].proto.body or tiles["KP coverage"].proto.delta
+
+
+def test_discipline_shares_always_add_up_to_100(db):
+    at = open_app("sampling")
+    shares = {s.key: s for s in at.slider if s.key.startswith("share_")}
+    assert len(shares) >= 10
+    assert abs(sum(s.value for s in shares.values()) - 100) < 0.05
+    at.slider(key="share_Mathematics").set_value(50.0).run()
+    assert_ok(at)
+    now = {s.key: s.value for s in at.slider if s.key.startswith("share_")}
+    assert now["share_Mathematics"] == 50.0
+    assert abs(sum(now.values()) - 100) < 0.05
+    assert "In all: 100.0 %" in texts(at)
+    at.button(key="preview").click().run()
+    assert_ok(at)
+    targets = at.session_state["sample_preview"]["result"].metrics["target_shares"]
+    assert abs(targets["Mathematics"] - 0.5) < 0.001  # the walk was asked for what the sliders show
 
 
 def test_preview_shows_metrics_paths_and_saves_a_run(db):
@@ -475,14 +521,15 @@ def test_preview_shows_metrics_paths_and_saves_a_run(db):
     assert_ok(at)
     table = metrics_table(at)
     assert set(METRIC_NAMES) <= set(table.index)
-    assert list(table.columns) == ["value walk", "uniform baseline", "difference"]
+    assert list(table.columns) == ["measure", "value walk", "uniform baseline", "difference"]
+    assert table.loc["kp_coverage", "measure"] == "KP coverage"
     assert table.loc["n_paths", "value walk"] == 1000
     assert len(at.expander) >= 10
     assert "names" in texts(at)  # bundle seeds are listed with their link strength
     at.text_input(key="run_name").set_value("from the test")
     at.button(key="save_run").click().run()
     assert_ok(at)
-    assert "Saved as run 1." in [s.value for s in at.success]
+    assert "Saved as run 1." in [shown(s.value) for s in at.success]
     with Store(db) as store:
         run = store.runs.get(1)
         assert run.name == "from the test"
@@ -507,7 +554,7 @@ def test_inconsistent_knobs_show_the_engines_error(db):
     at.slider(key="knob_min_len").set_value(6)
     at.slider(key="knob_max_len").set_value(4).run()
     assert_ok(at)
-    assert "min_len (6) is larger than max_len (4)" in at.error[0].value
+    assert "min_len (6) is larger than max_len (4)" in shown(at.error[0].value)
     assert at.button(key="preview").disabled
 
 
@@ -564,10 +611,37 @@ def test_subgraph_helpers_respect_the_cap(db):
     with Store(db) as store:
         g = build_graph(store)
     hub = int(g.degree.argmax())
-    nodes = support.neighbourhood(g, hub, hops=2, cap=50)
+    nodes = drawing.neighbourhood(g, hub, hops=2, cap=50)
     assert len(nodes) == 50 and nodes[0] == hub
-    src, dst, w = support.subgraph_edges(g, nodes)
+    src, dst, w = drawing.subgraph_edges(g, nodes)
     assert (src < dst).all() and len(src) == len(w) > 0
-    html = support.pyvis_html(g, support.top_nodes(g, 500))
-    assert html.count('"shape": "dot"') <= support.MAX_DRAW_NODES
+    html = drawing.pyvis_html(g, drawing.top_nodes(g, 500))
+    assert html.count('"shape": "dot"') <= drawing.MAX_DRAW_NODES
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", html)  # works offline
+
+
+def test_kp_page_shows_the_quality_of_the_stored_kps(db):
+    at = open_app("kps")
+    with Store(db) as store:
+        q = support.stored_kp_quality(store)
+    assert metric(at, "Named by one seed only") == f"{q.singleton_share:.0%}"
+    assert metric(at, f"Everyday words in the top {q.top}") == f"{q.general_word_share:.0%}"
+    assert metric(at, "KPs per seed") == f"{q.kps_per_seed_mean:.2f}"
+    assert not any("top KPs (seeds)" in df.value.columns for df in at.dataframe)  # drawn when opened
+    at.session_state["top_by_discipline_open"] = True
+    at.run()
+    table = next(df.value for df in at.dataframe if "top KPs (seeds)" in df.value.columns)
+    assert set(table["discipline"]) == set(q.top_by_discipline)
+
+
+def test_rename_confirms_under_its_form_not_at_the_top(db):
+    at = open_app("kps")
+    with Store(db) as store:
+        old = kp_table(store, limit=3)[1]["name"]
+    at.selectbox(key="rename_old").set_value(old)
+    at.text_input(key="rename_new").set_value("Le Chatelier's Principle")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert_ok(at)
+    assert [shown(s.value) for s in at.success] == [f"Renamed '{old}' to 'Le Chatelier's Principle'."]
+    with Store(db) as store:
+        assert "Le Chatelier's Principle" in [r["name"] for r in kp_table(store, limit=20)]

@@ -101,18 +101,18 @@ def test_graph_is_drawn_in_its_iframe(studio, page):
 
 
 def metrics_text(page) -> str:
-    return page.locator('[data-testid="stTable"]').first.inner_text()
+    return page.locator(".st-key-preview_metrics").first.inner_text()
 
 
 def test_slider_preview_and_save(studio, page):
     open_page(page, studio, "sampling")
     page.get_by_role("button", name="Preview").click()
-    page.wait_for_selector('[data-testid="stTable"]')
+    page.wait_for_selector(".st-key-preview_metrics")
     settled(page)
     before = metrics_text(page)
-    assert "kp_coverage" in before and "uniform baseline" in before
+    assert "KP coverage" in before and "vs uniform" in before and "kp_coverage" not in before
 
-    w_cov = page.locator('[data-testid="stSlider"]').filter(has_text="w_cov")
+    w_cov = page.locator('[data-testid="stSlider"]').filter(has_text="Coverage: favour KPs not yet visited")
     slider = w_cov.locator('input[type="range"]')
     assert slider.input_value() == "1"
     slider.focus()
@@ -169,11 +169,11 @@ def test_two_tabs_on_one_database_while_a_long_synthesis_runs(studio, browser):
 
     open_page(b, studio, "sampling")  # the other tab keeps working while the job runs
     b.get_by_role("button", name="Preview").click()
-    b.wait_for_selector('[data-testid="stTable"]', timeout=20_000)  # fails if it waits behind the job
+    b.wait_for_selector(".st-key-preview_metrics", timeout=20_000)  # fails if it waits behind the job
     b.get_by_role("button", name="Save as run").click()
     b.wait_for_selector("text=/Saved as run \\d+/", timeout=20_000)
 
-    a.wait_for_selector("text=/Done: 3,000 items/", timeout=120_000)
+    a.wait_for_selector("text=/Done: 3,000 of 3,000 items/", timeout=120_000)
     settled(a)
     screenshot(a, "two_tabs_synthesis")
     screenshot(b, "two_tabs_sampling")

@@ -9,8 +9,8 @@ One test, one browser session, pages reached through the sidebar as a person wou
    (``kp_coverage`` changes), save the run;
 5. Synthesis: pick that run, preview one bundle (the model's reasoning is shown), start
    the batch against a :class:`FakeOpenAI` server and wait for "Done:";
-6. Review & export: accept a few items, download the accepted ones as JSONL and check
-   each record's provenance.
+6. Review & export: accept a few items with the keyboard (A), download the accepted ones
+   from the Export tab as JSONL and check each record's provenance.
 
 The API key given to the app must never reach a page, the download, the server log or
 the database file (and its WAL). Screenshots: ``test-artifacts/screenshots/journey_*.png``.
@@ -59,7 +59,7 @@ LONG = 60_000  # ms: the most any single step may take (loading the sample, a sy
 SHORT = 20_000
 
 TITLES = {
-    "home": "LinkQA Studio",  # "app" in the sidebar
+    "home": "LinkQA Studio",  # "Home" in the sidebar
     "kps": "Knowledge points",
     "graph": "KP graph",
     "sampling": "Path sampling",
@@ -143,18 +143,6 @@ class Journey:
             has=self.page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")))
         return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
-    def table_value(self, row: str) -> str:
-        """The first data cell of the metrics table's row ``row``."""
-        return self.page.evaluate(
-            """(name) => {
-                const t = document.querySelector('[data-testid="stTable"]');
-                if (!t) return null;
-                for (const tr of t.querySelectorAll('tr')) {
-                    const cells = [...tr.querySelectorAll('th, td')].map(c => c.innerText.trim());
-                    if (cells[0] === name) return cells[1];
-                }
-                return null;
-            }""", row)
 
 
 def secret_free(path: Path) -> None:
@@ -255,12 +243,13 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
     page.get_by_role("button", name="Preview", exact=True).click()
     j.text_appears(rf"Preview: {N_PATHS} paths", LONG)
     idle(page, LONG)
-    before = j.table_value("kp_coverage")
-    assert before is not None and float(before) > 0
-    assert j.table_value("n_paths") == str(N_PATHS)
+    assert j.metric("KP coverage").endswith("%")
+    before = j.metric("KPs visited")  # exact, where the coverage tile rounds to 0.1 %
+    assert int(before.replace(",", "")) > 0
+    assert j.metric("Paths") == str(N_PATHS)
     j.shot("sampling_preview")
 
-    w_cov = page.locator('[data-testid="stSlider"]').filter(has_text="w_cov")
+    w_cov = page.locator('[data-testid="stSlider"]').filter(has_text="Coverage: favour KPs not yet visited")
     thumb = w_cov.locator('input[type="range"]')
     assert thumb.input_value() == "1"
     thumb.focus()
@@ -275,8 +264,8 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
     page.wait_for_function(
         "() => !document.body.innerText.includes('The settings changed since')", timeout=LONG)
     idle(page, LONG)
-    after = j.table_value("kp_coverage")
-    assert after is not None and after != before, f"kp_coverage {before} -> {after} after w_cov 1.00 -> {moved}"
+    after = j.metric("KPs visited")
+    assert after != before, f"KPs visited {before} -> {after} after w_cov 1.00 -> {moved}"
     j.shot("sampling_w_cov")
 
     page.get_by_role("button", name="Save as run", exact=True).click()
@@ -299,7 +288,8 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
     j.text_appears(rf"Model `?{MODEL}`? at 1 endpoint", SHORT)
     j.choose("stSelectbox", "Run", re.compile(rf"^run {run_id} ·"))
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(
-        re.compile(rf"^run {run_id} · .* {N_PATHS} paths"), timeout=SHORT)
+        re.compile(rf"^run {run_id} · "), timeout=SHORT)
+    j.text_appears(rf"^{N_PATHS} paths · 0 items", SHORT)
     idle(page)
     assert j.metric("Requests") == str(N_PATHS)  # default: every bundle, 2 items each
     wanted = page.get_by_role("spinbutton", name="Items wanted")
@@ -325,8 +315,8 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
     j.shot("synthesis_preview")
 
     page.get_by_role("button", name="Start synthesis", exact=True).click()
-    done = j.text_appears(r"Done: [\d,]+ items by", LONG)
-    assert f"Done: {N_ITEMS} items by {MODEL}" in done.inner_text()
+    done = j.text_appears(r"Done: [\d,]+ of [\d,]+ items synthesised by", LONG)
+    assert f"Done: {N_ITEMS} of {N_ITEMS} items synthesised by {MODEL}" in done.inner_text()
     n_batch = len(srv.chat_requests) - n_preview
     assert N_ITEMS // 2 - 1 <= n_batch <= N_ITEMS // 2  # the previewed bundle may come from the cache
     sent = srv.chat_requests[-1]
@@ -336,34 +326,28 @@ def _walk(j: Journey, srv: FakeOpenAI, db: Path, tmp_path: Path) -> None:
     idle(page)
     j.shot("synthesis_done")
 
-    # 6. review & export: accept a few, download the accepted ones -----------------------------------
+    # 6. review & export: accept a few with the keyboard, download the accepted ones ----------------
     j.goto_sidebar("review")
-    j.text_appears(rf"generated: {N_ITEMS}", SHORT)
+    j.text_appears(rf"to review {N_ITEMS}", SHORT)
     chosen = []
     for _ in range(N_ACCEPT):
-        # the next item not chosen yet (the list starts with "Select all", then #id per item)
-        label = j.choose("stMultiSelect", "Select items", re.compile(r"^#\d+$"))
-        chosen.append(label)
-        page.wait_for_function(
-            "(n) => { const box = document.querySelector('[data-testid=\"stMultiSelect\"] input[aria-label=\"Select items\"]');"
-            " return box && box.closest('[data-testid=\"stMultiSelect\"]').querySelectorAll('[data-tag]').length === n; }",
-            arg=len(chosen), timeout=SHORT)
+        card = j.text_appears(r"^Item #\d+ · ", SHORT).inner_text()
+        chosen.append("#" + re.match(r"Item #(\d+)", card).group(1))
+        page.keyboard.press("a")  # accept; the card moves on to the next item
+        page.wait_for_function("(c) => ![...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                               ".some(e => e.innerText.trim() === c)", arg=card.strip(), timeout=SHORT)
         idle(page)
-    assert len(set(chosen)) == N_ACCEPT and all(re.fullmatch(r"#\d+", c) for c in chosen), chosen
-    accept = page.get_by_role("button", name="Accept selected", exact=True)
-    accept.wait_for(state="visible")
-    page.wait_for_function("(b) => !b.disabled", arg=accept.element_handle(), timeout=SHORT)
-    accept.click()
-    j.text_appears(rf"Accepted {N_ACCEPT} item\(s\)\.", SHORT)
-    idle(page)
-    j.text_appears(rf"accepted: {N_ACCEPT}", SHORT)
+    assert len(set(chosen)) == N_ACCEPT, chosen
+    j.text_appears(rf"accepted {N_ACCEPT}", SHORT)
 
-    items_radio = page.get_by_role("radiogroup", name="Items", exact=True)
-    items_radio.locator('[data-testid="stRadioOption"]').filter(has_text=re.compile(r"^all$")).click()
-    j.text_appears(rf"Download {N_ITEMS} item\(s\) \(all\) as JSONL", SHORT)
+    page.get_by_role("tab", name="Export").click()
+    items_radio = page.get_by_role("radiogroup", name="Which items", exact=True)
+    items_radio.wait_for(state="visible", timeout=SHORT)
+    items_radio.locator('[data-testid="stRadioOption"]').filter(has_text="Everything").click()
+    j.text_appears(rf"Download {N_ITEMS} item\(s\) as JSONL", SHORT)
     idle(page)
-    items_radio.locator('[data-testid="stRadioOption"]').filter(has_text=re.compile(r"^accepted$")).click()
-    download_button = page.get_by_role("button", name=f"Download {N_ACCEPT} item(s) (accepted) as JSONL", exact=True)
+    items_radio.locator('[data-testid="stRadioOption"]').filter(has_text="Accepted only").click()
+    download_button = page.get_by_role("button", name=f"Download {N_ACCEPT} item(s) as JSONL", exact=True)
     download_button.wait_for(state="visible", timeout=SHORT)
     idle(page)
     j.shot("review_accepted")

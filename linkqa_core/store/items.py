@@ -151,6 +151,17 @@ class ItemStore:
             raise NotFoundError(f"no item {item_id}")
         return item_from_row(rows[0])
 
+    def reasons(self, item_ids: Sequence[int]) -> dict[int, str | None]:
+        """The gate reason of each item (None when it has none), by id."""
+        ids = [int(i) for i in item_ids]
+        out: dict[int, str | None] = {}
+        for k in range(0, len(ids), _CHUNK):
+            chunk = ids[k:k + _CHUNK]
+            for r in self.store.query(f"SELECT id, gate_reason FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                                      chunk):
+                out[int(r[0])] = r[1]
+        return out
+
     def of_run(self, run_id: int, statuses: Sequence[str] | None = None, *, discipline: str | None = None,
                min_difficulty: float | None = None, max_difficulty: float | None = None,
                gate: str | None = None, search: str | None = None, limit: int | None = None,
@@ -209,6 +220,12 @@ class ItemStore:
 
     def total(self, run_id: int) -> int:
         return int(self.store.scalar("SELECT count(*) FROM items WHERE run_id = ?", (run_id,)) or 0)
+
+    def gate_reasons(self, run_id: int) -> list[tuple[str, int]]:
+        """Each distinct gate reason of a run's items with how many items carry it, most frequent first."""
+        return [(r[0], int(r[1])) for r in self.store.query(
+            "SELECT gate_reason, count(*) FROM items WHERE run_id = ? AND gate_reason IS NOT NULL"
+            " GROUP BY gate_reason ORDER BY 2 DESC, 1", (run_id,))]
 
     def disciplines(self, run_id: int) -> list[str]:
         return [r[0] for r in self.store.query(

@@ -80,6 +80,50 @@ class KPStore:
             params.append(int(limit))
         return [dict(r) for r in self.store.query(sql, params)]
 
+    def quality_counts(self, *, top: int = 200, per_discipline: int = 10, min_kps: int = 2,
+                       max_kps: int = 8) -> dict[str, Any]:
+        """The counts behind :class:`~linkqa_core.kps.quality.KPQuality`, by SQL aggregates
+        over the stored links (no re-extraction): KPs are counted by key, shown by label.
+
+        Keys: ``seeds``, ``kps``, ``links``, ``kps_per_seed_min``/``_max``/``_mean``
+        (over every seed, those without KPs too), ``seeds_outside_bounds`` (fewer than
+        ``min_kps`` or more than ``max_kps``), ``singletons`` (KPs named by one seed),
+        ``multiword`` (KPs of two or more words), ``top`` (``(key, label, seeds)`` of the
+        ``top`` most frequent KPs) and ``top_by_discipline`` (discipline -> the
+        ``per_discipline`` KPs its seeds name most, as ``(label, seeds)``).
+        """
+        with self.store.reading() as conn:
+            seeds, lo, hi, mean, outside, links = conn.execute(
+                "SELECT count(*), min(n), max(n), avg(n), sum(n < ? OR n > ?), sum(n) FROM"
+                " (SELECT s.rid, count(l.kp_id) AS n FROM seeds s LEFT JOIN seed_kps l ON l.seed_rid = s.rid"
+                "  GROUP BY s.rid)", (min_kps, max_kps)).fetchone()
+            kps, singletons, multiword = conn.execute(
+                "SELECT count(*), sum(f.n = 1), sum(instr(k.name, ' ') > 0) FROM"
+                " (SELECT kp_id, count(*) AS n FROM seed_kps GROUP BY kp_id) f JOIN kps k ON k.id = f.kp_id"
+            ).fetchone()
+            head = conn.execute(
+                "SELECT k.name, coalesce(k.label, k.name), f.n FROM"
+                " (SELECT kp_id, count(*) AS n FROM seed_kps GROUP BY kp_id) f JOIN kps k ON k.id = f.kp_id"
+                " ORDER BY f.n DESC, k.name LIMIT ?", (int(top),)).fetchall()
+            by_disc = conn.execute(
+                "WITH c AS (SELECT s.discipline AS d, l.kp_id AS kid, count(*) AS n FROM seed_kps l"
+                "           JOIN seeds s ON s.rid = l.seed_rid GROUP BY s.discipline, l.kp_id),"
+                " r AS (SELECT c.d, k.name AS key, coalesce(k.label, k.name) AS label, c.n,"
+                "       row_number() OVER (PARTITION BY c.d ORDER BY c.n DESC, k.name) AS rk"
+                "       FROM c JOIN kps k ON k.id = c.kid)"
+                " SELECT d, label, n FROM r WHERE rk <= ? ORDER BY d, rk", (int(per_discipline),)).fetchall()
+        top_by_discipline: dict[str, list[tuple[str, int]]] = {}
+        for d, label, n in by_disc:
+            top_by_discipline.setdefault(d, []).append((label, int(n)))
+        return {
+            "seeds": int(seeds or 0), "kps": int(kps or 0), "links": int(links or 0),
+            "kps_per_seed_min": int(lo or 0), "kps_per_seed_max": int(hi or 0),
+            "kps_per_seed_mean": float(mean or 0.0), "seeds_outside_bounds": int(outside or 0),
+            "singletons": int(singletons or 0), "multiword": int(multiword or 0),
+            "top": [(key, label, int(n)) for key, label, n in head],
+            "top_by_discipline": top_by_discipline,
+        }
+
     # -- the graph's input, as arrays ----------------------------------------------------
 
     def link_arrays(self) -> np.ndarray:

@@ -89,6 +89,13 @@ class RunStore:
             raise NotFoundError(f"no run {run_id} in {self.store.path}")
         return _run(rows[0], leased=self._leased())
 
+    def stored_status(self, run_id: int) -> str:
+        """The status as written, before "interrupted" is derived (which step was cut short)."""
+        status = self.store.scalar("SELECT status FROM runs WHERE id = ?", (run_id,))
+        if status is None:
+            raise NotFoundError(f"no run {run_id} in {self.store.path}")
+        return str(status)
+
     def list(self, kind: str | None = None) -> list[Run]:
         sql = ("SELECT r.*, (SELECT count(*) FROM paths p WHERE p.run_id = r.id) AS n_paths,"
                " (SELECT count(*) FROM items i WHERE i.run_id = r.id) AS n_items FROM runs r")

@@ -6,13 +6,13 @@ import numpy as np
 import streamlit as st
 
 import studio.ui as ui
-from studio import support
+from studio import drawing, support
 from linkqa_core.errors import LinkQAError
 from linkqa_core.graph.walks import WalkParams, value_walks
 
 store = ui.page_setup("KP graph", "🕸️", caption="Nodes are knowledge points (size = seeds naming it); an edge joins "
                       "two KPs named by the same seed (width = how many). Only a part is drawn, at most "
-                      f"{support.MAX_DRAW_NODES} nodes, so the view stays fast.")
+                      f"{drawing.MAX_DRAW_NODES} nodes, so the view stays fast.")
 ui.need(store, "kps")
 g = ui.get_graph(store)
 
@@ -27,29 +27,29 @@ path: list[int] = []
 note = ""
 with c2:
     if view == "Top KPs":
-        n = st.slider("How many KPs", 10, support.MAX_DRAW_NODES, 100, step=10, key="g_top_n")
-        nodes = support.top_nodes(g, n)
+        n = st.slider("How many KPs", 10, drawing.MAX_DRAW_NODES, 100, step=10, key="g_top_n")
+        nodes = drawing.top_nodes(g, n)
         note = f"The {len(nodes)} most frequent KPs."
     elif view == "One discipline":
         sizes = np.bincount(g.discipline, minlength=len(g.disciplines))
         present = [d for d, s in zip(g.disciplines, sizes) if s > 0]
         disc = st.selectbox("Discipline", present, key="g_discipline",
                             format_func=lambda d: f"{d} ({sizes[g.disciplines.index(d)]:,} KPs)")
-        n = st.slider("How many of its KPs", 10, support.MAX_DRAW_NODES, 80, step=10, key="g_disc_n")
-        nodes = support.top_nodes(g, n, disc)
+        n = st.slider("How many of its KPs", 10, drawing.MAX_DRAW_NODES, 80, step=10, key="g_disc_n")
+        nodes = drawing.top_nodes(g, n, disc)
         note = f"The {len(nodes)} most frequent KPs whose main discipline is {disc}."
     elif view == "Around a KP":
-        text = st.text_input("Find a KP", value=g.names[int(support.top_nodes(g, 1)[0])], key="g_search")
+        text = st.text_input("Find a KP", value=g.names[int(drawing.top_nodes(g, 1)[0])], key="g_search")
         hits = support.search_kp_names(g, text)
         if not hits:
-            st.warning(f"No KP name contains '{text}'.")
+            st.warning(ui.plain(f"No KP name contains '{text}'."))
         else:
             centre = st.selectbox("KP", hits, key="g_centre",
                                   format_func=lambda i: f"{g.names[i]} ({int(g.freq[i])} seeds)")
             h1, h2 = st.columns(2)
             hops = h1.radio("Hops", [1, 2], horizontal=True, key="g_hops")
-            cap = h2.slider("At most", 10, support.MAX_DRAW_NODES, 120, step=10, key="g_cap")
-            nodes = support.neighbourhood(g, int(centre), hops=int(hops), cap=int(cap))
+            cap = h2.slider("At most", 10, drawing.MAX_DRAW_NODES, 120, step=10, key="g_cap")
+            nodes = drawing.neighbourhood(g, int(centre), hops=int(hops), cap=int(cap))
             note = (f"'{g.names[int(centre)]}' and its neighbours up to {hops} hop(s), strongest links first "
                     f"({len(nodes)} KPs; it has {int(g.degree[int(centre)]):,} direct neighbours).")
             path = [int(centre)]
@@ -82,7 +82,7 @@ with c2:
                     st.warning("Some KPs of this path are no longer in the graph (merged or re-extracted).")
         if path:
             cap = st.slider("Neighbours to show around it", 0, 200, 40, step=10, key="g_path_cap")
-            nodes = support.path_context(g, path, cap=len(path) + int(cap))
+            nodes = drawing.path_context(g, path, cap=len(path) + int(cap))
             note = "Path: " + " → ".join(g.names[v] for v in path)
 
 left, right = st.columns([3, 1])
@@ -90,12 +90,7 @@ with left:
     if len(nodes):
         html = ui.get_graph_html(store, nodes, colour_by, path if view == "A sampled path" else ())
         st.iframe(html, height=640, alt="KP graph")
-        st.caption(note)
-        if colour_by == "discipline":
-            colours = support.discipline_colours(g.disciplines)
-            shown = sorted({g.disciplines[int(g.discipline[v])] for v in nodes})
-            st.markdown(" ".join(f"<span style='color:{colours[d]}'>●</span> {d}" for d in shown),
-                        unsafe_allow_html=True)
+        st.caption(ui.plain(note))
     else:
         st.info("Nothing to draw for this choice.")
 
@@ -115,7 +110,7 @@ with right:
                     f"modularity {comm['modularity']:.3f}")
     elif stats.get("communities_skipped"):
         st.caption(f"Communities not computed for the whole graph: {stats['communities_skipped']}.")
-    src, _, _ = support.subgraph_edges(g, nodes)
+    src, _, _ = drawing.subgraph_edges(g, nodes)
     st.markdown(f"**Drawn:** {len(nodes):,} KPs, {len(src):,} edges")
     hist = stats["degree"].get("histogram", {})
     if hist:

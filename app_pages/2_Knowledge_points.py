@@ -16,7 +16,7 @@ from linkqa_core.kps.names import normalize_kp
 store = ui.page_setup("Knowledge points", "🧩", caption="Each seed gets 2–8 knowledge points (KPs); seeds that "
                       "share a KP are linked in the KP graph. Merge near-duplicates so that links are not lost.")
 ui.need(store, "seeds")
-ui.flash()
+ui.flash()  # a sample loaded from the notice above
 
 # -- extraction -------------------------------------------------------------------------------
 
@@ -35,6 +35,7 @@ with e1:
                                     "(they are stored as aliases)")
     blocked = choice == "llm" and not llm_ok
     run = st.button("Extract knowledge points", type="primary", disabled=blocked, key="run_extraction")
+    ui.notice("extract")
 with e2:
     st.markdown(
         f"**{counts['seeds']:,}** seeds, **{counts['seeds_with_kps']:,}** with KPs; "
@@ -53,10 +54,11 @@ if run:
     else:
         bar.empty()
         failed = f"; {len(report.failed):,} seeds failed" if report.failed else ""
-        st.session_state["flash"] = (f"{report.extractor} extractor: {report.seeds:,} seeds linked; "
-                                     f"{report.kps:,} KPs in the database{failed}.")
+        message = (f"{report.extractor} extractor: {report.seeds:,} seeds linked; "
+                   f"{report.kps:,} KPs in the database{failed}.")
         if report.seeds == 0 and only_missing:
-            st.session_state["flash"] += " Every seed already had KPs: untick 'Only seeds without KPs' to re-extract all."
+            message += " Every seed already had KPs: untick 'Only seeds without KPs' to re-extract all."
+        ui.say("extract", message, "warning" if report.failed or report.seeds == 0 else "success")
         st.rerun()
 
 if not store.kps.count():
@@ -81,7 +83,7 @@ st.dataframe(
         "mean_difficulty": st.column_config.NumberColumn("mean difficulty", format="%.2f"),
     },
 )
-st.caption(f"{len(df):,} KPs shown" + (f" matching '{search}'" if search else "") + ", most frequent first.")
+st.caption(ui.plain(f"{len(df):,} KPs shown" + (f" matching '{search}'" if search else "") + ", most frequent first."))
 
 # -- curation ---------------------------------------------------------------------------------
 
@@ -94,38 +96,39 @@ with m1:
         target = st.text_input("Into (new or existing name; empty = the most frequent of those chosen)",
                                key="merge_target")
         merge = st.form_submit_button("Merge")
+    ui.notice("merge")
     if merge:
         freq_of = dict(zip(df["name"], df["freq"]))
         target_name = target.strip() or (max(sources, key=lambda n: freq_of.get(n, 0)) if sources else "")
         folded = [name for name in sources if normalize_kp(name) != normalize_kp(target_name)]
         if not folded:
-            st.error("Choose at least two KPs to merge, or one KP and a different target name.")
+            ui.say("merge", "Choose at least two KPs to merge, or one KP and a different target name.", "error")
         else:
             try:
                 moved = merge_kps(store, folded, target_name)
             except LinkQAError as err:
-                ui.show_error(err)
+                ui.say("merge", str(err), "error")
             else:
-                st.session_state["flash"] = (f"Merged {', '.join(folded)} into '{target_name}' "
-                                             f"({moved:,} links moved).")
-                st.rerun()
+                ui.say("merge", f"Merged {', '.join(folded)} into '{target_name}' ({moved:,} links moved).")
+        st.rerun()
 with m2:
     with st.form("rename_form", clear_on_submit=True):
         st.markdown("**Rename a KP**")
         old = st.selectbox("KP", names, index=None, placeholder="choose a KP from the table", key="rename_old")
         new = st.text_input("New name (an existing name merges the two)", key="rename_new")
         rename = st.form_submit_button("Rename")
+    ui.notice("rename")
     if rename:
         if not old or not new.strip():
-            st.error("Choose a KP and type its new name.")
+            ui.say("rename", "Choose a KP and type its new name.", "error")
         else:
             try:
                 shown = rename_kp(store, old, new)
             except LinkQAError as err:
-                ui.show_error(err)
+                ui.say("rename", str(err), "error")
             else:
-                st.session_state["flash"] = f"Renamed '{old}' to '{shown}'."
-                st.rerun()
+                ui.say("rename", f"Renamed '{old}' to '{shown}'.")
+        st.rerun()
 
 st.subheader("Merge suggestions")
 pairs = ui.get_merge_suggestions(store)
@@ -144,9 +147,38 @@ else:
                 merge_kps(store, [row[1]], row[2])
                 done += 1
         except LinkQAError as err:
-            ui.show_error(err)
-        st.session_state["flash"] = f"Merged {done:,} suggested pairs."
+            ui.say("suggestions", f"Merged {done:,} suggested pairs, then: {err}", "error")
+        else:
+            ui.say("suggestions", f"Merged {done:,} suggested pairs.")
         st.rerun()
+    ui.notice("suggestions")
+
+# -- quality --------------------------------------------------------------------------------------
+
+st.subheader("How good are these KPs?")
+q = ui.get_kp_quality(store)
+k1, k2, k3, k4 = st.columns(4)
+k1.metric("Named by one seed only", f"{q.singleton_share:.0%}",
+          help="share of KPs (counted by matching key) that exactly one seed names: such a KP links no seeds "
+               "in the graph. Lower is better.")
+k2.metric(f"Everyday words in the top {q.top}", f"{q.general_word_share:.0%}",
+          help=f"among the {q.top} most frequent KPs, the share that are general-language words: one word with a "
+               "Zipf frequency of at least 4.5 in wordfreq's English list (≥ ~32 per million words: 'money', "
+               "'patient'). Phrases never count. Lower is better.")
+k3.metric("KPs per seed", f"{q.kps_per_seed_mean:.2f}",
+          help=f"mean over all {q.seeds:,} seeds (fewest {q.kps_per_seed_min}, most {q.kps_per_seed_max}); "
+               f"{q.seeds_outside_bounds:,} seeds have fewer than 2 or more than 8")
+k4.metric("Multi-word KPs", f"{q.multiword_share:.0%}", help="share of KPs of two or more words")
+if q.general_words:
+    st.caption(f"Everyday words among the {q.top} most frequent KPs (merge or rename them into domain terms):")
+    ui.text_block(", ".join(q.general_words))
+top_of = st.expander("Top KPs of each discipline (by the seeds of that discipline that name them)", expanded=False,
+                     key="top_by_discipline_open", on_change="rerun")
+if top_of.open:  # drawn when opened: a table costs a visit ~0.1 s of drawing in the browser
+    top_of.dataframe(pd.DataFrame([{"discipline": d, "top KPs (seeds)": ", ".join(f"{name} ({n})" for name, n in kps)}
+                               for d, kps in q.top_by_discipline.items()]),
+                     hide_index=True, width="stretch", key="top_by_discipline",
+                     column_config={"top KPs (seeds)": st.column_config.TextColumn(width="large")})
 
 # -- distribution -----------------------------------------------------------------------------
 

@@ -10,32 +10,32 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import studio.ui as ui
-from studio import support
+from studio import support, words
 from linkqa_core.errors import LinkQAError
 from linkqa_core.graph.metrics import METRIC_NAMES
 from linkqa_core.graph.sampling import LEDGERS, sample, save_sample
 from linkqa_core.graph.walks import KNOBS, WalkParams, target_shares
 
+
 store = ui.page_setup(
     "Path sampling", "🧭",
-    caption="Value-guided walks over the KP graph: V(v) = w_pop·popularity + w_cov·coverage + w_diff·difficulty "
-            "fit; start ∝ exp(V/tau) in the discipline furthest below its target share; step ∝ "
-            "weight^alpha · exp(V/tau). Each path gets a bundle of seeds that together name its KPs.",
+    caption="Paths walk the KP graph guided by a value for each KP; each path gets a bundle of seeds that together "
+            "name its KPs. Move the settings, preview against a uniform random walk, save what you like as a run.",
 )
+with st.expander("How paths are chosen (the formula)", expanded=False):
+    st.markdown(
+        "For a KP *v*: popularity *p(v)* = log(1 + seeds naming *v*) / log(1 + most seeds naming a KP); "
+        "coverage *c(v)* = (1 + visits(*v*))^−gamma; difficulty fit *h(v)* = 1 − |difficulty(*v*) − target| / 4; "
+        "value *V(v)* = w_pop·*p* + w_cov·*c* + w_diff·*h*. A path starts in the discipline furthest below its "
+        "target share, at a KP drawn ∝ exp((*V* + w_link·*l*)/tau), and steps to a neighbour drawn ∝ "
+        "weight^alpha · exp((*V* + w_link·*l*)/tau), where *l* = 1 when the KP brings in a seed the bundle lacks. "
+        "See docs/method.md.")
 ui.need(store, "kps")
 g = ui.get_graph(store)
 
-METRIC_HELP = {
-    "kp_coverage": "share of all KPs visited by some path",
-    "popularity_weighted_coverage": "share of seed–KP links whose KP was visited",
-    "visit_entropy": "evenness of visits (1 = every KP equally often)",
-    "popularity_rank_correlation": "Spearman correlation of visits with KP frequency (lower = less popularity bias)",
-    "discipline_tv_distance": "total-variation distance between realised and target discipline shares (0 = on target)",
-    "mean_seeds_per_path": "seeds in a path's bundle, on average",
-    "mean_link_strength": "path KPs named per chosen seed (higher = more strongly linked bundles)",
-}
-SHOW_METRICS = ("n_paths", "mean_path_length", "kps_visited", *METRIC_NAMES)
+SHOW_METRICS = ("n_paths", "mean_path_length", "kps_visited", *METRIC_NAMES, "bundles_below_min_seeds")
 WALK_COLOURS = {"value walk": "#4e79a7", "uniform baseline": "#f28e2b"}
+SHARE = "share_"  # session keys of the discipline share sliders
 
 
 def save_preview() -> None:
@@ -51,42 +51,58 @@ def save_preview() -> None:
 
 # -- settings -------------------------------------------------------------------------------------
 
+def _share_moved(changed: str) -> None:
+    """A discipline's share moved: the others make room (or fill in), so all add up to 100 %."""
+    now = {k[len(SHARE):]: float(v) for k, v in st.session_state.items() if str(k).startswith(SHARE)}
+    for d, v in words.rebalance(now, changed, now[changed]).items():
+        st.session_state[SHARE + d] = v
+
+
+def _reset_shares(defaults: dict[str, float]) -> None:
+    for d, v in defaults.items():
+        st.session_state[SHARE + d] = v
+
+
 knobs_col, out_col = st.columns([1, 2.4], gap="large")
 with knobs_col:
     st.subheader("Settings")
     knobs = {}
     for name, default, low, high, help_text in KNOBS:
         step = support.knob_step(name, low, high, default)
+        label, tip = words.knob_label(name), words.knob_help(name, help_text)
         if step == 1:
-            knobs[name] = st.slider(name, int(low), int(high), int(default), step=1, help=help_text,
-                                    key=f"knob_{name}")
+            knobs[name] = st.slider(label, int(low), int(high), int(default), step=1, help=tip, key=f"knob_{name}")
         else:
-            knobs[name] = st.slider(name, float(low), float(high), float(default), step=float(step),
-                                    help=help_text, key=f"knob_{name}")
+            knobs[name] = st.slider(label, float(low), float(high), float(default), step=float(step), help=tip,
+                                    key=f"knob_{name}")
     n_paths = st.number_input("Number of paths", 1, 1_000_000, 1000, step=100, key="n_paths")
     seed = st.number_input("Random seed", 0, 2**31 - 1, 0, step=1, key="seed",
                            help="same settings and seed, same paths")
-    ledger = st.radio("Coverage ledger", LEDGERS, horizontal=True, key="ledger",
-                      help="fresh: coverage counts this sample only; all: KPs visited by saved runs count as "
-                           "already covered, so a new run goes elsewhere")
+    ledger = st.radio("Coverage counts", LEDGERS, horizontal=True, key="ledger",
+                      format_func={"fresh": "this sample only", "all": "every saved run too"}.get,
+                      help="every saved run too: KPs that saved runs visited count as already covered, so a new "
+                           "run goes elsewhere (`--ledger all`)")
     default_shares = target_shares(g, WalkParams())
     has_kps = np.bincount(g.discipline, minlength=len(g.disciplines)) > 0
-    base_df = pd.DataFrame({
-        "discipline": [d for d, k in zip(g.disciplines, has_kps) if k],
-        "target %": [round(float(s) * 100, 1) for s, k in zip(default_shares, has_kps) if k],
-    })
-    with st.expander("Discipline target shares", expanded=False):
-        st.caption("Default: as in the data (by seed–KP links). Shares are normalised, so they need not add "
-                   "up to 100; set one to 0 to leave a discipline out.")
-        shares_df = st.data_editor(base_df, hide_index=True, disabled=["discipline"], key="shares_editor",
-                                   column_config={"target %": st.column_config.NumberColumn(min_value=0.0,
-                                                                                            step=0.5)})
-        st.button("Reset to the data's shares", key="reset_shares",
-                  on_click=lambda: st.session_state.pop("shares_editor", None))
-    edited = shares_df["target %"].fillna(0).astype(float).to_numpy()
-    mix = None
-    if not np.allclose(edited, base_df["target %"].to_numpy()):
-        mix = tuple((d, float(s)) for d, s in zip(shares_df["discipline"], edited))
+    present = [d for d, k in zip(g.disciplines, has_kps) if k]
+    data_shares = dict(zip(present, words.rebalance(
+        {d: float(s) * 100 for d, s, k in zip(g.disciplines, default_shares, has_kps) if k},
+        present[0], float(default_shares[g.disciplines.index(present[0])]) * 100).values())) if present else {}
+    for d, v in data_shares.items():
+        ui.remember(SHARE + d, v)
+    for key in [k for k in st.session_state if str(k).startswith(SHARE) and k[len(SHARE):] not in data_shares]:
+        del st.session_state[key]  # a discipline no longer in the data
+    custom = any(abs(st.session_state[SHARE + d] - v) > 0.05 for d, v in data_shares.items())
+    with st.popover("Discipline shares: " + ("your own" if custom else "as in the data"), width="stretch",
+                    key="shares_popover"):
+        st.caption("The share of paths that start in each discipline. Move one and the others make room, so "
+                   "they always add up to 100 %. Set one to 0 to leave a discipline out.")
+        for d in present:
+            st.slider(ui.plain(d), 0.0, 100.0, step=0.1, format="%.1f %%", key=SHARE + d,
+                      on_change=_share_moved, args=(d,))
+        st.caption(f"In all: {sum(st.session_state[SHARE + d] for d in present):.1f} %")
+        st.button("Back to the data's shares", key="reset_shares", on_click=_reset_shares, args=(data_shares,))
+    mix = tuple((d, float(st.session_state[SHARE + d])) for d in present) if custom else None
 
     try:
         params = WalkParams(**knobs, mix=mix)
@@ -94,7 +110,7 @@ with knobs_col:
     except LinkQAError as err:
         params, settings_error = None, str(err)
     if settings_error:
-        st.error(settings_error)
+        st.error(ui.plain(f"{settings_error} (see the sliders' help for each name)"))
     preview_clicked = st.button("Preview", type="primary", disabled=params is None, key="preview",
                                 width="stretch")
 
@@ -150,11 +166,22 @@ with out_col:
         s3.success(f"Saved as run {result.run_id}.")
         st.page_link(ui.PAGES["synthesis"], label=f"Next: synthesise QA from run {result.run_id}", icon="➡️")
 
-    rows = support.metrics_rows(m, b, SHOW_METRICS)
-    table = pd.DataFrame(rows).set_index("metric")
-    st.table(table.style.format("{:.4g}", na_rep="—"))
-    with st.expander("What the metrics mean"):
-        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in METRIC_HELP.items()))
+    with st.container(key="preview_metrics"):
+        cols = st.columns(4)
+        for i, name in enumerate(n for n in SHOW_METRICS if isinstance(m.get(n), (int, float))):
+            label, definition, better, _ = words.METRIC_WORDS.get(name, (name, "", "", "num"))
+            cols[i % 4].metric(
+                label, words.metric_value(name, m[name]),
+                delta=words.metric_delta(name, m[name], b.get(name)) if better else None,
+                delta_color={"up": "normal", "down": "inverse"}.get(better, "off"),
+                help=f"{definition}. Uniform random walk: {words.metric_value(name, b.get(name))}. (`{name}`)")
+    with st.expander("All the numbers", expanded=False):
+        rows = support.metrics_rows(m, b, SHOW_METRICS)
+        table = pd.DataFrame(rows)
+        table.insert(1, "measure", [words.METRIC_WORDS.get(r["metric"], (r["metric"],))[0] for r in rows])
+        st.dataframe(table, hide_index=True, width="stretch", key="metrics_table",
+                     column_config={"metric": st.column_config.TextColumn("name", help="the name in exports and "
+                                                                          "the CLI's --json output")})
 
     c1, c2 = st.columns(2)
     fig = ui.line_figure({"value walk": m.get("coverage_curve", []), "uniform baseline": b.get("coverage_curve", [])},
@@ -168,7 +195,7 @@ with out_col:
         fig.add_trace(go.Scatter(x=pts["x"], y=pts["y"], mode="markers", name=label, opacity=0.6,
                                  marker=dict(size=[5 + 1.5 * np.log2(c) for c in pts["count"]],
                                              color=WALK_COLOURS[label]),
-                                 customdata=pts["count"], text=pts["label"],
+                                 customdata=pts["count"], text=[ui.for_plotly(t) for t in pts["label"]],
                                  hovertemplate="%{customdata:,} KP(s): %{text}<br>freq %{x}, visits %{y}"
                                                "<extra></extra>"))
     fig.update_layout(title="Visits vs KP frequency (log axes; size: KPs)", height=360,
@@ -193,17 +220,16 @@ with out_col:
     seeds = {s.id: s for s in store.seeds.get(sorted({i for r in records for i in r.seed_ids}))}
     for rec in records:
         strength = np.mean(rec.link_strength) if rec.link_strength else 0.0
-        with st.expander(f"#{rec.index + 1} · {rec.discipline} · {' → '.join(rec.kps)}  "
-                         f"({len(rec.seed_ids)} seeds, link strength {strength:.1f})"):
+        with st.expander(ui.plain(f"#{rec.index + 1} · {rec.discipline} · {' → '.join(rec.kps)} "
+                                  f"({len(rec.seed_ids)} seeds, link strength {strength:.1f})")):
             for sid, link in zip(rec.seed_ids, rec.link_strength):
                 s = seeds.get(sid)
                 if s is None:
                     continue
-                st.markdown(f"**{ui.md(s.subject or s.discipline)}** · names {link} of the path's KPs · `{sid}`")
-                st.markdown("> " + ui.md(s.question).replace("\n", "\n> "))
+                st.caption(ui.plain(f"{s.subject or s.discipline} · names {link} of the path's KPs · {sid}"))
+                ui.text_block(s.question)
                 if s.options:
-                    st.markdown("\n".join(
-                        f"- **{chr(65 + i)}. {ui.md(o)}** ✓" if o == s.answer else f"- {chr(65 + i)}. {ui.md(o)}"
-                        for i, o in enumerate(s.options)))
+                    ui.text_block("\n".join(f"{'✓' if o == s.answer else ' '} {chr(65 + i)}. {o}"
+                                             for i, o in enumerate(s.options)))
                 else:
-                    st.markdown(f"Answer: {ui.md(s.answer)}")
+                    ui.text_block(f"Answer: {s.answer}")
