@@ -36,7 +36,7 @@ from browser_support import (  # noqa: E402
 from linkqa_core.curation.review import edit_item  # noqa: E402
 from linkqa_core.graph.sampling import sample  # noqa: E402
 from linkqa_core.graph.walks import WalkParams  # noqa: E402
-from linkqa_core.ingest.load import guess_mapping, ingest  # noqa: E402
+from linkqa_core.ingest.load import ingest  # noqa: E402
 from linkqa_core.kps.curate import kp_table, rename_kp  # noqa: E402
 from linkqa_core.kps.extract import run_extraction  # noqa: E402
 from linkqa_core.store import Store  # noqa: E402
@@ -277,12 +277,8 @@ QUIZ_CSV = (b"Prompt,Choice1,Choice2,Choice3,Choice4,Key,Area\n"
             b"What is the SI unit of force?,joule,newton,watt,pascal,B,physics\n"
             b"Which organelle makes ATP?,nucleus,ribosome,mitochondrion,vacuole,C,biology\n"
             b"What is 2 + 2?,3,4,5,6,B,mathematics\n")
-GUESS = guess_mapping(["Prompt", "Choice1", "Choice2", "Choice3", "Choice4", "Key", "Area"])
 
 
-@pytest.mark.xfail(GUESS.get("answer") != "Key" or GUESS.get("options") != [f"Choice{i}" for i in range(1, 5)],
-                   reason="linkqa_core.ingest.load.guess_mapping does not yet guess Choice1..4 / Key / Area "
-                          f"(it guesses {GUESS}); the ingest helper's column guessing brings it", strict=False)
 def test_quiz_csv_is_mapped_by_guessing_and_imports(tmp_path, browser):
     db = tmp_path / "quiz.db"
     csv = tmp_path / "quiz.csv"
@@ -293,7 +289,7 @@ def test_quiz_csv_is_mapped_by_guessing_and_imports(tmp_path, browser):
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(csv))
         page.get_by_role("button", name="Import").wait_for(state="visible", timeout=LONG)
         idle(page)
-        for label, column in (("Question", "Prompt"), ("Answer", "Key"), ("Subject", "Area")):
+        for label, column in (("Question", "Prompt"), ("Answer", "Key"), ("Subject", "(none)"), ("Discipline", "Area")):
             box = page.get_by_role("combobox", name=label, exact=True)
             assert box.input_value() == column, f"{label}: {box.input_value()!r}"
         chips = page.locator('[data-testid="stMultiSelectTagsContainer"] [data-tag]').all_inner_texts()
