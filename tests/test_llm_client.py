@@ -392,8 +392,9 @@ def test_settings_from_env_and_mapping(monkeypatch):
     assert s.base_urls == ("http://a:1/v1", "http://b:2/v1") and s.model == "m1" and s.concurrency == 32
     assert s.configured and KEY not in repr(s) and KEY not in str(s.public_dict())
     secrets = {"llm": {"OPENAI_BASE_URL": "http://c:3/v1", "LINKQA_MODEL": "m2", "concurrency": "8"}, "other": 1}
-    t = settings_from_mapping(secrets)
-    assert (t.base_urls, t.model, t.concurrency, t.api_key) == (("http://c:3/v1",), "m2", 8, KEY)
+    t = settings_from_mapping(secrets)  # the environment wins over the secrets file
+    assert (t.base_urls, t.model, t.concurrency, t.api_key) == (("http://a:1/v1", "http://b:2/v1"), "m1", 8, KEY)
+    assert settings_from_mapping(secrets, env=False).base_urls == ("http://c:3/v1",)
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("OPENAI_API_KEY")
     assert not LLMSettings.from_env().configured

@@ -57,6 +57,11 @@ def _v5_labels_edits_leases_modes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_estimated_usage(db: sqlite_utils.Database) -> None:
+    """Calls whose token counts were estimated from the text (the server sent no ``usage``)."""
+    db["llm_calls"].add_column("estimated", int, not_null_default=0)
+
+
 MIGRATIONS: list[Migration] = [
     # 1: seeds, knowledge points, runs, paths, bundles
     """
@@ -186,6 +191,8 @@ MIGRATIONS: list[Migration] = [
     """,
     # 5: KP labels, edit records, per-call cost, leases, structured-output modes
     _v5_labels_edits_leases_modes,
+    # 6: token counts estimated because the server sent no usage
+    _v6_estimated_usage,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
