@@ -17,6 +17,7 @@ import pytest
 from linkqa_core.errors import ConfigError, LLMError
 from linkqa_core.llm.client import (
     BUDGET_REACHED,
+    ENDPOINT_DOWN,
     STOPPED,
     ChatRequest,
     LLMClient,
@@ -29,7 +30,8 @@ from linkqa_core.llm.client import (
     test_connection,
 )
 from linkqa_core.store import Store
-from openai_server import Answer, BrokenBody, Drop, FakeOpenAI, HTTPError
+from linkqa_core.llm.failures import EndpointDown
+from openai_server import Answer, BrokenBody, Drop, FakeOpenAI, HTTPError, Split, Wire
 
 KEY = "sk-test-SECRET-1234567890abcdef"
 MODEL = "fake-model"
@@ -422,3 +424,153 @@ def test_estimate_cost():
     assert est.tokens == 1000 * (500 + 200 + 300)
     assert est.usd == pytest.approx((500_000 * 2.0 + 500_000 * 8.0) / 1e6)
     assert estimate_cost(10, 1, 1).usd == 0.0
+
+
+# -- what real servers send --------------------------------------------------------------------------
+
+
+def test_a_server_without_usage_is_charged_an_estimate_and_the_budget_holds(store):
+    no_usage = Wire(usage=False)
+    with FakeOpenAI(lambda body: Answer("x" * 40, wire=no_usage), latency=0.01) as srv:
+        with LLMClient(settings_for(srv, concurrency=1, budget_tokens=35), store) as client:
+            results = client.complete_many([ChatRequest.user(f"question {i}") for i in range(10)])
+            usage = client.usage
+        sent = len(srv.chat_requests)
+    assert sent < 10 and sum(r.error == BUDGET_REACHED for r in results) == 10 - sent
+    first = results[0]
+    assert first.estimated and first.completion_tokens == 10 and first.prompt_tokens > 0
+    assert usage.estimated == sent and usage.total_tokens >= 35
+    assert store.scalar("SELECT sum(estimated) FROM llm_calls") == sent
+
+
+def test_reasoning_in_either_field_and_content_as_parts():
+    with FakeOpenAI() as srv:
+        srv.script(Answer("42", reasoning="vLLM thinks here"),
+                   Answer("43", reasoning_content="DeepSeek thinks here"),
+                   Answer("44", reasoning_content="both", wire=Wire(reasoning_field="both")),
+                   Answer("<think>tagged</think>45", wire=Wire(content_parts=True)))
+        with LLMClient(settings_for(srv, concurrency=1)) as client:
+            results = [client.complete(ChatRequest.user(f"q{i}")) for i in range(4)]
+    assert [(r.content, r.reasoning) for r in results] == [
+        ("42", "vLLM thinks here"), ("43", "DeepSeek thinks here"), ("44", "both"), ("45", "tagged")]
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+def test_chunked_and_split_responses_are_read_whole(fast_http):
+    wire = Wire(chunks=5, split=Split(pieces=4, pause=0.01), close=True)
+    with FakeOpenAI(wire=wire) as srv:
+        with LLMClient(settings_for(srv, fast_http=fast_http, concurrency=2)) as client:
+            results = client.complete_many([ChatRequest.user(f"chunked {i} " + "z" * 300) for i in range(6)])
+    assert [r.content for r in results] == [f"echo: chunked {i} " + "z" * 300 for i in range(6)]
+
+
+def test_answers_that_cannot_be_stored_as_is_are_cleaned(store):
+    srv_answers = [Answer("lone \ud800 surrogate"), Answer("nul\x00byte", reasoning_content="think \udfff")]
+    with FakeOpenAI() as srv:
+        srv.script(*srv_answers, BrokenBody(body=b'{"choices": [{"message": {"content": "caf\xe9 au lait"}, '
+                                                 b'"finish_reason": "stop"}], "model": "m"}'))
+        with LLMClient(settings_for(srv, concurrency=1), store) as client:
+            a, b, c = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+            again = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+    assert a.content == "lone \ufffd surrogate" and b.content == "nulbyte" and b.reasoning == "think \ufffd"
+    assert c.content == "caf\ufffd au lait" and c.estimated
+    assert all(r.cached for r in again) and [r.content for r in again] == [a.content, b.content, c.content]
+
+
+def test_413_and_422_and_context_length_stop_only_their_item():
+    def refuse(body):
+        text = body["messages"][-1]["content"]
+        if "huge" in text:
+            return HTTPError(413, "Request Entity Too Large", wire=Wire(error_style="html"))
+        if "odd" in text:
+            return HTTPError(422, "Unprocessable")
+        return None
+
+    with FakeOpenAI(refuse, profile="vllm", context_length=60) as srv:
+        with LLMClient(settings_for(srv, concurrency=2)) as client:
+            results = client.complete_many([ChatRequest.user(t) for t in ("ok", "huge", "odd", "long " * 300, "ok 2")])
+    assert [r.ok for r in results] == [True, False, False, False, True]
+    assert "413" in results[1].error and "too large" in results[1].error and "<html" not in results[1].error
+    assert "422" in results[2].error and "maximum context length is 60 tokens" in results[3].error
+    assert "too long for the model's context" in results[3].error
+    assert all(r.attempts == 1 and not r.transient for r in results[1:4])
+
+
+@pytest.mark.parametrize("profile, status, words", [
+    ("strict", 404, "does not exist"),
+    ("vllm", 404, "does not exist"),
+    ("ollama", 404, "not found, try pulling it first"),
+    ("hosted_reasoning", 400, "Model Not Exist"),
+])
+def test_an_unknown_model_stops_the_batch_with_a_hint(profile, status, words):
+    with FakeOpenAI(profile=profile, check_model=True, models=("served-model",)) as srv:
+        with LLMClient(settings_for(srv, model="missing-model", concurrency=1)) as client:
+            with pytest.raises(LLMError) as info:
+                client.complete_many([ChatRequest.user(f"q{i}") for i in range(6)])
+        assert len(srv.chat_requests) == 1
+    message = str(info.value)
+    assert f"HTTP {status}" in message and words in message and "check LINKQA_MODEL" in message
+
+
+@pytest.mark.parametrize("style", ["plain", "detail", "text", "html", "vllm"])
+def test_error_bodies_of_every_shape_end_as_one_readable_line(store, style):
+    with FakeOpenAI() as srv:
+        srv.responder = lambda body: HTTPError(503, "Engine overloaded", wire=Wire(error_style=style))
+        with LLMClient(settings_for(srv, max_retries=1), store) as client:
+            r = client.complete(ChatRequest.user("q"))
+    assert r.transient and r.attempts == 2 and "\n" not in r.error
+    expected = "503 Service Unavailable" if style == "html" else "Engine overloaded"
+    assert r.error.endswith(f"HTTP 503: {expected}")
+    assert calls(store)[0]["error"] == r.error
+
+
+@pytest.mark.parametrize("how", ["ms", "date"])
+def test_retry_after_in_milliseconds_or_as_a_date_is_waited_for(srv, how):
+    srv.script(HTTPError(429, retry_after=1.2 if how == "date" else 0.4, retry_after_as=how), Answer("after"))
+    with LLMClient(settings_for(srv)) as client:
+        r = client.complete(ChatRequest.user("q"))
+    first, second = srv.chat_requests
+    assert r.content == "after" and second.received_at - first.answered_at >= 0.35
+
+
+def test_an_endpoint_that_is_down_stops_the_batch_after_a_few_failures_in_a_row(store):
+    with FakeOpenAI() as srv:
+        srv.responder = lambda body: HTTPError(503)
+        delivered = []
+        with LLMClient(settings_for(srv, max_retries=1, concurrency=2, outage_after=3), store) as client:
+            with pytest.raises(EndpointDown, match=r"failed 3 requests in a row.*run the same command again") as info:
+                client.complete_many([ChatRequest.user(f"q{i}") for i in range(20)],
+                                     on_result=lambda i, r: delivered.append(r))
+            assert client.endpoint_down
+            with pytest.raises(EndpointDown):  # and it stays down for this client
+                client.complete_many([ChatRequest.user("later")])
+        sent = len(srv.chat_requests)
+    assert sent <= 2 * 4 and all(r.transient and r.attempts == 2 for r in delivered)
+    assert KEY not in str(info.value)
+    assert store.scalar("SELECT count(*) FROM llm_calls") == len(delivered)
+
+
+def test_a_success_between_failures_resets_the_outage_count():
+    pattern = iter([HTTPError(503), HTTPError(503), Answer("fine")] * 10)
+    with FakeOpenAI(lambda body: next(pattern)) as srv:
+        with LLMClient(settings_for(srv, max_retries=0, concurrency=1, outage_after=3)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(9)])
+    assert [r.ok for r in results] == [False, False, True] * 3 and not any(r.error == ENDPOINT_DOWN for r in results)
+
+
+def test_a_key_in_the_url_query_is_sent_but_never_shown_or_stored(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "query-key-SECRET-42"
+    with FakeOpenAI() as srv:  # it knows no query strings: it answers 404 quoting the path, key and all
+        url = f"{srv.base_url}?api-key={secret}"
+        with Store(tmp_path / "q.db") as store:
+            with LLMClient(settings_for(srv, base_urls=(url,), api_key=None), store) as client:
+                with pytest.raises(LLMError) as info:
+                    client.complete(ChatRequest.user("hello"))
+                shown = f"{client!r} {client.settings!r} {client.settings.public_dict()}"
+        [sent] = [r for r in srv.requests if r.method == "POST"]
+    assert sent.path == f"/v1/chat/completions?api-key={secret}"  # the key went where the server wants it
+    assert "Unknown path /v1/chat/completions?api-key=***" in str(info.value)
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for where in (str(info.value), shown, caplog.text, blob.decode("latin-1")):
+        assert secret not in where

@@ -83,7 +83,7 @@ from .ledger import CostEstimate, Usage, cache_key, estimate_cost
 from .modes import ModeState
 from .ratelimit import Bucket, backoff, retry_after
 from .replies import BadBody, read_completion, split_reasoning
-from .scrub import display_url, scrubber_for
+from .scrub import display_url, guard_logs, scrubber_for
 from .settings import DEFAULT_BASE_URL, LLMSettings, load_settings, settings_from_mapping
 from .transport import FastTransport, base_and_query, proxied
 
@@ -213,6 +213,7 @@ class LLMClient:
         self.settings = settings
         self.store = store
         self._scrub = scrubber_for(settings)
+        guard_logs(self._scrub)
         self._usage = replace(spent) if spent is not None else Usage()
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -732,7 +733,7 @@ class LLMClient:
                 if self._tpm is not None:
                     self._tpm.give_back(reserved - result.total_tokens)
                 if state is not None and state.settle():
-                    self._note_mode(ep, model, state, "answered")
+                    self._note_mode(ep, model, state, state.detail or "answered")
                 if not result.content.strip() and not result.truncated:
                     spent.blank += 1
                     if spent.blank < 2:

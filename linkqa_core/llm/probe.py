@@ -21,7 +21,7 @@ from ..errors import LinkQAError
 from .chat import ChatRequest
 from .failures import error_line
 from .modes import describe
-from .scrub import display_url, scrubber_for
+from .scrub import display_url, guard_logs, scrubber_for
 from .settings import LLMSettings
 from .transport import base_and_query
 
@@ -64,6 +64,7 @@ def test_connection(settings: LLMSettings, *, timeout_s: float = 15.0, store: An
     if not settings.model:
         return False, "No model configured: set LINKQA_MODEL."
     scrub = scrubber_for(settings)
+    guard_logs(scrub)
     messages = []
     all_ok = True
     for url in settings.base_urls:

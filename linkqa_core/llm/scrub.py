@@ -16,11 +16,14 @@ written to logs (no credentials, no query); :func:`mask_url` is the form a page 
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import urllib.parse
 from typing import Any, Iterable
 
-__all__ = ["Scrubber", "scrubber_for", "display_url", "mask_url", "url_secrets", "is_secret_param", "REDACTED"]
+__all__ = ["Scrubber", "scrubber_for", "display_url", "mask_url", "url_secrets", "is_secret_param", "REDACTED",
+           "guard_logs"]
 
 REDACTED = "[redacted]"
 _SECRET_PARAM = re.compile(r"key|token|secret|passw|auth|sig|credential", re.I)
@@ -125,3 +128,35 @@ def scrubber_for(settings: Any) -> Scrubber:
     for url in getattr(settings, "base_urls", ()) or ():
         secrets += url_secrets(url)
     return Scrubber(secrets)
+
+
+# -- the HTTP libraries' own logs -----------------------------------------------------------------
+
+_LIBRARY_LOGGERS = ("httpx2", "httpx", "httpcore", "openai", "openai._base_client")
+_LOG_SECRETS: set[str] = set()
+_LOG_LOCK = threading.Lock()
+
+
+class _LogScrubber(logging.Filter):
+    """Scrubs the records of the HTTP libraries (httpx logs every request's URL, query included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = Scrubber(_LOG_SECRETS)(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_FILTER = _LogScrubber()
+
+
+def guard_logs(scrubber: Scrubber) -> None:
+    """Make the HTTP libraries' log records pass through the scrubber (its secrets are
+    remembered for the life of the process). Costs nothing while their logging is off."""
+    with _LOG_LOCK:
+        _LOG_SECRETS.update(scrubber.secrets)
+        for name in _LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)

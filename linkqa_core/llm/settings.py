@@ -148,6 +148,16 @@ class LLMSettings:
                               f"{self.structured_output!r}")
         object.__setattr__(self, "structured_output", mode)
 
+    def __repr__(self) -> str:
+        """Every setting but the key, URLs with their credentials masked.
+
+        >>> LLMSettings(base_urls="http://u:pw@127.0.0.1:8000/v1", model="qwen")  # doctest: +ELLIPSIS
+        LLMSettings(base_urls=('http://***:***@127.0.0.1:8000/v1',), model='qwen', concurrency=16, ...)
+        """
+        parts = [f"base_urls={tuple(mask_url(u) for u in self.base_urls)!r}"]
+        parts += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in ("base_urls", "api_key")]
+        return f"LLMSettings({', '.join(parts)})"
+
     @property
     def base_url(self) -> Optional[str]:
         """The first endpoint, or ``None``."""
