@@ -202,10 +202,9 @@ def enhance(
     if not 0 < near_copy <= 1:
         raise ConfigError(f"the near-copy threshold must be above 0 and at most 1, got {near_copy}")
     store.runs.get(run_id)  # NotFoundError with a clear message
-    if not store.items.total(run_id):
-        raise InputError(f"run {run_id} has no items yet: synthesize first")
-
     with store.lease(run_lease(run_id), f"enhancement of run {run_id}"):
+        if not store.items.total(run_id):
+            raise InputError(f"run {run_id} has no items yet: synthesize first")
         config = dict(store.runs.get(run_id).config)
         config["difficulty"] = {**(config.get("difficulty") or {}), "targets": targets.spec(),
                                 "max_rounds": max_rounds, "near_copy": near_copy,

@@ -7,3 +7,8 @@ adapts to the endpoint), ``failures`` (what an error means, one line for it), ``
 ``ledger`` (cache keys, tokens, USD, what a run spent), ``replies`` (reading a completion;
 the one lenient JSON parser), ``scrub`` (keys out of sight), ``probe`` (connection test).
 """
+
+import logging
+
+# a library logs; the application decides where to (no "No handlers" fallback to stderr)
+logging.getLogger("linkqa_core.llm").addHandler(logging.NullHandler())

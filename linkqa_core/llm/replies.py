@@ -155,15 +155,38 @@ def loads_lenient(text: str | None) -> Any:
     first: str | None = None
     for cand in candidates:
         try:
-            return json.loads(cand)
+            return _cleaned(json.loads(cand), cand)
         except RecursionError:
             raise ReplyError("the JSON is nested too deeply") from None
         except ValueError as err:  # JSONDecodeError, or a number too long to convert
             first = first or _why(err)
     found = _scan(text)
     if found is not _NOTHING:
-        return found
+        try:
+            return _cleaned(found, text)
+        except RecursionError:
+            raise ReplyError("the JSON is nested too deeply") from None
     raise ReplyError(f"not JSON ({first})")
+
+
+_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def _cleaned(value: Any, source: str) -> Any:
+    """``value`` with every string storable (JSON escapes can decode to a lone surrogate or NUL)."""
+    if not _ESCAPED_UNSTORABLE.search(source):
+        return value
+    return _clean_tree(value)
+
+
+def _clean_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k): _clean_tree(v) for k, v in value.items()}
+    return value
 
 
 _NOTHING = object()
