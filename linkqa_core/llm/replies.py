@@ -32,7 +32,6 @@ __all__ = ["loads_lenient", "strip_think", "split_reasoning", "clean_text", "rea
            "BadBody"]
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
-_THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -54,38 +53,52 @@ def clean_text(text: Any) -> str:
     return text
 
 
-def strip_think(text: str) -> str:
-    """``text`` without ``<think>…</think>`` sections (and without an unclosed leading one's tag)."""
-    text = _THINK.sub("", text)
-    j = text.lower().find("</think>")
-    if j >= 0:  # closed, never opened: the opening tag was in the prompt template
+_LEADING_THINK = re.compile(r"\s*<think>(.*?)</think>", re.S | re.I)
+_OPEN_THINK = re.compile(r"\s*<think>", re.I)
+_JSONISH = re.compile(r"[{\[]")
+
+
+def _think_parts(text: str) -> tuple[list[str], str]:
+    """The thinking a reply starts with, and the rest.
+
+    Only *leading* thinking counts -- ``<think>...</think>`` blocks at the start, an
+    unclosed leading ``<think>`` (output cut at ``max_tokens``), or a bare ``</think>``
+    with no JSON before it (templates that put the opening tag in the prompt) -- so that a
+    ``</think>`` inside the JSON's own strings is left alone.
+    """
+    parts: list[str] = []
+    while (m := _LEADING_THINK.match(text)) is not None:
+        parts.append(m.group(1).strip())
+        text = text[m.end():]
+    lower = text.lower()
+    opened = _OPEN_THINK.match(text)
+    if opened is not None and "</think>" not in lower:  # opened, never closed: all of it is thinking
+        return parts + [text[opened.end():].strip()], ""
+    j = lower.find("</think>")
+    if j >= 0 and "<think>" not in lower[:j] and not _JSONISH.search(text[:j]):  # closed, never opened
+        parts.append(text[:j].strip())
         text = text[j + len("</think>"):]
-    return text
+    return parts, text
+
+
+def strip_think(text: str) -> str:
+    """``text`` without the thinking it starts with (see :func:`split_reasoning`)."""
+    return _think_parts(text)[1]
 
 
 def split_reasoning(content: Optional[str], reasoning: Optional[str] = None) -> tuple[str, Optional[str]]:
     """Separate a reasoning model's thinking from its answer.
 
-    Handles a separate ``reasoning`` field, ``<think>...</think>`` blocks, an unclosed
-    leading ``<think>`` (output cut at ``max_tokens``) and a bare ``</think>`` (templates
-    that put the opening tag in the prompt).
+    Handles a separate ``reasoning`` field, leading ``<think>...</think>`` blocks, an
+    unclosed leading ``<think>`` (output cut at ``max_tokens``) and a bare ``</think>``
+    (templates that put the opening tag in the prompt); a tag inside the answer's own
+    text stays.
     """
     parts = [reasoning.strip()] if reasoning and reasoning.strip() else []
     text = content or ""
-    lower = text.lower()
-    if "<think>" in lower or "</think>" in lower:
-        parts.extend(m.strip() for m in _THINK.findall(text))
-        text = _THINK.sub("", text)
-        lower = text.lower()
-        i = lower.find("<think>")
-        if i >= 0:  # opened, never closed: everything after it is thinking
-            parts.append(text[i + len("<think>"):].strip())
-            text = text[:i]
-            lower = text.lower()
-        j = lower.find("</think>")
-        if j >= 0:  # closed, never opened: everything before it is thinking
-            parts.append(text[:j].strip())
-            text = text[j + len("</think>"):]
+    if "think>" in text.lower():
+        found, text = _think_parts(text)
+        parts += found
         text = text.strip()
     joined = "\n\n".join(p for p in parts if p)
     return text, (joined or None)
