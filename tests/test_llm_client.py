@@ -134,7 +134,7 @@ def test_429_waits_for_retry_after_then_succeeds(srv, store):
         r = client.complete(ChatRequest.user("q"))
     first, second = srv.chat_requests
     assert first.outcome == "429" and second.outcome == "200"
-    assert second.received_at - first.answered_at >= 0.4
+    assert second.received_at - first.answered_at >= 0.39  # the event loop may wake a millisecond early
     assert r.content == "late but fine" and r.attempts == 2
     assert calls(store)[0]["attempts"] == 2
 

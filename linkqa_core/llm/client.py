@@ -1,5 +1,9 @@
 """The one client every LLM stage uses: concurrency, retries, output modes, cache, budget.
 
+(Longer than our usual module: :class:`LLMClient` is one object whose two halves -- the
+calling thread's side and the event loop's side -- share its state; everything that is
+not that orchestration lives in the sibling modules named below.)
+
 Any OpenAI-compatible endpoint works (OpenAI, vLLM, SGLang, llama.cpp, Ollama, DeepSeek).
 Settings come from :func:`~linkqa_core.llm.settings.load_settings`; the key is never
 written to the database, a log, an exception message or a ``repr``
