@@ -545,7 +545,8 @@ def test_an_endpoint_that_is_down_stops_the_batch_after_a_few_failures_in_a_row(
             with pytest.raises(EndpointDown):  # and it stays down for this client
                 client.complete_many([ChatRequest.user("later")])
         sent = len(srv.chat_requests)
-    assert sent <= 2 * 4 and all(r.transient and r.attempts == 2 for r in delivered)
+    assert sent <= 2 * 4 and all(r.transient for r in delivered)
+    assert sum(r.attempts == 2 for r in delivered) >= 3  # those that gave up; one in flight may stop after one
     assert KEY not in str(info.value)
     assert store.scalar("SELECT count(*) FROM llm_calls") == len(delivered)
 

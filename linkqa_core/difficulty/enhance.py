@@ -105,6 +105,7 @@ class EnhanceReport:
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated_calls: int = 0  # calls whose tokens were estimated (the server sent no usage)
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
 
@@ -297,6 +298,7 @@ def _enhance(store: Store, run_id: int, targets: DifficultyTargets, settings: An
             report.cached = u.cached - usage0.cached
             report.prompt_tokens = u.prompt_tokens - usage0.prompt_tokens
             report.completion_tokens = u.completion_tokens - usage0.completion_tokens
+            report.estimated_calls = u.estimated - usage0.estimated
         if own_client:
             client.close()
     return report
