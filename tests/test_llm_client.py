@@ -6,6 +6,7 @@ talks to it. Tests that exercise the wire run on both transports (``fast_http``)
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -575,3 +576,126 @@ def test_a_key_in_the_url_query_is_sent_but_never_shown_or_stored(tmp_path, capl
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     for where in (str(info.value), shown, caplog.text, blob.decode("latin-1")):
         assert secret not in where
+
+
+# -- the keep-alive transport, byte by byte -------------------------------------------------------------
+
+
+class RawServer:
+    """Answers each HTTP request with the next scripted bytes, then closes if told to."""
+
+    def __init__(self, *responses: tuple[bytes, bool]):
+        import socket
+
+        self.responses = list(responses)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+    def _serve(self) -> None:
+        while self.responses:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while self.responses:
+                    while b"\r\n\r\n" not in data:
+                        more = conn.recv(65536)
+                        if not more:
+                            break
+                        data += more
+                    if b"\r\n\r\n" not in data:
+                        break
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length")), b"0"))
+                    while len(rest) < length:
+                        rest += conn.recv(65536)
+                    data = rest[length:]
+                    payload, close = self.responses.pop(0)
+                    conn.sendall(payload)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def completion(text: str) -> bytes:
+    return json.dumps({"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 2}}).encode()
+
+
+def test_the_fast_transport_reads_extensions_trailers_1xx_and_bodies_to_the_end():
+    body = completion("chunked with extensions")
+    chunked = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+               b"transfer-encoding: gzip, chunked\r\n\r\n"
+               + b"%x;name=value\r\n%s\r\n" % (10, body[:10]) + b"%X\r\n%s\r\n" % (len(body) - 10, body[10:])
+               + b"0\r\nx-trailer: yes\r\n\r\n")
+    to_eof = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n" + completion("read to the end")
+    closing = (b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: %d\r\n\r\n" % len(completion("closed"))
+               + completion("closed"))
+    keep = b"HTTP/1.1 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: %d\r\n\r\n" % len(completion("kept"))
+    server = RawServer((chunked, False), (to_eof, True), (closing, False), (keep + completion("kept"), False),
+                       (keep + completion("kept"), False))
+    try:
+        settings = LLMSettings(base_urls=(server.url,), model="m", max_retries=0, concurrency=1)
+        with LLMClient(settings) as client:
+            got = [client.complete(ChatRequest.user(f"q{i}")).content for i in range(5)]
+    finally:
+        server.close()
+    assert got == ["chunked with extensions", "read to the end", "closed", "kept", "kept"]
+    assert server.connections == 3  # a new one after the HTTP/1.0 body and after Connection: close
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"HTTP/1.1 OK\r\n\r\n", "malformed status line"),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n{\"choices\"", "in the middle of the response body"),
+    (b"HTTP/1.1 200 OK\r\ncontent-type: appl", "in the middle of the response head"),
+    (b"", "without sending a response"),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nff\r\n{}", "in the middle of the response body"),
+])
+def test_broken_responses_on_the_wire_are_connection_errors_that_are_retried(raw, why, caplog):
+    caplog.set_level(logging.INFO, logger="linkqa_core.llm")
+    server = RawServer((raw, True), (b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(completion("ok"))
+                                     + completion("ok"), True))
+    try:
+        settings = LLMSettings(base_urls=(server.url,), model="m", max_retries=1, backoff_base_s=0.0, concurrency=1)
+        with LLMClient(settings) as client:
+            r = client.complete(ChatRequest.user("q"))
+    finally:
+        server.close()
+    assert r.content == "ok" and r.attempts == 2
+    assert f"attempt 1 failed (connection error: RemoteProtocolError: " in caplog.text and why in caplog.text
+
+
+def test_a_refused_connection_says_where_without_a_traceback():
+    server = RawServer()
+    url = server.url
+    server.close()
+    with LLMClient(LLMSettings(base_urls=(url,), model="m", max_retries=0)) as client:
+        r = client.complete(ChatRequest.user("q"))
+    assert r.transient and r.error.startswith("gave up after 1 attempts; last error: connection error: ")
+    assert f"cannot connect to 127.0.0.1:{url.split(':')[2].split('/')[0]}" in r.error
+
+
+def test_measure_throughput_times_distinct_requests_after_a_warm_up():
+    from linkqa_core.llm.client import measure_throughput
+
+    with FakeOpenAI(latency=0.05) as srv:
+        t = measure_throughput(settings_for(srv, concurrency=4), 12, prompt="speed")
+        sent = [r.json["messages"][-1]["content"] for r in srv.chat_requests]
+    assert (t.requests, t.errors, t.concurrency) == (12, 0, 4)
+    assert sorted(sent[:4]) == [f"speed warm {i}" for i in range(4)]
+    assert sorted(sent[4:]) == sorted(f"speed {i}" for i in range(12))
+    assert t.seconds >= 3 * 0.05 and t.requests_per_s == pytest.approx(12 / t.seconds)

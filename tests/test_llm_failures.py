@@ -255,3 +255,32 @@ def test_token_estimates():
     assert [estimate_tokens(t) for t in (None, "", "a", "abcd", "abcde")] == [0, 0, 1, 1, 2]
     body = {"messages": [{"role": "user", "content": "x" * 40}, {"role": "user", "content": [{"text": "y"}]}]}
     assert prompt_tokens_of(body) == (4 + 10) + (4 + estimate_tokens(json.dumps([{"text": "y"}])))
+
+
+# -- token buckets -------------------------------------------------------------------------------------
+
+
+def test_a_bucket_spends_refunds_up_to_its_capacity_and_goes_into_debt_for_a_huge_take():
+    import asyncio
+
+    from linkqa_core.llm.ratelimit import Bucket
+
+    async def scenario():
+        b = Bucket(1e-9, 5)  # refills nothing in the test's lifetime
+        assert (b.capacity, b.level) == (5.0, 5.0)
+        await b.take(2)
+        assert round(b.level, 6) == 3.0
+        b.give_back(10)
+        assert round(b.level, 6) == 5.0  # never above the capacity
+        await b.take(7)  # more than it can ever hold: waits for a full bucket, then owes
+        assert round(b.level, 6) == -2.0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.take(1), timeout=0.05)  # in debt: the next take waits
+        assert Bucket(10, 0.2).capacity == 1.0  # at least one request fits
+        fast = Bucket(1000.0, 1)
+        await fast.take(1)
+        t0 = asyncio.get_running_loop().time()
+        await fast.take(1)  # refilled at 1000/s: about a millisecond
+        assert asyncio.get_running_loop().time() - t0 < 0.5
+
+    asyncio.run(scenario())
