@@ -699,3 +699,119 @@ def test_measure_throughput_times_distinct_requests_after_a_warm_up():
     assert sorted(sent[:4]) == [f"speed warm {i}" for i in range(4)]
     assert sorted(sent[4:]) == sorted(f"speed {i}" for i in range(12))
     assert t.seconds >= 3 * 0.05 and t.requests_per_s == pytest.approx(12 / t.seconds)
+
+
+# -- what each result carries ----------------------------------------------------------------------------
+
+
+def test_a_failed_result_says_where_what_and_what_it_cost(store):
+    srv_answers = [Answer("   ", as_is=True, prompt_tokens=10, completion_tokens=3, reasoning_tokens=2,
+                          wire=Wire(usage=False)),
+                   HTTPError(503), HTTPError(503)]
+    with FakeOpenAI() as srv:
+        srv.script(*srv_answers)
+        with LLMClient(settings_for(srv, max_retries=2), store) as client:
+            r = client.complete(ChatRequest.user("x" * 40, model="other-model"))
+        url = srv.base_url
+    assert (r.endpoint, r.model, r.status, r.attempts, r.transient) == (url, "other-model", 503, 3, True)
+    assert r.key and r.key == calls(store)[0]["key"] and r.latency_s > 0
+    # the blank answer was paid for (estimated: that server sent no usage), and is charged to the failure
+    assert r.estimated and r.prompt_tokens == 4 + 10 and r.completion_tokens == 1  # "   " is about one token
+    row = calls(store)[0]
+    assert (row["prompt_tokens"], row["estimated"], row["status"], row["model"]) == (14, 1, "error", "other-model")
+
+
+def test_two_blank_answers_are_charged_in_full():
+    with FakeOpenAI() as srv:
+        srv.script(Answer("  ", as_is=True, prompt_tokens=10, completion_tokens=3, reasoning_tokens=2,
+                          wire=Wire(usage=False)),
+                   Answer("\n", as_is=True, prompt_tokens=11, completion_tokens=4, reasoning_tokens=5))
+        with LLMClient(settings_for(srv)) as client:
+            r = client.complete(ChatRequest.user("y" * 40))
+    assert r.error == "the model answered with blank content twice" and r.attempts == 2 and r.status == 200
+    assert (r.prompt_tokens, r.completion_tokens, r.reasoning_tokens) == (14 + 11, 1 + 4, 0 + 5)
+    assert r.estimated  # one of the two was estimated
+
+
+def test_a_cache_hit_gives_back_the_answer_as_it_came_and_costs_nothing(store):
+    with FakeOpenAI() as srv:
+        srv.script(Answer("<think>hm</think>Paris", finish_reason="stop", model="served-name", prompt_tokens=7,
+                          completion_tokens=5, reasoning_tokens=3))
+        req = ChatRequest.user("capital?")
+        with LLMClient(settings_for(srv), store) as client:
+            first = client.complete(req)
+            hit = client.complete(req)
+            twins = client.complete_many([ChatRequest.user("twin")] * 3)
+    assert (first.content, first.reasoning, first.model, first.reasoning_tokens) == ("Paris", "hm", "served-name", 3)
+    assert (hit.content, hit.reasoning, hit.model, hit.finish_reason, hit.key) == ("Paris", "hm", "served-name",
+                                                                                   "stop", first.key)
+    assert hit.cached and (hit.prompt_tokens, hit.completion_tokens, hit.reasoning_tokens, hit.attempts) == (0, 0, 0, 0)
+    stored = store.llm.cached([first.key])[first.key]
+    assert stored == {"content": "Paris", "reasoning": "hm", "model": "served-name", "finish_reason": "stop",
+                      "prompt_tokens": 7, "completion_tokens": 5, "reasoning_tokens": 3}
+    lead, *follow = twins
+    assert not lead.cached and lead.attempts == 1 and lead.endpoint is not None
+    for f in follow:  # identical requests in one batch: sent once, the others are hits
+        assert f.cached and f.content == lead.content and f.key == lead.key
+        assert (f.prompt_tokens, f.completion_tokens, f.reasoning_tokens, f.attempts, f.latency_s, f.endpoint,
+                f.estimated) == (0, 0, 0, 0, 0.0, None, False)
+
+
+def test_requests_that_never_started_carry_their_key_and_are_not_logged(store):
+    with FakeOpenAI() as srv:
+        with LLMClient(settings_for(srv, budget_tokens=1, concurrency=1), store) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+    assert results[0].ok and [r.error for r in results[1:]] == [BUDGET_REACHED] * 2
+    assert all(r.key and not r.transient and not r.started for r in results[1:])
+    assert len({r.key for r in results}) == 3 and len(calls(store)) == 1
+
+
+def test_a_known_mode_and_a_forced_one_start_at_full_concurrency(store):
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    for kw in ({"structured_output": "json_object"}, {}):
+        reqs = [ChatRequest.user(f"JSON {i} {kw}", response_format=schema) for i in range(6)]
+        with FakeOpenAI(latency=0.3) as srv:
+            store.llm.set_mode(srv.base_url, MODEL, "json_object_schema", "from before")
+            with LLMClient(settings_for(srv, concurrency=6, **kw), store) as client:
+                client.complete_many(reqs)
+            times = sorted(r.received_at for r in srv.chat_requests)
+            kinds = {r.json["response_format"]["type"] for r in srv.chat_requests}
+        assert times[-1] - times[0] < 0.25 and kinds == {"json_object"}  # none waited for a first answer
+
+
+def test_the_spend_of_a_run_can_be_counted_per_stage(store):
+    from linkqa_core.store.llm import CallRow
+
+    store.llm.record([CallRow(5, "synthesis", "k1", None, "m", "ok", False, 1, 100, 50, 10, 0.1, None, 0.5, True),
+                      CallRow(5, "synthesis", "k2", None, "m", "cached", True, 0, 0, 0, 0, 0.0, None, 0.0),
+                      CallRow(5, "difficulty-rate", "k3", None, "m", "error", False, 2, 7, 0, 0, 0.1, "x", 0.25),
+                      CallRow(6, "synthesis", "k4", None, "m", "ok", False, 1, 1000, 1000, 0, 0.1, None, 9.0)], [])
+    u = Usage.from_store(store, 5, ["synthesis"])
+    assert (u.requests, u.cached, u.errors, u.prompt_tokens, u.completion_tokens, u.reasoning_tokens, u.usd,
+            u.estimated) == (1, 1, 0, 100, 50, 10, 0.5, 1)
+    every = Usage.from_store(store, 5)
+    assert (every.requests, every.errors, every.prompt_tokens, every.usd) == (2, 1, 107, 0.75)
+    assert Usage.from_store(store, 7).total_tokens == 0
+
+
+def test_cost_estimates_refuse_negative_counts_and_round_to_a_millionth():
+    s = LLMSettings(price_in_per_mtok=1.0, price_out_per_mtok=3.0)
+    assert estimate_cost(0, 10, 10, settings=s) == estimate_cost(0, 0, 0) == \
+        type(estimate_cost(0, 0, 0))(requests=0, tokens=0, usd=0.0)
+    for args in ((-1, 1, 1, 0), (1, -1, 1, 0), (1, 1, -1, 0), (1, 1, 1, -1)):
+        with pytest.raises(ConfigError, match="request and token counts must be 0 or more"):
+            estimate_cost(*args)
+    est = estimate_cost(3, 0.5, 0.25, 0.125, s)
+    assert est.requests == 3 and est.tokens == 3 and est.usd == round((1.5 * 1.0 + 1.125 * 3.0) / 1e6, 6)
+    assert estimate_cost(1, 1, 1, settings=s).usd == 0.000004
+    assert estimate_cost(7, 100, 0, settings=LLMSettings(price_in_per_mtok=0.3)).usd == 0.00021
+
+
+def test_cache_keys_change_with_the_variant_and_token_estimates_count_characters():
+    from linkqa_core.llm.ledger import prompt_tokens_of
+
+    s = LLMSettings(model="m")
+    req = ChatRequest.user("same")
+    assert cache_key(req, s) != cache_key(replace(req, variant=1), s) != cache_key(replace(req, variant=2), s)
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "é" * 40}]}]}
+    assert prompt_tokens_of(parts) == 4 + (len(json.dumps(parts["messages"][0]["content"], ensure_ascii=False)) + 3) // 4

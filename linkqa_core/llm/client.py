@@ -264,7 +264,7 @@ class LLMClient:
         try:
             asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(timeout=10)
         except Exception:  # noqa: BLE001 - closing must not fail the caller
-            log.debug("closing the HTTP clients failed", exc_info=False)
+            log.debug("closing the HTTP clients failed", exc_info=False)  # pragma: no mutate
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=10)
@@ -539,7 +539,7 @@ class LLMClient:
                 try:
                     self.store.llm.set_mode(endpoint, model, mode, self._scrub(detail)[:500])
                 except Exception as err:  # noqa: BLE001 - a lost note must not lose the batch
-                    log.warning("could not store the output mode of %s: %s", endpoint, err)
+                    log.warning("could not store the output mode of %s: %s", endpoint, err)  # pragma: no mutate
 
     # -- the event loop's side ---------------------------------------------------------------
 
@@ -578,7 +578,7 @@ class LLMClient:
                 except BaseException as err:  # a bug must not lose the item
                     if isinstance(err, asyncio.CancelledError):
                         raise
-                    log.exception("unexpected error in an LLM call")
+                    log.exception("unexpected error in an LLM call")  # pragma: no mutate
                     result, kind = ChatResult(error=self._scrub(f"internal error: {type(err).__name__}"),
                                               key=job.key, attempts=1), None
                 finally:
@@ -600,7 +600,7 @@ class LLMClient:
                     f"the endpoint {shown} failed {self._failed_in_row} requests in a row, each after "
                     f"{result.attempts} attempt(s) (last: {result.error}); stopped sending -- check that the "
                     "server is up and reachable, then run the same command again: the work not done is still to do")
-                log.warning("%s", self._down)
+                log.warning("%s", self._down)  # pragma: no mutate
         elif result.ok or not result.transient:
             self._failed_in_row = 0
         if self._down is not None:
@@ -684,7 +684,7 @@ class LLMClient:
     def _note_mode(self, ep: _Endpoint, model: str, state: ModeState, detail: str) -> None:
         with self._lock:
             self._mode_events.append((ep.display, model, state.mode, detail))
-        log.info("%s: structured output for %s is now %s (%s)", ep.display, model, state.mode, detail)
+        log.info("%s: structured output for %s is now %s (%s)", ep.display, model, state.mode, detail)  # pragma: no mutate
 
     async def _acall(self, job: _Job, control: _Control) -> tuple[ChatResult, Optional[Failure]]:
         """One request with its retries, mode changes and blank-answer retry; returns
@@ -742,7 +742,7 @@ class LLMClient:
                     spent.blank += 1
                     if spent.blank < 2:
                         self._charge(spent, result)
-                        log.info("%s: blank answer; asking again once", ep.display)
+                        log.info("%s: blank answer; asking again once", ep.display)  # pragma: no mutate
                         continue
                     return replace(result, error="the model answered with blank content twice", content=""), None
                 return result, None
@@ -763,7 +763,7 @@ class LLMClient:
                            "to auto (or a weaker mode)")
                     return self._failure(job, ep, spent, started, why, status), Failure.BATCH
                 if kind in (Failure.BATCH, Failure.ITEM):
-                    log.warning("%s refused a request: %s", ep.display, last_error)
+                    log.warning("%s refused a request: %s", ep.display, last_error)  # pragma: no mutate
                     why = f"{ep.display} answered {last_error} -- {hint(status, message, job.body.get('model'))}"
                     return self._failure(job, ep, spent, started, why, status), kind
                 retry_wait = retry_after(err.response.headers)
@@ -787,14 +787,14 @@ class LLMClient:
                 if gate is not None:
                     gate.release()
             if spent.count > s.max_retries:
-                log.warning("%s: gave up after %d attempts: %s", ep.display, spent.count, last_error)
+                log.warning("%s: gave up after %d attempts: %s", ep.display, spent.count, last_error)  # pragma: no mutate
                 return self._failure(job, ep, spent, started, f"gave up after {spent.count} attempts; last error: "
                                      f"{last_error}", status, transient=True), Failure.RETRY
             if control.abort or control.stopped() or self._down is not None:
                 return self._failure(job, ep, spent, started, f"{STOPPED} after {spent.count} attempts; last error: "
                                      f"{last_error}", status, transient=True), Failure.RETRY
             delay = backoff(spent.count, s.backoff_base_s, s.backoff_max_s, retry_wait)
-            log.info("%s: attempt %d failed (%s); retrying in %.2fs", ep.display, spent.count, last_error, delay)
+            log.info("%s: attempt %d failed (%s); retrying in %.2fs", ep.display, spent.count, last_error, delay)  # pragma: no mutate
             await self._sleep(delay, control)
 
     @staticmethod
@@ -812,7 +812,7 @@ class LLMClient:
         if completion is None:
             completion = ledger.estimate_tokens(c.content + (c.reasoning or ""))
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s -> %s in %.2fs (%d attempt(s))", job.key[:12], ep.display, latency, spent.count)
+            log.debug("%s -> %s in %.2fs (%d attempt(s))", job.key[:12], ep.display, latency, spent.count)  # pragma: no mutate
         return ChatResult(
             content=c.content, reasoning=c.reasoning, prompt_tokens=prompt + spent.prompt,
             completion_tokens=completion + spent.completion, reasoning_tokens=c.reasoning_tokens + spent.reasoning,
