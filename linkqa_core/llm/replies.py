@@ -70,10 +70,10 @@ def _think_parts(text: str) -> tuple[list[str], str]:
     while (m := _LEADING_THINK.match(text)) is not None:
         parts.append(m.group(1).strip())
         text = text[m.end():]
-    lower = text.lower()
     opened = _OPEN_THINK.match(text)
-    if opened is not None and "</think>" not in lower:  # opened, never closed: all of it is thinking
+    if opened is not None:  # opened, never closed (a closed one was taken above): all of it is thinking
         return parts + [text[opened.end():].strip()], ""
+    lower = text.lower()
     j = lower.find("</think>")
     if j >= 0 and "<think>" not in lower[:j] and not _JSONISH.search(text[:j]):  # closed, never opened
         parts.append(text[:j].strip())
