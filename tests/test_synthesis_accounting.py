@@ -265,3 +265,45 @@ def test_a_preview_shows_the_prompt_and_what_came_back_and_stores_nothing(sample
     assert offline["model"] == "offline-composer" and offline["tokens"] == 0 and offline["reasoning"] is None
     assert len(offline["items"]) == 1 and json.loads(offline["content"]) == {"items": offline["items"]}
     assert sample_store.items.total(run6) == 0
+
+
+def test_a_failed_row_holds_no_question_and_no_tokens_when_there_was_no_call():
+    [row] = items_to_store(7, Ask(bundle(0), 2, 3.0), Outcome(0, error="offline composer failed"), "offline")
+    assert (row.question, row.answer, row.reasoning, row.prompt_tokens, row.completion_tokens, row.raw) == (
+        "", "", None, 0, 0, None)
+    zero = ChatResult(content="x", attempts=1, prompt_tokens=0, completion_tokens=0)
+    rows = items_to_store(7, Ask(bundle(0), 1, 3.0), Outcome(0, value=[item("q")], result=zero), "m")
+    assert (rows[0].prompt_tokens, rows[0].completion_tokens) == (0, 0)
+
+
+def test_a_target_the_paths_cannot_reach_samples_exactly_the_paths_missing(sample_store, run6):
+    with FakeOpenAI(two_items) as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-x", model="fake-model")
+        report = synthesize(sample_store, run6, SynthesisConfig(per_bundle=2, target_items=13), settings)
+        assert len(srv.chat_requests) == 7
+    assert (report.items_ok, report.paths_added) == (13, 1) and sample_store.runs.path_count(run6) == 7
+
+
+def test_paths_sampled_over_several_rounds_are_all_counted(sample_store, run6):
+    asked = {"n": 0}
+
+    def flaky(body):
+        asked["n"] += 1
+        if asked["n"] in (1, 2, 3, 7, 8):
+            return Answer("no items today")
+        return two_items(body)
+
+    with FakeOpenAI(flaky) as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-x", model="fake-model", concurrency=1)
+        report = synthesize(sample_store, run6, SynthesisConfig(per_bundle=2), settings)
+    assert (report.items_ok, report.items_failed, report.paths_added) == (12, 5, 3 + 2)
+    assert report.requests == 6 + 3 + 2
+
+
+def test_the_last_round_still_asks_what_it_planned(sample_store, run6):
+    with FakeOpenAI(two_items) as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-x", model="fake-model")
+        report = synthesize(sample_store, run6, SynthesisConfig(per_bundle=2, target_items=14, max_top_up_rounds=0),
+                            settings)
+        assert len(srv.chat_requests) == 6
+    assert (report.items_ok, report.paths_added) == (12, 0) and sample_store.runs.get(run6).status == "partial"

@@ -235,15 +235,12 @@ def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: 
         todo = [p for p in store.runs.paths(run_id) if p.id not in done]
         plan, need = plan_asks(bundles_of(store, todo), target - have, cfg.per_bundle, difficulty,
                                cfg.multiple_choice)
-        if need > 0:
-            if round_no == cfg.max_top_up_rounds:
-                return
+        if need > 0 and round_no < cfg.max_top_up_rounds:  # the paths left cannot reach the target
             report.paths_added += extend_sample(store, run_id, -(-need // cfg.per_bundle))
-            if not plan:
-                continue
-        _ask(store, run_id, task, client, plan, target, report, progress, stop_event)
-        if report.stopped:
-            return
+        if plan:
+            _ask(store, run_id, task, client, plan, target, report, progress, stop_event)
+            if report.stopped:
+                return
 
 
 def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], target: int,
