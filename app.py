@@ -73,8 +73,17 @@ with st.expander("All pages", expanded=False):
     st.page_link(ui.PAGES["review"], label="6 · Review & export: accept, reject, edit, export JSONL")
 
 st.subheader("LLM endpoint")
+
+
+def _code(text: str) -> str:
+    """A value shown literally in markdown: a code span (which cannot hold a backtick)."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
 llm = ui.get_llm_config()
-if llm["configured"]:
+if llm["error"]:
+    st.error(f"The LLM settings cannot work: {llm['error']}")
+elif llm["configured"]:
     origin = ", ".join(sorted(set(llm["origin"].values())))
     st.success(f"Configured (from {origin}).")
 else:
@@ -83,12 +92,20 @@ else:
                "OPENAI_API_KEY and LINKQA_MODEL in the environment, or copy `.streamlit/secrets.toml.example` "
                "to `.streamlit/secrets.toml` and fill it in.")
 st.markdown(
-    f"- Base URL: `{llm['base_url'] or 'not set (the OpenAI default)'}`\n"
-    f"- Model: `{llm['model'] or 'not set'}`\n"
-    f"- API key: {'set (hidden)' if llm['has_key'] else 'not set'}"
+    f"- Base URL: {_code(llm['base_url'] or 'not set (the OpenAI default)')}\n"
+    f"- Model: {_code(llm['model'] or 'not set')}\n"
+    f"- API key: {'set (hidden)' if llm['has_key'] else 'not set'}\n"
+    f"- Structured output: {_code(llm['structured_output'])}"
 )
-if st.button("Test connection", key="test_connection", disabled=not llm["configured"],
+settled = support.llm_modes(store, llm) if llm["configured"] and not llm["error"] else []
+for m in settled:
+    why = f" ({m['why']})" if m["why"] and m["why"] != "answered" else ""
+    st.caption(f"{_code(m['endpoint'])} settled on structured output {_code(m['mode'])}: "
+               f"{_code(m['means'] + why)}")
+if llm["configured"] and not llm["error"] and not settled:
+    st.caption("The structured-output mode of the endpoint is found by the connection test or the first batch.")
+if st.button("Test connection", key="test_connection", disabled=not llm["configured"] or bool(llm["error"]),
              help=None if llm["configured"] else "configure an endpoint first"):
     with st.spinner("Asking the endpoint…"):
-        ok, message = support.test_llm_connection(llm)
+        ok, message = support.test_llm_connection(llm, store)
     (st.success if ok else st.error)(message)

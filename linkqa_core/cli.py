@@ -103,6 +103,53 @@ def common(func: Callable) -> Callable:
     return wrapper
 
 
+def llm_settings(offline: bool = False, **flags: Any):
+    """The LLM settings: secrets file, environment, then these flags (unset ones ignored,
+    see :func:`linkqa_core.llm.settings.load_settings`); ``None`` means offline."""
+    if offline:
+        return None
+    from .llm.settings import load_settings
+
+    settings = load_settings(flags={k: v for k, v in flags.items() if v is not None})
+    return settings if settings.configured else None
+
+
+BUDGET_HELP = ("stop cleanly once this step's model calls on the run have spent this many {unit} (earlier, "
+               "killed or stopped, commands of the step on the run count too; a resumed command keeps the "
+               "run's budget); requests already in flight finish, so spending can pass it by at most "
+               "--concurrency requests' worth")
+
+
+def llm_options(func: Callable | None = None, *, budgets: bool = True, offline: bool = True) -> Callable:
+    """The LLM flags; each has the setting's one name (``--structured-output`` is ``structured_output``,
+    ``LINKQA_STRUCTURED_OUTPUT``, ``[llm] structured_output``)."""
+    from .llm.settings import STRUCTURED_OUTPUT
+
+    def wrap(f: Callable) -> Callable:
+        opts = [
+            click.option("--model", default=None, help="model name (default: $LINKQA_MODEL)"),
+            click.option("--concurrency", type=int, default=None, help="requests in flight (default 16)"),
+            click.option("--structured-output", type=click.Choice(STRUCTURED_OUTPUT), default=None,
+                         help="how JSON is asked for: auto settles per endpoint on the strongest mode it accepts "
+                              "(default: $LINKQA_STRUCTURED_OUTPUT or auto)"),
+        ]
+        if budgets:
+            opts += [
+                click.option("--budget-tokens", type=int, default=None,
+                             help=BUDGET_HELP.format(unit="tokens")),
+                click.option("--budget-usd", type=float, default=None,
+                             help=BUDGET_HELP.format(unit="US dollars (needs LINKQA_PRICE_IN_PER_MTOK and "
+                                                     "LINKQA_PRICE_OUT_PER_MTOK)")),
+            ]
+        if offline:
+            opts.append(click.option("--offline", is_flag=True, help="work offline even if an endpoint is set"))
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return wrap(func) if func is not None else wrap
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="linkqa")
 @click.option("--debug", is_flag=True, help="show the traceback of an unexpected error")
@@ -166,21 +213,25 @@ def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None,
 @main.command()
 @click.option("--extractor", type=click.Choice(["offline", "llm"]), default="offline", show_default=True)
 @click.option("--only-missing", is_flag=True, help="only seeds that have no KPs yet")
-@click.option("--model", default=None, help="model for --extractor llm (default: $LINKQA_MODEL)")
 @click.option("--batch-size", default=8, show_default=True, help="seeds per LLM request")
+@click.option("--fallback/--no-fallback", default=True, show_default=True,
+              help="seeds the model cannot answer get the offline extractor's KPs (so the graph has no holes)")
+@llm_options(budgets=False, offline=False)
 @common
 def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, only_missing: bool,
-            model: str | None, batch_size: int) -> None:
+            batch_size: int, fallback: bool, **llm: Any) -> None:
     """Name 2–8 knowledge points for each seed and link seeds to them."""
     from .kps.extract import run_extraction
 
     chosen = None
     if extractor == "llm":
         from .kps.llm import LLMExtractor
-        from .llm.client import LLMSettings
 
-        settings = LLMSettings.from_env(**({"model": model} if model else {}))
-        chosen = LLMExtractor(settings, store=store, batch_size=batch_size)
+        settings = llm_settings(**llm)
+        if settings is None:
+            raise click.UsageError("--extractor llm needs an endpoint and a model: set OPENAI_BASE_URL and "
+                                   "LINKQA_MODEL (or --model)")
+        chosen = LLMExtractor(settings, store=store, batch_size=batch_size, fallback=fallback)
     t = time.perf_counter()
     report = run_extraction(store, chosen, only_missing=only_missing, progress=progress)
     payload = {"seeds": report.seeds, "kps": report.kps, "extractor": report.extractor,
@@ -198,8 +249,12 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
         if report.by_path:
             lines.append("seeds by path: " + ", ".join(f"{k} {v:,}" for k, v in report.by_path.items()))
         if report.failed:
-            lines.append(f"{len(report.failed):,} seeds failed:")
+            stood_in = report.by_path.get("offline-fallback", 0)
+            lines.append(f"the model could not answer {len(report.failed):,} seeds"
+                         + (f" ({stood_in:,} got the offline extractor's KPs instead)" if stood_in else "") + ":")
             lines += [f"  {b.reason}" for b in report.failed[:20]]
+            if len(report.failed) > 20:
+                lines.append(f"  … and {len(report.failed) - 20:,} more (use --json for all)")
         return "\n".join(lines)
 
     _emit(as_json, payload, text)
@@ -311,6 +366,8 @@ def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -
                "counts": store.counts()}
 
     def text() -> str:
+        from .pipeline import resume_command
+
         lines = [f"{'id':>4}  {'kind':<10}{'status':<13}{'paths':>7}{'items':>7}  {'coverage':>8}  created"]
         interrupted = []
         for r in rows:
@@ -322,7 +379,9 @@ def runs(store: Store, as_json: bool, progress: ProgressBar, kind: str | None) -
                 interrupted.append(r.id)
         lines.append(f"cumulative KP coverage of all saved runs: {payload['cumulative_kp_coverage']:.3f}")
         for run_id in interrupted:
-            lines.append(f"run {run_id} was interrupted; resume it with: python -m linkqa_core synthesize --run {run_id}")
+            command = resume_command(store, run_id)
+            if command:
+                lines.append(f"run {run_id} was interrupted; resume it with: {command}")
         return "\n".join(lines)
 
     _emit(as_json, payload, text)
@@ -393,59 +452,44 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
 
 
-def llm_settings(model: str | None = None, concurrency: int | None = None, budget_tokens: int | None = None,
-                 budget_usd: float | None = None, offline: bool = False):
-    """Settings from the environment with command-line overrides; None means offline."""
-    if offline:
-        return None
-    from .llm.client import LLMSettings
-
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["model"] = model
-    if concurrency:
-        overrides["concurrency"] = concurrency
-    if budget_tokens:
-        overrides["budget_tokens"] = budget_tokens
-    if budget_usd:
-        overrides["budget_usd"] = budget_usd
-    settings = LLMSettings.from_env(**overrides)
-    return settings if settings.configured else None
-
-
-def llm_options(func: Callable) -> Callable:
-    for opt in reversed([
-        click.option("--model", default=None, help="model name (default: $LINKQA_MODEL)"),
-        click.option("--concurrency", type=int, default=None, help="requests in flight (default 16)"),
-        click.option("--budget-tokens", type=int, default=None, help="stop cleanly after this many tokens"),
-        click.option("--budget-usd", type=float, default=None, help="stop cleanly after this much money"),
-        click.option("--offline", is_flag=True, help="use the offline composer even if an endpoint is set"),
-    ]):
-        func = opt(func)
-    return func
+def _stored(store: Store, run_id: int, section: str) -> dict[str, Any]:
+    """What a run's config remembers of an earlier ``synthesize`` or ``enhance`` on it."""
+    return dict(store.runs.get(run_id).config.get(section) or {})
 
 
 @main.command()
 @click.option("--run", "run_id", type=int, required=True, help="a saved sample run (see `runs`)")
-@click.option("--per-bundle", type=int, default=2, show_default=True, help="new items asked per bundle")
+@click.option("--per-bundle", type=int, default=None,
+              help="new items asked per bundle (default: as the run was started, else 2)")
 @click.option("--items", "target_items", type=int, default=None,
-              help="how many items to end with (more paths are sampled if needed); default paths × per-bundle")
+              help="how many items to end with (more paths are sampled if needed); default: as the run was "
+                   "started, else paths × per-bundle")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="prompt template file (fields: {kps} {seeds} {discipline} {difficulty} {n_items} {format_rules})")
-@click.option("--open-ended", is_flag=True, help="open questions instead of multiple choice")
+              help="prompt template file (fields: {kps} {seeds} {discipline} {difficulty} {n_items} {format_rules}); "
+                   "default: the run's own, else the built-in one")
+@click.option("--open-ended", is_flag=True, default=None, help="open questions instead of multiple choice")
 @click.option("--estimate", is_flag=True, help="only print the cost estimate")
 @llm_options
 @common
-def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, per_bundle: int,
-               target_items: int | None, template: str | None, open_ended: bool, estimate: bool, model: str | None,
-               concurrency: int | None, budget_tokens: int | None, budget_usd: float | None, offline: bool) -> None:
-    """Write new QA items for each bundle of a run; run it again to resume after a crash."""
+def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, per_bundle: int | None,
+               target_items: int | None, template: str | None, open_ended: bool | None, estimate: bool,
+               offline: bool, budget_tokens: int | None, budget_usd: float | None, **llm: Any) -> None:
+    """Write new QA items for each bundle of a run; run it again (no options needed) to resume.
+
+    When the endpoint stops answering, it stops with a message and exit status 1; the
+    bundles not done stay planned for the next start.
+    """
     from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
 
-    text = Path(template).read_text(encoding="utf-8") if template else DEFAULT_TEMPLATE
-    cfg = SynthesisConfig(per_bundle=per_bundle, target_items=target_items, template=text,
-                          multiple_choice=not open_ended)
-    settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
+    before = _stored(store, run_id, "synthesis")
+    text = Path(template).read_text(encoding="utf-8") if template else before.get("template", DEFAULT_TEMPLATE)
+    multiple_choice = not open_ended if open_ended is not None else bool(before.get("multiple_choice", True))
+    cfg = SynthesisConfig(per_bundle=per_bundle or int(before.get("per_bundle", 2)),
+                          target_items=target_items or before.get("target_items"), template=text,
+                          multiple_choice=multiple_choice)
+    budget_tokens = budget_tokens if budget_tokens is not None else before.get("budget_tokens")
+    budget_usd = budget_usd if budget_usd is not None else before.get("budget_usd")
+    settings = llm_settings(offline, budget_tokens=budget_tokens, budget_usd=budget_usd, **llm)
     cost = estimate_synthesis_cost(store, run_id, cfg, settings)
     if estimate:
         _emit(as_json, cost, f"{cost['requests']:,} requests, about {cost['total_tokens']:,} tokens, ${cost['usd']:.2f}")
@@ -456,31 +500,48 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
     report = run_synthesis(store, run_id, cfg, settings, progress=progress)
     payload = {**report.__dict__, "estimate": cost}
     payload["errors"] = report.errors[:100]
+    notes = []
+    if report.stopped:
+        notes.append(f"stopped: {report.stopped}")
+    if report.retry_later:
+        notes.append(f"{report.retry_later} request(s) failed for now; their bundles stay planned")
+    if report.estimated_calls:
+        notes.append(f"tokens of {report.estimated_calls} call(s) estimated from the text (the server sent no usage)")
     _emit(as_json, payload,
           f"run {run_id}: {report.items_ok:,}/{report.target_items:,} items ({report.items_failed} failed) by "
           f"{report.model}; {report.requests:,} requests ({report.cached} cached), "
           f"{report.prompt_tokens + report.completion_tokens:,} tokens"
-          + (f"; stopped: {report.stopped}" if report.stopped else ""))
+          + (f" (+{report.spent_before:,} spent before)" if report.spent_before else "")
+          + "".join(f"; {n}" for n in notes))
 
 
 @main.command()
 @click.option("--run", "run_id", type=int, required=True)
 @click.option("--targets", default=None, metavar="SPEC",
-              help='difficulty mix per discipline, e.g. "default=3:0.3,4:0.4,5:0.3;Mathematics=4:0.5,5:0.5"')
-@click.option("--max-rounds", type=int, default=2, show_default=True)
+              help='difficulty mix per discipline, e.g. "default=3:0.3,4:0.4,5:0.3;Mathematics=4:0.5,5:0.5" '
+                   "(default: as the run was last enhanced, else default=3:0.3,4:0.4,5:0.3)")
+@click.option("--max-rounds", type=int, default=None, help="rounds for the run in all (default: as before, else 2)")
 @llm_options
 @common
-def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, targets: str | None, max_rounds: int,
-            model: str | None, concurrency: int | None, budget_tokens: int | None, budget_usd: float | None,
-            offline: bool) -> None:
+def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, targets: str | None,
+            max_rounds: int | None, offline: bool, budget_tokens: int | None, budget_usd: float | None,
+            **llm: Any) -> None:
     """Rewrite items below the target difficulty mix harder; report the mix before and after."""
     from .difficulty.enhance import DifficultyTargets, enhance as run_enhance
 
-    tgt = DifficultyTargets.parse(targets) if targets else DifficultyTargets()
-    settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
-    report = run_enhance(store, run_id, tgt, settings, max_rounds=max_rounds, progress=progress)
+    before = _stored(store, run_id, "difficulty")
+    spec = targets or before.get("targets")
+    tgt = DifficultyTargets.parse(spec) if spec else DifficultyTargets()
+    budget_tokens = budget_tokens if budget_tokens is not None else before.get("budget_tokens")
+    budget_usd = budget_usd if budget_usd is not None else before.get("budget_usd")
+    settings = llm_settings(offline, budget_tokens=budget_tokens, budget_usd=budget_usd, **llm)
+    rounds = max_rounds if max_rounds is not None else int(before.get("max_rounds", 2))
+    report = run_enhance(store, run_id, tgt, settings, max_rounds=rounds, progress=progress)
     payload = report.to_dict() if hasattr(report, "to_dict") else dict(report.__dict__)
     _emit(as_json, payload, lambda: _mix_text(payload))
+
+
+
 
 
 def _mix_text(payload: dict[str, Any]) -> str:
@@ -519,11 +580,15 @@ def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, refer
 
 @main.command("run")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="TOML file with [ingest] [extract] [sample] [synthesize] [enhance] [gates] sections")
+              help="TOML file with [ingest] [extract] [sample] [llm] [synthesize] [enhance] [gates] sections")
+@llm_options
 @common
-def run_pipeline(store: Store, as_json: bool, progress: ProgressBar, config_path: str) -> None:
-    """ingest -> extract -> graph -> sample -> synthesize -> enhance -> gates, in one go, resumable."""
+def run_pipeline(store: Store, as_json: bool, progress: ProgressBar, config_path: str, **llm: Any) -> None:
+    """ingest -> extract -> graph -> sample -> synthesize -> enhance -> gates, in one go, resumable.
+
+    LLM flags win over the config's [llm] table, which wins over the environment.
+    """
     from .pipeline import run_from_config
 
-    report = run_from_config(store, Path(config_path), progress=progress)
+    report = run_from_config(store, Path(config_path), progress=progress, flags=llm)
     _emit(as_json, report, lambda: "\n".join(f"{k}: {json.dumps(v, default=str)}" for k, v in report.items()))

@@ -15,6 +15,7 @@ Example ``pipeline.toml``::
     [llm]                          # optional; the key comes from OPENAI_API_KEY only
     model = "deepseek-reasoner"
     concurrency = 32
+    structured_output = "auto"     # or json_schema, json_object_schema, json_object, prompt
     [synthesize]
     per_bundle = 2
     items = 300
@@ -37,7 +38,7 @@ from typing import Any, Callable
 from .errors import ConfigError, InputError
 from .store import Store
 
-__all__ = ["run_from_config", "load_config"]
+__all__ = ["run_from_config", "load_config", "llm_settings_for", "resume_command"]
 
 SECTIONS = {"ingest", "extract", "sample", "llm", "synthesize", "enhance", "gates", "export"}
 _SECRET_KEYS = {"api_key", "key", "openai_api_key", "token", "password"}
@@ -68,7 +69,10 @@ def _resolve(base: Path, p: str) -> Path:
     return q if q.is_absolute() else (base / q)
 
 
-def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, str], None] | None = None) -> dict:
+def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, str], None] | None = None,
+                    flags: dict[str, Any] | None = None) -> dict:
+    """Run every section of the config at ``path``. ``flags`` are command-line LLM settings
+    (they win over the config's ``[llm]`` table, see :func:`~linkqa_core.llm.settings.load_settings`)."""
     from .kps.extract import run_extraction
     from .graph.sampling import sample
     from .ingest.load import ingest, sample_path
@@ -92,13 +96,19 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
     missing = store.seeds.count_without_kps()
     ext_cfg = cfg.get("extract", {})
     extractor = None
+    settings = llm_settings_for(cfg, flags)
     if ext_cfg.get("extractor", "offline") == "llm":
         from .kps.llm import LLMExtractor
 
-        extractor = LLMExtractor(_settings(cfg), store=store, batch_size=int(ext_cfg.get("batch_size", 8)))
+        if settings is None:
+            raise ConfigError(f"{path}: [extract] extractor = \"llm\" needs an endpoint and a model "
+                              "(OPENAI_BASE_URL, LINKQA_MODEL) and [llm] offline unset")
+        extractor = LLMExtractor(settings, store=store, batch_size=int(ext_cfg.get("batch_size", 8)),
+                                 fallback=bool(ext_cfg.get("fallback", True)))
     if missing:
         e = run_extraction(store, extractor, progress=progress)
-        report["extract"] = {"seeds": e.seeds, "kps": e.kps, "extractor": e.extractor}
+        report["extract"] = {"seeds": e.seeds, "kps": e.kps, "extractor": e.extractor, "by_path": e.by_path,
+                             "failed": len(e.failed)}
     else:
         report["extract"] = {"skipped": "every seed already has KPs"}
 
@@ -121,7 +131,6 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
         report["sample"] = {"run_id": run_id, "kp_coverage": result.metrics["kp_coverage"],
                             "baseline_kp_coverage": result.baseline["kp_coverage"]}
 
-    settings = _settings(cfg)
     if "synthesize" in cfg:
         sy = cfg["synthesize"]
         template = _resolve(base, sy["template_file"]).read_text(encoding="utf-8") if sy.get("template_file") \
@@ -131,7 +140,8 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
         r = synthesize(store, run_id, scfg, settings, progress=progress)
         report["synthesize"] = {"items": r.items_ok, "failed": r.items_failed, "model": r.model,
                                 "requests": r.requests, "cached": r.cached, "stopped": r.stopped,
-                                "tokens": r.prompt_tokens + r.completion_tokens}
+                                "tokens": r.prompt_tokens + r.completion_tokens,
+                                "estimated_calls": r.estimated_calls}
     if "enhance" in cfg:
         from .difficulty.enhance import DifficultyTargets, enhance
 
@@ -159,12 +169,29 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
     return report
 
 
-def _settings(cfg: dict[str, Any]):
-    from .llm.client import LLMSettings
+def llm_settings_for(cfg: dict[str, Any], flags: dict[str, Any] | None = None) -> Any:
+    """The run's LLM settings: environment and secrets file, the config's ``[llm]`` table,
+    then ``flags``; ``None`` when offline (``offline = true`` or no endpoint and model)."""
+    from .llm.settings import load_settings
 
-    llm = {k: v for k, v in cfg.get("llm", {}).items()}
-    if llm.get("offline"):
+    llm = dict(cfg.get("llm", {}))
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    offline = bool(flags.pop("offline", False)) | bool(llm.pop("offline", False))
+    if offline:
         return None
-    llm.pop("offline", None)
-    settings = LLMSettings.from_env(**llm)
+    settings = load_settings(config=llm, flags=flags)
     return settings if settings.configured else None
+
+
+def resume_command(store: Store, run_id: int) -> str | None:
+    """The command that finishes a run a killed process left unfinished, or ``None``.
+
+    ``synthesize`` and ``enhance`` take their settings (budgets included) from the run's
+    stored config when no option is given, so the command is short.
+    """
+    work = store.runs.interrupted_work(run_id)
+    if work == "synthesizing":
+        return f"python -m linkqa_core synthesize --run {run_id}"
+    if work == "enhancing":
+        return f"python -m linkqa_core enhance --run {run_id}"
+    return None

@@ -70,8 +70,11 @@ Task = Union[ModelTask[In, Out], OfflineTask[In, Out]]
 @dataclass(frozen=True)
 class Outcome(Generic[Out]):
     """What came of one input: a ``value``, or an ``error`` (the request failed or the reply
-    was unusable; ``raw`` keeps the reply), or ``unstarted`` (budget reached or stopped
-    before its request went out: nothing was spent, nothing should be stored)."""
+    was unusable; ``raw`` keeps the reply), or ``unstarted`` (budget reached, stopped or
+    the endpoint down before its request went out: nothing was spent, nothing should be
+    stored). ``transient``: the request failed for a reason that may pass (the endpoint
+    kept failing or timing out): the input is fine, ask again later rather than record a
+    failure."""
 
     index: int
     value: Optional[Out] = None
@@ -84,11 +87,17 @@ class Outcome(Generic[Out]):
     def ok(self) -> bool:
         return self.error is None and not self.unstarted
 
+    @property
+    def transient(self) -> bool:
+        return self.unstarted or bool(self.error and self.result is not None and self.result.transient)
+
 
 def json_request(messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], *, stage: str,
                  run_id: int | None = None, **kwargs: Any) -> "ChatRequest":
     """A chat request whose reply must be JSON of ``schema`` ({"name", "schema"}); how that is
-    asked of the endpoint (``response_format`` or the prompt) is the client's business."""
+    asked of the endpoint (``response_format`` in one of four modes, or the prompt) is the
+    client's business (:mod:`linkqa_core.llm.modes`); parse the reply with
+    :func:`~linkqa_core.llm.replies.loads_lenient`, which reads every mode's answers."""
     from .llm.client import ChatRequest
 
     return ChatRequest(messages=list(messages), response_format={"type": "json_schema", "json_schema": dict(schema)},
@@ -139,6 +148,5 @@ def run_task(
             on_outcome(o)
 
     results = client.complete_many([task.request(x) for x in items], on_result=on_result, stop_event=stop_event)
-    return [got.get(i) or (Outcome(i, unstarted=True, error=r.error, result=r) if not r.attempts and not r.cached
-                           else judge(i, r))
+    return [got.get(i) or (Outcome(i, unstarted=True, error=r.error, result=r) if not r.started else judge(i, r))
             for i, r in enumerate(results)]

@@ -41,6 +41,7 @@ __all__ = [
     "llm_extractor_status",
     "make_llm_extractor",
     "test_llm_connection",
+    "llm_modes",
     "freq_histogram",
     "search_kp_names",
     "stored_kp_quality",
@@ -136,75 +137,84 @@ def resume_command(store: Store, run_id: int) -> str:
 # -- LLM endpoint -----------------------------------------------------------------------
 
 
-def _flatten_secrets(secrets: Mapping[str, Any] | None) -> dict[str, str]:
-    """Top-level keys, plus those of an ``[llm]`` or ``[openai]`` table, upper-cased."""
-    out: dict[str, str] = {}
-    if not secrets:
-        return out
-    for section in ("llm", "openai"):
-        table = secrets.get(section) if hasattr(secrets, "get") else None
-        if isinstance(table, Mapping):
-            for k, v in table.items():
-                if isinstance(v, (str, int, float)):
-                    name = str(k).upper()
-                    name = {"BASE_URL": "OPENAI_BASE_URL", "API_KEY": "OPENAI_API_KEY", "MODEL": "LINKQA_MODEL"}.get(
-                        name, name)
-                    out.setdefault(name, str(v))
-    for k, v in secrets.items():
-        if isinstance(v, (str, int, float)):
-            out[str(k).upper()] = str(v)
-    return out
+_ORIGIN_KEYS = {"base_urls": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY", "model": "LINKQA_MODEL"}
+_SOURCE_LABELS = {"environment": "environment", "secrets.toml": "secrets.toml"}
+
+
+def _llm_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables that are LLM settings (nothing else is kept)."""
+    return {k: v for k, v in env.items() if k.upper().startswith(("OPENAI_", "LINKQA_"))}
 
 
 def llm_config(env: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The endpoint settings from the environment, else from ``st.secrets`` (already read).
+    """The endpoint settings as the engine's one loader reads them (secrets.toml, then the
+    environment, which wins), in a form a page can show.
 
-    Returns the values (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``LINKQA_MODEL``) and where
-    each came from. The key is returned for the engine only: pages show ``has_key``.
+    ``base_url`` is masked (credentials in the URL become ``***``); the key is never
+    returned for display (``has_key``); ``error`` is the one-line reason the settings
+    cannot work, if any. ``sources`` is for :func:`llm_settings` only, never shown.
     """
-    env = os.environ if env is None else env
-    flat = _flatten_secrets(secrets)
-    values: dict[str, str] = {}
-    origin: dict[str, str] = {}
-    for key in LLM_KEYS:
-        if env.get(key, "").strip():
-            values[key], origin[key] = env[key].strip(), "environment"
-        elif flat.get(key, "").strip():
-            values[key], origin[key] = flat[key].strip(), "secrets.toml"
-    configured = bool(values.get("OPENAI_API_KEY") or values.get("OPENAI_BASE_URL"))
+    from linkqa_core.errors import ConfigError
+    from linkqa_core.llm.scrub import mask_url
+    from linkqa_core.llm.settings import gather_settings
+
+    env = _llm_env(os.environ if env is None else env)
+    secrets = dict(secrets or {})
+    error = None
+    try:
+        values, origin = gather_settings(env=env, secrets=secrets)
+    except ConfigError as err:
+        values, origin, error = {}, {}, str(err)
+    urls = values.get("base_urls")
+    urls = [u.strip() for u in urls.split(",")] if isinstance(urls, str) else list(urls or [])
+    shown = {_ORIGIN_KEYS[k]: _SOURCE_LABELS.get(v, v) for k, v in origin.items() if k in _ORIGIN_KEYS}
+    if error is None:
+        try:
+            llm_settings({"sources": {"env": env, "secrets": secrets}})
+        except ConfigError as err:
+            error = str(err)
+    configured = bool(values.get("api_key") or urls)
     return {
-        "values": values,
-        "secrets": dict(secrets or {}),  # for the engine's own settings (concurrency…); never shown
-        "origin": origin,
+        "sources": {"env": env, "secrets": secrets},
+        "origin": shown,
         "configured": configured,
-        "base_url": values.get("OPENAI_BASE_URL"),
-        "model": values.get("LINKQA_MODEL"),
-        "has_key": bool(values.get("OPENAI_API_KEY")),
-        "missing": [k for k in LLM_KEYS if k not in values],
+        "base_url": ", ".join(mask_url(u) for u in urls if u) or None,
+        "model": values.get("model"),
+        "has_key": bool(values.get("api_key")),
+        "structured_output": values.get("structured_output", "auto"),
+        "missing": [k for k in LLM_KEYS if k not in shown],
+        "error": error,
     }
 
 
 def llm_settings(config: Mapping[str, Any]) -> Any:
-    """Engine settings for ``config`` (from :func:`llm_config`): environment over secrets.toml."""
-    from linkqa_core.llm.client import settings_from_mapping
+    """Engine settings for ``config`` (from :func:`llm_config`), through the engine's one loader."""
+    from linkqa_core.llm.settings import load_settings
 
-    values = dict(config.get("values", {}))
-    return settings_from_mapping({**config.get("secrets", {}), **values})
+    sources = config.get("sources", {})
+    return load_settings(env=sources.get("env", {}), secrets=sources.get("secrets", {}))
 
 
 def _scrub(text: str, config: Mapping[str, Any]) -> str:
-    key = config.get("values", {}).get("OPENAI_API_KEY")
-    if key:
-        text = text.replace(key, "***")
-    return re.sub(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+", r"\1***", text)
-
-
-def test_llm_connection(config: Mapping[str, Any]) -> tuple[bool, str]:
-    """Ask the endpoint one tiny question; ``(ok, message)`` with the key never in the message."""
-    from linkqa_core.llm.client import test_connection
+    """The engine's one scrubber, for the settings of ``config``."""
+    from linkqa_core.llm.scrub import Scrubber, scrubber_for
 
     try:
-        ok, message = test_connection(llm_settings(config))
+        return scrubber_for(llm_settings(config))(text)
+    except LinkQAError:
+        sources = config.get("sources", {})
+        secrets = [v for m in (sources.get("env", {}), sources.get("secrets", {})) for v in m.values()
+                   if isinstance(v, str)]
+        return Scrubber(secrets)(text)
+
+
+def test_llm_connection(config: Mapping[str, Any], store: Store | None = None) -> tuple[bool, str]:
+    """Ask the endpoint whether it works and how it takes JSON; ``(ok, message)`` with the
+    key never in the message. With ``store`` the structured-output mode found is stored."""
+    from linkqa_core.llm.probe import test_connection
+
+    try:
+        ok, message = test_connection(llm_settings(config), store=store)
     except LinkQAError as err:
         return False, _scrub(str(err), config)
     return ok, _scrub(message, config)
@@ -213,13 +223,27 @@ def test_llm_connection(config: Mapping[str, Any]) -> tuple[bool, str]:
 test_llm_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-def llm_extractor_status(config: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the LLM extractor can run here, and if not, why (for the KP page).
+def llm_modes(store: Store, config: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The structured-output mode each configured endpoint settled on for the model (for
+    the home page): endpoint (no credentials), model, mode, what it means, why."""
+    from linkqa_core.llm.modes import describe
+    from linkqa_core.llm.scrub import display_url
 
-    Nothing of the LLM engine is imported here: importing it (the openai client and its
-    types) took ~0.4 s of every first visit of the KP page.
-    """
-    if not config.get("configured"):
+    try:
+        settings = llm_settings(config)
+    except LinkQAError:
+        return []
+    endpoints = {display_url(u) for u in settings.base_urls}
+    return [{"endpoint": r["endpoint"], "model": r["model"], "mode": r["mode"], "means": describe(r["mode"]),
+             "why": _scrub(r.get("detail") or "", config)}
+            for r in store.llm.modes() if r["endpoint"] in endpoints and r["model"] == settings.model]
+
+
+def llm_extractor_status(config: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether the LLM extractor can run here, and if not, why (for the KP page)."""
+    if config.get("error"):
+        return False, f"The LLM settings cannot work: {config['error']}"
+    if not config.get("configured") or not config.get("model"):
         return False, ("No LLM endpoint is configured: set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
                        "in the environment or in .streamlit/secrets.toml.")
     return True, ""

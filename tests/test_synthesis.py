@@ -160,14 +160,16 @@ def test_malformed_answers_become_failed_items_with_raw_text_and_are_topped_up(s
     assert report.paths_added >= 2
 
 
-def test_server_errors_are_recorded_not_fatal(sample_store, run_id):
+def test_server_errors_leave_the_paths_planned_not_failed(sample_store, run_id):
     with FakeOpenAI() as srv:
         srv.responder = lambda body: HTTPError(500)
         report = synthesize(sample_store, run_id, SynthesisConfig(per_bundle=1, target_items=3, max_top_up_rounds=0),
                             settings_for(srv, max_retries=1, concurrency=2))
-    assert report.items_ok == 0 and report.items_failed == 3
+        assert len(srv.chat_requests) == 3 * 2  # each tried twice, then left for later
+    assert report.items_ok == 0 and report.items_failed == 0 and report.retry_later == 3
+    assert sample_store.items.done_path_ids(run_id) == set() and report.paths_added == 0
     assert sample_store.runs.get(run_id).status == "partial"
-    assert all("500" in f.gate_reason for f in list_items(sample_store, run_id, status="failed"))
+    assert all("HTTP 500" in e for e in report.errors)
 
 
 def test_budget_stops_the_run_cleanly_and_a_rerun_continues(sample_store, run_id):

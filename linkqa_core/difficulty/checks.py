@@ -132,14 +132,14 @@ class LLMChecker:
 
     def check_many(self, pairs: Sequence[tuple[Rewrite, Item]], *, run_id: int | None,
                    stop_event: threading.Event | None) -> list[tuple[str | None, str | None, bool]]:
-        """Per pair: (reason kind, reason text, unstarted); kind ``None`` means it passed."""
+        """Per pair: (reason kind, reason text, check again later); kind ``None`` means it passed."""
         reqs = [r for job, child in pairs for r in self.requests(job, child, run_id)]
         results = self.client.complete_many(reqs, stop_event=stop_event) if reqs else []
         out = []
         for k, (job, child) in enumerate(pairs):
             a1, a2, verdict = results[3 * k: 3 * k + 3]
-            if any(r.error and not r.attempts and not r.cached for r in (a1, a2, verdict)):
-                out.append((None, None, True))
+            if any(r.error and (not r.started or r.transient) for r in (a1, a2, verdict)):
+                out.append((None, None, True))  # not asked, or the endpoint kept failing: check later
                 continue
             failed = next((r for r in (a1, a2, verdict) if r.error), None)
             if failed is not None:

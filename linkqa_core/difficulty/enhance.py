@@ -32,7 +32,11 @@ A kept child still under target may be rewritten again in the next round, up to
 ``max_rounds`` rounds per run (the count is stored in the run's config, so a second call
 continues instead of starting over; raise ``max_rounds`` to go further). Everything is
 resumable: a parent that already has a child for a round is skipped, and every model
-request is cached.
+request is cached. While it works a process holds the run's lease (a second ``enhance``
+or ``synthesize`` on the run is refused; a killed one shows as "interrupted"); a budget
+continues from what the run's enhancement calls already spent; a rewrite whose request
+failed for a reason that may pass (the endpoint kept failing) is not recorded, so the
+next call asks again.
 
 Ratings. The rater is the scale of the mix: with a model, :class:`LLMRater` re-rates every
 ``generated`` item (cached); offline, items keep the difficulty synthesis gave them and
@@ -59,18 +63,21 @@ from ..errors import ConfigError, InputError
 from ..quality.text import jaccard, shingles
 from ..records import Item
 from ..store import Store
+from ..store.runs import run_lease
 from ..tasks import Outcome, run_task
 from .checks import LLMChecker, REASON_UNCHECKED
 from .raters import LLMRater, OfflineRater, Rater
 from .rewrite import LLMRewriter, OfflineRewriter, Rewrite, RewriteContext, validate
 from .targets import LEVELS, DifficultyTargets, level_of, mix_gap, mix_of, needed
 
-__all__ = ["NEAR_COPY", "LIVE_STATUSES", "EnhanceReport", "difficulty_mix", "enhance"]
+__all__ = ["NEAR_COPY", "LIVE_STATUSES", "STAGES", "EnhanceReport", "difficulty_mix", "enhance"]
 
 NEAR_COPY = 0.85
 LIVE_STATUSES = ("generated", "accepted")
 REASON_NEAR_COPY = "adds nothing (near-copy of parent)"
 REASON_NOT_HARDER = "rewrite is not harder"
+STAGES = ("difficulty-rate", "difficulty-rewrite", "difficulty-check", "difficulty-judge")
+"""The call-log stages an enhancement budget counts."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -98,6 +105,7 @@ class EnhanceReport:
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated_calls: int = 0  # calls whose tokens were estimated (the server sent no usage)
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
 
@@ -195,14 +203,36 @@ def enhance(
     if not 0 < near_copy <= 1:
         raise ConfigError(f"the near-copy threshold must be above 0 and at most 1, got {near_copy}")
     store.runs.get(run_id)  # NotFoundError with a clear message
-    if not store.items.total(run_id):
-        raise InputError(f"run {run_id} has no items yet: synthesize first")
+    with store.lease(run_lease(run_id), f"enhancement of run {run_id}"):
+        if not store.items.total(run_id):
+            raise InputError(f"run {run_id} has no items yet: synthesize first")
+        config = dict(store.runs.get(run_id).config)
+        config["difficulty"] = {**(config.get("difficulty") or {}), "targets": targets.spec(),
+                                "max_rounds": max_rounds, "near_copy": near_copy,
+                                "budget_tokens": getattr(settings, "budget_tokens", None),
+                                "budget_usd": getattr(settings, "budget_usd", None)}
+        store.runs.update(run_id, config=config, status="enhancing")
+        finished = False
+        try:
+            report = _enhance(store, run_id, targets, settings, max_rounds, progress, stop_event, rater, client,
+                              near_copy)
+            finished = True
+        finally:
+            store.runs.update(run_id, status="enhanced" if finished else "stopped")
+    if progress:
+        progress(1, 1, f"{report.kept} of {report.attempted} rewrites kept in {report.rounds} round(s)")
+    return report
 
+
+def _enhance(store: Store, run_id: int, targets: DifficultyTargets, settings: Any, max_rounds: int,
+             progress: Progress | None, stop_event: threading.Event | None, rater: Rater | None, client: Any,
+             near_copy: float) -> EnhanceReport:
     own_client = False
     if client is None and settings is not None and getattr(settings, "configured", False):
         from ..llm.client import LLMClient
+        from ..llm.ledger import Usage
 
-        client = LLMClient(settings, store)
+        client = LLMClient(settings, store, spent=Usage.from_store(store, run_id, STAGES))
         own_client = True
     use_llm = client is not None
     rerate_all = rater is not None or use_llm
@@ -255,8 +285,9 @@ def enhance(
                 break
             report.rounds_done = rnd
             config = dict(store.runs.get(run_id).config)
-            config["difficulty"] = {"targets": targets.spec(), "max_rounds": max_rounds, "rounds_done": rnd,
-                                    "rater": rater.name, "rewriter": rewriter.name, "near_copy": near_copy}
+            config["difficulty"] = {**(config.get("difficulty") or {}), "targets": targets.spec(),
+                                    "max_rounds": max_rounds, "rounds_done": rnd, "rater": rater.name,
+                                    "rewriter": rewriter.name, "near_copy": near_copy}
             store.runs.update(run_id, config=config)
         report.mix_after = difficulty_mix(store, run_id)
         report.gap_after = mix_gap(report.mix_after, targets)
@@ -267,10 +298,12 @@ def enhance(
             report.cached = u.cached - usage0.cached
             report.prompt_tokens = u.prompt_tokens - usage0.prompt_tokens
             report.completion_tokens = u.completion_tokens - usage0.completion_tokens
+            report.estimated_calls = u.estimated - usage0.estimated
         if own_client:
             client.close()
-    if progress:
-        progress(1, 1, f"{report.kept} of {report.attempted} rewrites kept in {report.rounds} round(s)")
+    return report
+
+
     return report
 
 
@@ -310,7 +343,7 @@ def _round(store: Store, run_id: int, rnd: int, parents: Sequence[Item], rater: 
     rows: list[Item] = []
     pending: list[tuple[Rewrite, Outcome[Item], Item]] = []
     for job, o in zip(jobs, outcomes):
-        if o.unstarted:
+        if o.transient:  # never asked, or the endpoint kept failing: ask again next time
             complete = False
             continue
         report.attempted += 1
@@ -346,7 +379,8 @@ def _round(store: Store, run_id: int, rnd: int, parents: Sequence[Item], rater: 
         for k, (job, o, child) in enumerate(pending):
             rp, rc = ratings[2 * k], ratings[2 * k + 1]
             if rp is None or rc is None:
-                if stop_event is not None and stop_event.is_set():
+                unrated = {2 * k, 2 * k + 1} & getattr(rater, "transient", set())
+                if unrated or (stop_event is not None and stop_event.is_set()):
                     complete = False
                     report.attempted -= 1
                     continue

@@ -146,6 +146,7 @@ class LLMRater:
         self.client = client
         self.name = f"llm:{client.settings.model}"
         self.run_id: int | None = None
+        self.transient: set[int] = set()  # items of the last rate_many whose request may work later
 
     def close(self) -> None:
         if self._own:
@@ -172,7 +173,10 @@ class LLMRater:
 
     def rate_many(self, items: Sequence[Item], *, run_id: int | None = None,
                   stop_event: threading.Event | None = None) -> list[Optional[Rating]]:
+        self.transient = set()
         if not items:
             return []
         self.run_id = run_id
-        return [o.value if o.ok else None for o in run_task(self, items, client=self.client, stop_event=stop_event)]
+        outcomes = run_task(self, items, client=self.client, stop_event=stop_event)
+        self.transient = {o.index for o in outcomes if o.transient}
+        return [o.value if o.ok else None for o in outcomes]

@@ -37,6 +37,7 @@ class CallRow:
     latency_s: float
     error: str | None
     usd: float = 0.0
+    estimated: bool = False  # token counts estimated from the text (no usage from the server)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class RunSpend:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     usd: float = 0.0
+    estimated: int = 0
 
     @property
     def requests(self) -> int:
@@ -91,11 +93,11 @@ class LLMStore:
             if calls:
                 conn.executemany(
                     "INSERT INTO llm_calls (run_id, stage, key, endpoint, model, status, cached, attempts,"
-                    " prompt_tokens, completion_tokens, reasoning_tokens, latency_s, error, usd, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " prompt_tokens, completion_tokens, reasoning_tokens, latency_s, error, usd, estimated,"
+                    " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(c.run_id, c.stage, c.key, c.endpoint, c.model, c.status, int(c.cached), c.attempts,
                       c.prompt_tokens, c.completion_tokens, c.reasoning_tokens, round(c.latency_s, 4), c.error,
-                      c.usd, now) for c in calls],
+                      c.usd, int(c.estimated), now) for c in calls],
                 )
             if cache:
                 conn.executemany("INSERT OR REPLACE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
@@ -106,14 +108,19 @@ class LLMStore:
         with self.store.transaction() as conn:
             return conn.execute("DELETE FROM llm_cache WHERE key = ?", (key,)).rowcount > 0
 
-    def spend(self, run_id: int) -> RunSpend:
-        """What a run's calls have cost so far: a resumed run's budget starts from here."""
+    def spend(self, run_id: int, stages: Sequence[str] | None = None) -> RunSpend:
+        """What a run's calls (of ``stages``, or all) have cost so far: a restarted
+        command's budget starts from here."""
+        where, params = "run_id = ?", [run_id]
+        if stages:
+            where += f" AND stage IN ({','.join('?' * len(stages))})"
+            params += list(stages)
         row = self.store.query(
             "SELECT count(*), coalesce(sum(cached), 0), coalesce(sum(status = 'error'), 0),"
             " coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
-            " coalesce(sum(reasoning_tokens), 0), coalesce(sum(usd), 0.0) FROM llm_calls WHERE run_id = ?",
-            (run_id,))[0]
-        return RunSpend(*(int(v) for v in tuple(row)[:6]), usd=float(row[6]))
+            " coalesce(sum(reasoning_tokens), 0), coalesce(sum(usd), 0.0), coalesce(sum(estimated), 0)"
+            f" FROM llm_calls WHERE {where}", params)[0]
+        return RunSpend(*(int(v) for v in tuple(row)[:6]), usd=float(row[6]), estimated=int(row[7]))
 
     def mode(self, endpoint: str, model: str) -> str | None:
         """The structured-output mode this endpoint settled on for this model, if known."""

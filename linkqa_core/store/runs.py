@@ -96,6 +96,14 @@ class RunStore:
             raise NotFoundError(f"no run {run_id} in {self.store.path}")
         return str(status)
 
+    def interrupted_work(self, run_id: int) -> str | None:
+        """The working status (``synthesizing``, ``enhancing``) a run was left in by a
+        process that died, or ``None`` when the run is not interrupted."""
+        status = self.store.scalar("SELECT status FROM runs WHERE id = ?", (run_id,))
+        if status in WORKING_STATUSES and run_lease(run_id) not in self._leased():
+            return str(status)
+        return None
+
     def list(self, kind: str | None = None) -> list[Run]:
         sql = ("SELECT r.*, (SELECT count(*) FROM paths p WHERE p.run_id = r.id) AS n_paths,"
                " (SELECT count(*) FROM items i WHERE i.run_id = r.id) AS n_items FROM runs r")

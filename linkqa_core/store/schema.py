@@ -88,6 +88,11 @@ def _v6_seed_id_index(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _v7_estimated_usage(db: sqlite_utils.Database) -> None:
+    """Calls whose token counts were estimated from the text (the server sent no ``usage``)."""
+    db["llm_calls"].add_column("estimated", int, not_null_default=0)
+
+
 MIGRATIONS: list[Migration] = [
     # 1: seeds, knowledge points, runs, paths, bundles
     """
@@ -219,6 +224,10 @@ MIGRATIONS: list[Migration] = [
     _v5_labels_edits_leases_modes,
     # 6: the seed id's unique index by name, so a bulk ingest can build it once
     _v6_seed_id_index,
+
+
+    # 7: token counts estimated because the server sent no usage
+    _v7_estimated_usage,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,7 +7,24 @@ paid for but not yet stored): the result equals an uninterrupted run. While it w
 process holds the run's lease, so a second process on the same run is refused and a
 killed one shows as "interrupted".
 
-With no endpoint configured the :class:`~linkqa_core.synthesis.compose.OfflineComposer`
+The item accounting, in one place (:func:`items_to_store`):
+
+- an answer that parses gives its items, cut to the number asked (a model may give more);
+- an answer that cannot be used (not JSON, no items, blank twice) or a request the
+  endpoint refused for this item alone (400/413/422) gives one ``failed`` row with the
+  reason and the raw text: the path is done, and more paths are sampled to reach the
+  target;
+- a request that failed for a reason that may pass (the endpoint kept failing, timed out,
+  or was found down) gives nothing: the path stays planned and is asked again in the
+  next round or on the next start. When the endpoint is down (``outage_after`` requests
+  in a row gave up) the run stops with :class:`~linkqa_core.llm.failures.EndpointDown`
+  and samples nothing new, so a resumed run ends with the same items as one that never
+  saw the outage.
+
+Budgets belong to the run: the client starts from what this run's synthesis calls
+already spent (the call log), so a restarted command continues the same budget.
+
+With no endpoint configured the :class:`~linkqa_core.synthesis.offline.OfflineComposer`
 writes items from the bundle itself, so the whole pipeline works on a fresh machine;
 its items say ``model = "offline-composer"``.
 """
@@ -31,7 +48,10 @@ from .prompt import DEFAULT_TEMPLATE, check_template
 __all__ = [
     "SynthesisConfig",
     "SynthesisReport",
+    "STAGES",
     "bundles_of",
+    "plan_asks",
+    "items_to_store",
     "preview_bundle",
     "synthesize",
     "estimate_synthesis_cost",
@@ -39,6 +59,8 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, str], None]
+STAGES = ("synthesis",)
+"""The call-log stages a synthesis budget counts."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,9 @@ class SynthesisReport:
     paths_added: int = 0
     stopped: str | None = None
     model: str = OFFLINE_MODEL
+    retry_later: int = 0  # requests that failed for a reason that may pass: their paths stay planned
+    estimated_calls: int = 0  # calls whose tokens were estimated (the server sent no usage)
+    spent_before: int = 0  # tokens this run's synthesis had spent before this command
 
 
 def bundles_of(store: Store, paths: Sequence[Path]) -> list[Bundle]:
@@ -97,6 +122,45 @@ def _use_llm(settings: Any) -> bool:
     return settings is not None and getattr(settings, "configured", False)
 
 
+def plan_asks(bundles: Sequence[Bundle], need: int, per_bundle: int, difficulty: float,
+              multiple_choice: bool = True) -> tuple[list[Ask], int]:
+    """Asks for bundles in order, ``per_bundle`` items each (fewer for the last), until
+    ``need`` items are asked for; returns them and how many items are still not asked for.
+
+    >>> plan_asks([], 5, 2, 3.0)
+    ([], 5)
+    """
+    plan: list[Ask] = []
+    for bundle in bundles:
+        if need <= 0:
+            break
+        n = min(per_bundle, need)
+        plan.append(Ask(bundle, n, difficulty, multiple_choice))
+        need -= n
+    return plan, need
+
+
+def items_to_store(run_id: int, ask: Ask, o: Outcome[list[Item]], model: str) -> list[Item]:
+    """The rows one answer gives (see the module docstring): its items, one failed row, or none."""
+    if o.transient:
+        return []
+    path = ask.bundle.path
+    res = o.result
+    common = dict(run_id=run_id, path_id=path.id, discipline=ask.bundle.discipline,
+                  seed_ids=tuple(s.id for s in ask.bundle.seeds), model=model)
+    if o.error is not None or not o.value:
+        reason = o.error or "malformed answer: no items"
+        return [Item(question="", answer="", slot=f"p{path.index}:failed", status="failed", raw=o.raw,
+                     gate_reason=reason, reasoning=res.reasoning if res else None,
+                     prompt_tokens=(res.prompt_tokens or 0) if res else 0,
+                     completion_tokens=(res.completion_tokens or 0) if res else 0, **common)]
+    return [it.with_(slot=f"p{path.index}:{k}", reasoning=res.reasoning if res else None,
+                     raw=res.content if res else None,
+                     prompt_tokens=(res.prompt_tokens or 0) if res and k == 0 else 0,
+                     completion_tokens=(res.completion_tokens or 0) if res and k == 0 else 0, **common)
+            for k, it in enumerate(o.value[: ask.n_items])]
+
+
 def synthesize(
     store: Store,
     run_id: int,
@@ -108,9 +172,11 @@ def synthesize(
 ) -> SynthesisReport:
     """Generate items for a saved run until ``target_items`` good ones exist (resumable).
 
-    ``settings`` is an :class:`~linkqa_core.llm.client.LLMSettings`; ``None`` or an
+    ``settings`` is an :class:`~linkqa_core.llm.settings.LLMSettings`; ``None`` or an
     unconfigured one uses the offline composer. Raises :class:`~linkqa_core.errors.LeaseHeld`
-    when another live process is working on the run.
+    when another live process is working on the run, and
+    :class:`~linkqa_core.llm.failures.EndpointDown` when the endpoint stopped answering
+    (what is not done stays planned: run it again).
     """
     run = store.runs.get(run_id)
     n_paths = store.runs.path_count(run_id)
@@ -122,18 +188,26 @@ def synthesize(
     with store.lease(run_lease(run_id), f"synthesis of run {run_id}"):
         config = dict(run.config)
         config["synthesis"] = {**cfg.to_dict(), "target_items": target, "model": model,
-                               "endpoints": len(getattr(settings, "base_urls", []) or []) if use_llm else 0}
+                               "endpoints": len(getattr(settings, "base_urls", []) or []) if use_llm else 0,
+                               "budget_tokens": settings.budget_tokens if use_llm else None,
+                               "budget_usd": settings.budget_usd if use_llm else None}
         store.runs.update(run_id, config=config, status="synthesizing")
         report = SynthesisReport(run_id=run_id, target_items=target, model=model)
         client = None
         if use_llm:
             from ..llm.client import LLMClient
+            from ..llm.ledger import Usage
 
-            client = LLMClient(settings, store=store)
+            spent = Usage.from_store(store, run_id, STAGES)
+            report.spent_before = spent.total_tokens
+            client = LLMClient(settings, store=store, spent=spent)
         task: Any = SynthesisTask(cfg.template, model=model, run_id=run_id) if use_llm else OfflineComposer(run_id)
         try:
             _rounds(store, run_id, cfg, task, client, _difficulty(run.config, cfg), target, report, progress,
                     stop_event)
+        except Exception as err:
+            report.stopped = report.stopped or str(err)
+            raise
         finally:
             report.items_ok = store.items.good_count(run_id)
             report.items_failed = store.items.counts(run_id).get("failed", 0)
@@ -159,23 +233,14 @@ def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: 
             return
         done = store.items.done_path_ids(run_id)
         todo = [p for p in store.runs.paths(run_id) if p.id not in done]
-        need = target - have
-        plan: list[Ask] = []
-        for bundle in bundles_of(store, todo):
-            if need <= 0:
-                break
-            n = min(cfg.per_bundle, need)
-            plan.append(Ask(bundle, n, difficulty, cfg.multiple_choice))
-            need -= n
-        if need > 0:
-            if round_no == cfg.max_top_up_rounds:
-                return
+        plan, need = plan_asks(bundles_of(store, todo), target - have, cfg.per_bundle, difficulty,
+                               cfg.multiple_choice)
+        if need > 0 and round_no < cfg.max_top_up_rounds:  # the paths left cannot reach the target
             report.paths_added += extend_sample(store, run_id, -(-need // cfg.per_bundle))
-            if not plan:
-                continue
-        _ask(store, run_id, task, client, plan, target, report, progress, stop_event)
-        if report.stopped:
-            return
+        if plan:
+            _ask(store, run_id, task, client, plan, target, report, progress, stop_event)
+            if report.stopped:
+                return
 
 
 def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], target: int,
@@ -188,7 +253,10 @@ def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], tar
             report.cached += int(bool(res.cached))
             report.prompt_tokens += res.prompt_tokens or 0
             report.completion_tokens += res.completion_tokens or 0
-        _store(store, run_id, ask, o, task.name if res is None else (res.model or task.model))
+            report.estimated_calls += int(bool(res.estimated))
+        if o.transient:
+            report.retry_later += 1
+        _store(store, items_to_store(run_id, ask, o, task.name if res is None else (res.model or task.model)))
         if o.error:
             report.errors.append(f"path {ask.bundle.path.index}: {o.error}")
         if progress:
@@ -206,21 +274,19 @@ def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], tar
         report.stopped = "stopped by the curator"
 
 
-def _store(store: Store, run_id: int, ask: Ask, o: Outcome[list[Item]], model: str) -> None:
-    path = ask.bundle.path
-    seed_ids = tuple(s.id for s in ask.bundle.seeds)
-    res = o.result
-    common = dict(run_id=run_id, path_id=path.id, discipline=ask.bundle.discipline, seed_ids=seed_ids, model=model)
-    if o.error:
-        store.items.insert([Item(question="", answer="", slot=f"p{path.index}:failed", status="failed",
-                                 raw=o.raw, gate_reason=o.error, **common)])
+def _store(store: Store, rows: list[Item]) -> None:
+    """Store one answer's rows; an answer the database cannot take becomes one failed row
+    (the batch and the answers already stored are kept)."""
+    if not rows:
         return
-    items = [it.with_(slot=f"p{path.index}:{k}", reasoning=res.reasoning if res else None,
-                      raw=res.content if res else None,
-                      prompt_tokens=(res.prompt_tokens or 0) if res and k == 0 else 0,
-                      completion_tokens=(res.completion_tokens or 0) if res and k == 0 else 0, **common)
-             for k, it in enumerate(o.value or [])]
-    store.items.insert(items)
+    try:
+        store.items.insert(rows)
+    except (UnicodeError, ValueError, OverflowError) as err:
+        first = rows[0]
+        store.items.insert([Item(question="", answer="", slot=f"{first.slot.split(':')[0]}:failed", status="failed",
+                                 gate_reason=f"the answer cannot be stored ({type(err).__name__})",
+                                 run_id=first.run_id, path_id=first.path_id, discipline=first.discipline,
+                                 seed_ids=first.seed_ids, model=first.model)])
 
 
 def preview_bundle(store: Store, run_id: int, path_index: int, cfg: SynthesisConfig = SynthesisConfig(),

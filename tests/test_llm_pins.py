@@ -1,0 +1,245 @@
+"""Exact values of the LLM package's small rules, pinned one by one (mutation testing found
+them loose): hints, mode notes, settings coercion, thinking tags, parser messages, scrubbed logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from linkqa_core.errors import ConfigError
+from linkqa_core.llm.failures import error_line, hint
+from linkqa_core.llm.modes import describe, schema_note, shape
+from linkqa_core.llm.ratelimit import retry_after
+from linkqa_core.llm.replies import clean_text, loads_lenient, split_reasoning, strip_think
+from linkqa_core.llm.settings import LLMSettings, gather_settings, load_settings, read_secrets_file
+from linkqa_core.tasks import ReplyError
+
+# -- hints and error lines -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, message, expected", [
+    (401, "", "check the API key (OPENAI_API_KEY)"),
+    (403, "", "the key has no access to this model or endpoint"),
+    (404, "", "model 'm' or the path is unknown there; check LINKQA_MODEL and OPENAI_BASE_URL"),
+    (400, "Model Not Exist", "model 'm' or the path is unknown there; check LINKQA_MODEL and OPENAI_BASE_URL"),
+    (400, None, "the endpoint rejected the request as malformed"),
+    (413, "", "the request is too large for the endpoint"),
+    (400, "This model's maximum CONTEXT length is 10 tokens", "the prompt is too long for the model's context"),
+    (400, "prompt TOO LONG", "the prompt is too long for the model's context"),
+    (400, "Maximum 4096 Tokens", "the prompt is too long for the model's context"),
+    (400, "bad field", "the endpoint rejected the request as malformed"),
+    (422, "", "the endpoint could not process the request"),
+    (500, "", "the endpoint refused the request"),
+    (None, "", "the endpoint refused the request"),
+])
+def test_every_hint_word_for_word(status, message, expected):
+    assert hint(status, message, "m") == expected
+
+
+def test_error_details_that_are_not_text_are_shown_as_json():
+    assert error_line(422, {"detail": {"où": "là", "n": {1, 2} and 3}}, "") == '{"où": "là", "n": 3}'
+    assert error_line(422, {"detail": [{"loc": [], "msg": "plain"}]}, "") == "plain"
+    assert error_line(422, {"detail": None, "message": ""}, "") == "HTTP 422"
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd value"
+
+    assert error_line(400, {"detail": {"v": Odd()}}, "") == '{"v": "odd value"}'
+
+
+# -- structured-output modes -----------------------------------------------------------------------------
+
+
+def test_mode_descriptions_and_schema_notes_word_for_word():
+    assert describe("json_schema") == "JSON schema (response_format json_schema)"
+    assert describe("prompt") == "schema in the prompt only, reply read leniently (no response_format)"
+    assert describe("xml") == "xml"
+    assert schema_note(None) == "Reply with JSON only (no prose, no code fences)."
+    assert schema_note({"b": "é", "a": [1]}) == ('Reply with JSON only (no prose, no code fences), matching this '
+                                                  'JSON schema:\n{"a":[1],"b":"é"}')
+
+
+def _rf(schema=None):
+    return {"type": "json_schema", "json_schema": {"name": "n", "schema": schema or {"type": "object"}}}
+
+
+def test_notes_go_to_the_last_user_message_in_its_own_shape():
+    parts = {"model": "m", "response_format": _rf(), "messages": [
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {}}]}]}
+    out = shape(parts, "prompt")["messages"]
+    assert out[0] == {"role": "user", "content": "first"}
+    assert out[1]["content"][-1] == {"type": "text", "text": schema_note({"type": "object"})}
+    empty = {"model": "m", "response_format": _rf(), "messages": [{"role": "user", "content": None}]}
+    assert shape(empty, "prompt")["messages"][0]["content"] == "\n\n" + schema_note({"type": "object"})
+    none = {"model": "m", "response_format": _rf(), "messages": []}
+    assert shape(none, "json_object")["messages"] == [{"role": "user", "content": schema_note({"type": "object"})}]
+
+
+def test_the_word_json_is_looked_for_in_every_part_of_every_message():
+    for messages in ([{"role": "system", "content": "Answer in json."}, {"role": "user", "content": "x"}],
+                     [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "JSON"}]}]):
+        body = {"model": "m", "response_format": _rf(), "messages": messages}
+        assert shape(body, "json_object_schema")["messages"] == messages  # already says it: nothing added
+    plain = {"model": "m", "response_format": _rf(),
+             "messages": [{"role": "user", "content": [{"type": "text", "text": "js"}, {"type": "text", "text": "on"}]}]}
+    assert shape(plain, "json_object_schema")["messages"][0]["content"][-1]["text"] == "Reply in JSON."
+
+
+# -- settings ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, value", [("0", False), ("false", False), ("FALSE", False), ("no", False),
+                                         (" Off ", False), ("", None), ("1", True), ("yes", True)])
+def test_switches_read_from_text(text, value):
+    got = gather_settings(env={"LINKQA_FAST_HTTP": text}, secrets={})[0].get("fast_http")
+    assert got is value
+
+
+def test_values_are_coerced_by_kind():
+    values, _ = gather_settings(env={}, secrets={}, config={"fast_http": 0, "concurrency": 3.0, "max_tokens": "2_048",
+                                                            "model": "  m  ", "base_urls": ["http://a/v1"]})
+    assert values == {"fast_http": False, "concurrency": 3, "max_tokens": 2048, "model": "m",
+                      "base_urls": ["http://a/v1"]}
+    assert gather_settings(env={}, secrets={}, config={"base_urls": 12})[0]["base_urls"] == "12"
+    assert gather_settings(env={}, secrets={}, flags={"fast_http": 1})[0]["fast_http"] is True
+    with pytest.raises(ConfigError, match=r"'rpm' \(command line\) must be a whole number, got True"):
+        gather_settings(env={}, secrets={}, flags={"rpm": True})
+    with pytest.raises(ConfigError, match=r"unknown LLM setting 'speed' \(command line\); known: api_key, "
+                                          r"backoff_base_s, backoff_max_s, base_urls, budget_tokens, "):
+        gather_settings(env={}, secrets={}, flags={"speed": 2})
+
+
+def test_the_openai_table_of_the_secrets_file_is_read_too():
+    secrets = {"openai": {"api_key": "sk-from-openai-table", "model": "o"}, "llm": {"model": "l"},
+               "ignored": {"model": "x"}}
+    values, origin = gather_settings(env={}, secrets=secrets)
+    assert values == {"api_key": "sk-from-openai-table", "model": "l"} and origin["model"] == "secrets.toml"
+    assert gather_settings(env={}, secrets={"llm": "not a table", "LINKQA_MODEL": "t"})[0] == {"model": "t"}
+
+
+def test_an_empty_value_after_a_set_one_does_not_stop_the_rest(monkeypatch):
+    values, _ = gather_settings(env={"LINKQA_MODEL": "", "OPENAI_BASE_URL": "http://h/v1", "LINKQA_RPM": "5"},
+                                secrets={})
+    assert values == {"base_urls": "http://h/v1", "rpm": 5}
+
+
+def test_from_env_reads_the_environment_but_never_the_secrets_file(tmp_path, monkeypatch):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('LINKQA_MODEL = "from-file"\nLINKQA_RPM = 7\n')
+    monkeypatch.chdir(tmp_path)
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LINKQA_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LINKQA_CONCURRENCY", "3")
+    assert read_secrets_file() == {"LINKQA_MODEL": "from-file", "LINKQA_RPM": 7}
+    s = LLMSettings.from_env()
+    assert (s.model, s.rpm, s.concurrency) == ("", None, 3)
+    assert load_settings().model == "from-file"  # the one loader reads it by default
+
+
+def test_a_secrets_file_in_utf8_is_read_as_such(tmp_path):
+    file = tmp_path / "s.toml"
+    file.write_bytes('LINKQA_MODEL = "modèle"\n'.encode("utf-8"))
+    assert read_secrets_file(file) == {"LINKQA_MODEL": "modèle"}
+
+
+def test_load_settings_names_the_setting_that_cannot_work():
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, secrets={}, config={"max_retries": -1})
+    assert str(info.value) == "max_retries must be 0 or more, got -1 (max_retries, from the pipeline config)"
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, secrets={}, flags={"budget_usd": 1.0})  # no price: not tied to one source
+    assert str(info.value) == "budget_usd needs price_in_per_mtok and price_out_per_mtok (budget_usd, from the command line)"
+    with pytest.raises(ConfigError, match=r"is not a usable URL \(malformed\)"):
+        LLMSettings(base_urls="http://[::1/v1")
+
+
+def test_settings_repr_lists_every_setting_but_the_key():
+    text = repr(LLMSettings(base_urls="http://h/v1", api_key="sk-secret-value", model="m"))
+    assert text.startswith("LLMSettings(base_urls=('http://h/v1',), model='m', concurrency=16, rpm=None, ")
+    assert text.endswith("structured_output='auto', outage_after=8)") and "sk-secret" not in text
+    assert ", " in text and "XX" not in text
+
+
+# -- thinking and JSON in replies -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("</think>Four.", ("Four.", None)),
+    ("a</think>b</think>c", ("b</think>c", "a")),
+    ("Text <think>aside</think> more", ("Text <think>aside</think> more", None)),
+    ('{"x": "</think>"}', ('{"x": "</think>"}', None)),
+    ("<think>one</think><think>two", ("", "one\n\ntwo")),
+    ("<think></think>  answer  ", ("answer", None)),
+    ("no tags  ", ("no tags  ", None)),
+])
+def test_only_leading_thinking_is_thinking(content, expected):
+    assert split_reasoning(content) == expected
+
+
+def test_strip_think_keeps_the_answer_only():
+    assert strip_think("<think>x</think>\n{\"a\": 1}") == '\n{"a": 1}'
+    assert strip_think('{"a": "<think>x</think>"}') == '{"a": "<think>x</think>"}'
+
+
+def test_parser_messages_word_for_word():
+    with pytest.raises(ReplyError) as info:
+        loads_lenient('{"a": 1')
+    assert str(info.value) == "not JSON (Expecting ',' delimiter at line 1 column 8)"
+    with pytest.raises(ReplyError) as info:
+        loads_lenient('{"n": ' + "9" * 5000 + "}")
+    assert str(info.value) == "not JSON (Exceeds the limit (4300 digits) for integer string conversion)"
+    for deep in ("[" * 100_000 + "]" * 100_000, "x " + "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(ReplyError) as info:
+            loads_lenient(deep)
+        assert str(info.value) == "the JSON is nested too deeply"
+
+
+def test_escaped_text_that_cannot_be_stored_is_cleaned_and_only_then():
+    assert loads_lenient('{"q": "a\\ud800b\\u0000c", "k": ["\\udfff"]}') == {"q": "a\ufffdbc", "k": ["\ufffd"]}
+    assert loads_lenient('Here: {"q": "\\ud800"} ok') == {"q": "\ufffd"}
+    raw = {"q": "plain \\u00e9"}
+    assert loads_lenient(json.dumps(raw)) == raw
+    assert loads_lenient('["\\ud83d\\ude00"]') == ["\U0001F600"]  # a proper pair is one character
+
+
+def test_the_scan_takes_the_longest_json_and_the_first_of_equals():
+    assert loads_lenient('see {this} then {"x": 1} end') == {"x": 1}
+    assert loads_lenient('[1] and {"a": [1, 2, 3]} end') == {"a": [1, 2, 3]}
+    assert loads_lenient("x [1] [2]") == [1]
+    assert loads_lenient("x {} y") == {}
+
+
+def test_clean_text_keeps_good_text_as_it_is():
+    good = "é and 😀 and \t tabs"
+    assert clean_text(good) is good
+    assert clean_text(None) == "" and clean_text(12) == "12"
+
+
+# -- Retry-After headers as servers send them --------------------------------------------------------------
+
+
+def test_retry_after_header_names_in_any_case():
+    assert retry_after({"RETRY-AFTER": "4"}) == 4.0
+    assert retry_after({"Retry-After-Ms": "1500"}) == 1.5
+    assert retry_after({"other": "1"}) is None
+
+
+# -- the HTTP libraries' logs --------------------------------------------------------------------------------
+
+
+def test_library_log_records_are_scrubbed_not_dropped(caplog):
+    from linkqa_core.llm.scrub import Scrubber, guard_logs
+
+    guard_logs(Scrubber(["library-secret-1234"]))
+    caplog.set_level(logging.INFO, logger="httpx2")
+    logging.getLogger("httpx2").info("HTTP Request: POST %s %s", "http://h/v1?key=library-secret-1234", "200 OK")
+    logging.getLogger("httpx2").info("nothing secret here %d", 5)
+    assert caplog.messages == ["HTTP Request: POST http://h/v1?key=*** 200 OK", "nothing secret here 5"]
+    assert "library-secret-1234" not in caplog.text
