@@ -15,7 +15,9 @@ The gates, in the order they run (:data:`GATES`):
 ``contamination``    shares a ``decontam_ngram``-word n-gram with a reference benchmark
 ``exact_duplicate``  same normalised question and options as an earlier item
 ``near_duplicate``   MinHash LSH candidate, confirmed by the exact Jaccard of word shingles
-``seed_duplicate``   the same, against the seed questions
+``seed_duplicate``   a copy of a seed: the same or near the same on question and options,
+                     on the question alone (a copy that dropped or changed the options),
+                     or the same words in another order (:func:`seed_copy`)
 
 Everything here is pure: no database, no model. :func:`apply_gates` is the one function
 that touches a :class:`~linkqa_core.store.Store`.
@@ -38,12 +40,12 @@ from ..errors import ConfigError
 from ..records import Item
 from .checks import GateConfig, check_answer_consistency, check_length, check_schema
 from .reference import Reference
-from .text import exact_key, fmt_sim, item_shingles, jaccard
+from .text import exact_key, fmt_sim, item_shingles, jaccard, question_key, shingles, word_bag
 
 if TYPE_CHECKING:  # the store pulls in sqlite-utils; the gates themselves do not need it
     from ..store import Store
 
-__all__ = ["GATES", "GateResult", "run_gates", "summarize", "apply_gates"]
+__all__ = ["GATES", "GateResult", "SeedCopy", "run_gates", "seed_copy", "summarize", "apply_gates"]
 
 GATES: tuple[str, ...] = (
     "schema",
@@ -87,13 +89,25 @@ def _reject(key: Hashable, gate: str, reason: str, match: Hashable | None = None
 # -- running the gates ------------------------------------------------------------------
 
 
+def _permutations(num_perm: int) -> Any:
+    """MinHash permutations, made once per size: every index of a run hashes alike."""
+    perm = _PERMS.get(num_perm)
+    if perm is None:
+        perm = _PERMS[num_perm] = MinHash(num_perm).permutations
+    return perm
+
+
+_PERMS: dict[int, Any] = {}
+
+
 class _Index:
     """MinHash LSH over shingle sets, with the sets kept for exact verification."""
 
-    def __init__(self, cfg: GateConfig):
+    def __init__(self, cfg: GateConfig, threshold: float | None = None):
         self.cfg = cfg
-        self._perm = MinHash(cfg.num_perm).permutations
-        lsh_t = max(cfg.near_dup_threshold - _LSH_SLACK, cfg.near_dup_threshold / 2)
+        self.threshold = cfg.near_dup_threshold if threshold is None else threshold
+        self._perm = _permutations(cfg.num_perm)
+        lsh_t = max(self.threshold - _LSH_SLACK, self.threshold / 2)
         self.lsh = MinHashLSH(threshold=lsh_t, num_perm=cfg.num_perm)
         self.sets: dict[int, set[str]] = {}
 
@@ -111,7 +125,7 @@ class _Index:
         found: tuple[int, float] | None = None
         for idx in self.lsh.query(m if m is not None else self.minhash(sh)):
             sim = jaccard(sh, self.sets[idx])
-            if sim >= self.cfg.near_dup_threshold and (
+            if sim >= self.threshold and (
                 found is None or sim > found[1] or (sim == found[1] and idx < found[0])
             ):
                 found = (idx, sim)
@@ -212,17 +226,13 @@ def run_gates(
         index.add(i, sh, m)
         sets[i], hashes[i] = sh, m
 
-    # Near-duplicates of seeds: index the surviving items, stream the seeds past them.
+    # Copies of seeds: index the surviving items, stream the seeds past them.
     if cfg.check_seeds:
         alive = [i for i in range(len(cands)) if results[i] is None]
         if alive:
-            for i, hit in _seed_hits(alive, exact_keys, sets, hashes, seeds, cfg).items():
-                seed_id, sim = hit
-                if sim is None:
-                    reason, sim = f"exact duplicate of seed {seed_id}", 1.0
-                else:
-                    reason = f"near-duplicate of seed {seed_id} (Jaccard {fmt_sim(sim)})"
-                results[i] = _reject(keys[i], "seed_duplicate", reason, match=seed_id, similarity=sim)
+            for i, hit in _seed_hits(cands, alive, exact_keys, sets, hashes, seeds, cfg).items():
+                results[i] = _reject(keys[i], "seed_duplicate", hit.reason(), match=hit.seed_id,
+                                     similarity=hit.similarity)
 
     return [r if r is not None else GateResult(keys[i], True) for i, r in enumerate(results)]
 
@@ -231,31 +241,110 @@ def _joined(c: Item) -> str:
     return "\n".join([c.question, *(c.options or ())])
 
 
+@dataclass(frozen=True)
+class SeedCopy:
+    """How an item copies a seed: ``how`` is one of :data:`COPY_KINDS`, ``similarity`` its measure."""
+
+    seed_id: Hashable
+    how: str
+    similarity: float
+
+    def rank(self) -> tuple[int, float]:
+        """Smaller is better evidence: the kind first (:data:`COPY_KINDS` order), then similarity."""
+        return (COPY_KINDS.index(self.how), -self.similarity)
+
+    def reason(self) -> str:
+        sid, sim = self.seed_id, fmt_sim(self.similarity)
+        return {
+            "exact": f"exact duplicate of seed {sid}",
+            "exact question": f"copies the question of seed {sid} (options aside)",
+            "near": f"near-duplicate of seed {sid} (Jaccard {sim})",
+            "question": f"near-duplicate of the question of seed {sid}, options aside (Jaccard {sim})",
+            "reordered": f"the words of seed {sid}'s question in another order (word Jaccard {sim})",
+        }[self.how]
+
+
+COPY_KINDS: tuple[str, ...] = ("exact", "exact question", "near", "question", "reordered")
+"""The ways an item can copy a seed, best evidence first."""
+
+
+def reorder_threshold(cfg: GateConfig) -> float:
+    """Word-bag Jaccard at or above which a question is a seed's words reordered: halfway
+    from ``near_dup_threshold`` to 1 (0.9 by default), since word bags of distinct questions
+    on one topic overlap more than their shingles do."""
+    return (1 + cfg.near_dup_threshold) / 2
+
+
+def _views(question: str, options: Sequence[str] | None, cfg: GateConfig) -> dict[str, set[str]]:
+    return {"near": item_shingles(question, options, cfg.shingle_size),
+            "question": shingles(question, cfg.shingle_size),
+            "reordered": word_bag(question)}
+
+
+def seed_copy(question: str, options: Sequence[str] | None, seed_question: str,
+              seed_options: Sequence[str] | None, cfg: GateConfig = GateConfig(),
+              seed_id: Hashable = None) -> SeedCopy | None:
+    """How an item copies one seed, or None: the seed gate's rule for a single pair.
+
+    >>> seed_copy("Which gas do plants take in for photosynthesis", None,
+    ...           "Which gas do plants take in for photosynthesis?", ["O2", "CO2"]).how
+    'exact question'
+    """
+    if exact_key(question, options) == exact_key(seed_question, seed_options):
+        return SeedCopy(seed_id, "exact", 1.0)
+    if question_key(question) and question_key(question) == question_key(seed_question):
+        return SeedCopy(seed_id, "exact question", 1.0)
+    mine, theirs = _views(question, options, cfg), _views(seed_question, seed_options, cfg)
+    for how in ("near", "question", "reordered"):
+        sim = jaccard(mine[how], theirs[how])
+        if sim >= (reorder_threshold(cfg) if how == "reordered" else cfg.near_dup_threshold):
+            return SeedCopy(seed_id, how, sim)
+    return None
+
+
 def _seed_hits(
+    cands: list[Item],
     alive: list[int],
     exact_keys: dict[int, str],
     sets: dict[int, set[str]],
     hashes: dict[int, MinHash],
     seeds: Iterable[Sequence[Any]],
     cfg: GateConfig,
-) -> dict[int, tuple[Hashable, float | None]]:
-    """For each surviving item that duplicates a seed: (seed id, Jaccard or None if exact).
+) -> dict[int, SeedCopy]:
+    """For each surviving item that copies a seed: the best evidence of it (:class:`SeedCopy`).
 
-    An exact match wins over a near one; among near ones the most similar, then the
-    earliest seed. Seeds that share too few shingles with all items together to reach
-    the threshold with any one of them are skipped before any MinHash is computed —
-    that is what keeps a large seed table cheap.
+    Evidence ranks by kind (:data:`COPY_KINDS`: exact, then near on question and options,
+    on the question alone, reordered words), then similarity, then the earliest seed. Three views are indexed with MinHash LSH -- question and options, the question
+    alone, the question's words as a bag -- and a seed that shares too few elements with
+    all items together to reach the threshold with any one of them is skipped in that
+    view before any MinHash is computed: that is what keeps a large seed table cheap.
     """
     t = cfg.near_dup_threshold
-    index = _Index(cfg)
-    universe: set[str] = set()
+    thresholds = {"near": t, "question": t, "reordered": reorder_threshold(cfg)}
+    indices = {how: _Index(cfg, th) for how, th in thresholds.items()}
+    universe: dict[str, set[str]] = {how: set() for how in thresholds}
     by_key: dict[str, list[int]] = {}
+    by_question: dict[str, list[int]] = {}
     for i in alive:
+        c = cands[i]
         by_key.setdefault(exact_keys[i], []).append(i)
-        if i in sets:
-            index.add(i, sets[i], hashes[i])
-            universe |= sets[i]
-    hits: dict[int, tuple[Hashable, float | None]] = {}
+        qk = question_key(c.question)
+        if qk:
+            by_question.setdefault(qk, []).append(i)
+        views = _views(c.question, c.options, cfg)
+        for how, sh in views.items():
+            if not sh:
+                continue
+            same_as_near = how == "question" and not c.options and i in hashes
+            indices[how].add(i, sh, hashes[i] if (how == "near" or same_as_near) and i in hashes else None)
+            universe[how] |= sh
+    hits: dict[int, SeedCopy] = {}
+
+    def offer(i: int, hit: SeedCopy) -> None:
+        prev = hits.get(i)
+        if prev is None or hit.rank() < prev.rank():
+            hits[i] = hit
+
     for seed in seeds:
         seed_id, question, options = _seed_parts(seed)
         if not isinstance(question, str):
@@ -263,17 +352,19 @@ def _seed_hits(
         if isinstance(options, str):
             options = None
         for i in by_key.get(exact_key(question, options), ()):
-            prev = hits.get(i)
-            if prev is None or prev[1] is not None:
-                hits[i] = (seed_id, None)
-        sh = item_shingles(question, options, cfg.shingle_size)
-        if not sh or len(sh & universe) < t * len(sh) - 1e-9:
-            continue
-        for i in index.lsh.query(index.minhash(sh)):
-            sim = jaccard(sh, sets[i])
-            prev = hits.get(i)
-            if sim >= t and (prev is None or (prev[1] is not None and sim > prev[1])):
-                hits[i] = (seed_id, sim)
+            offer(i, SeedCopy(seed_id, "exact", 1.0))
+        for i in by_question.get(question_key(question), ()):
+            offer(i, SeedCopy(seed_id, "exact question", 1.0))
+        views = _views(question, options, cfg)
+        for how, sh in views.items():
+            th = thresholds[how]
+            if not sh or len(sh & universe[how]) < th * len(sh) - 1e-9:
+                continue
+            index = indices[how]
+            for i in index.lsh.query(index.minhash(sh)):
+                sim = jaccard(sh, index.sets[i])
+                if sim >= th:
+                    offer(i, SeedCopy(seed_id, how, sim))
     return hits
 
 

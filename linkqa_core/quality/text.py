@@ -11,7 +11,8 @@ import re
 import unicodedata
 from typing import Any, Sequence
 
-__all__ = ["shingles", "jaccard", "item_shingles", "exact_key", "norm_answer", "words", "tokens", "short",
+__all__ = ["shingles", "jaccard", "item_shingles", "exact_key", "question_key", "word_bag", "norm_answer", "words",
+           "tokens", "short",
            "fmt_sim"]
 
 # Words, plus symbols that change meaning (+ - * / = < > ^ % ...); sentence punctuation and
@@ -88,3 +89,22 @@ def fmt_sim(value: float) -> str:
     """Two decimals, rounded down, so a reported 0.80 is never really 0.7999."""
     return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
 
+
+
+def question_key(question: str) -> str:
+    """The question's tokens alone: equal means the same question whatever the options."""
+    return " ".join(tokens(question))
+
+
+def word_bag(text: str) -> set[str]:
+    """The text's tokens as a bag (a repeated token counts again: ``the``, ``the#2``), order ignored.
+
+    >>> sorted(word_bag("the cat saw the dog"))
+    ['cat', 'dog', 'saw', 'the', 'the#2']
+    """
+    seen: dict[str, int] = {}
+    out = set()
+    for tok in tokens(text):
+        k = seen[tok] = seen.get(tok, 0) + 1
+        out.add(tok if k == 1 else f"{tok}#{k}")
+    return out
