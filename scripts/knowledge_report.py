@@ -203,7 +203,15 @@ def items_report(graph: KPGraph, seeds: list[Seed], extractions: list[Extraction
                           "solution": it.solution}, "seeds": [s.id for s in ss],
                  "findings": [f"{f.pattern}: {f.detail}" for f in findings(it, ss)]} for it, ss in picks]
 
-    return {"composer_rev": rev, "paths": n_paths, "per_bundle": per_bundle, "bundles_without_item": no_item,
+    def flagged(pairs: list[tuple]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for it, ss in pairs:
+            for f in findings(it, ss):
+                if len(out.setdefault(f.pattern, [])) < 3:
+                    out[f.pattern].append(f.detail)
+        return out
+
+    return {"composer_rev": rev, "composed_flagged": flagged(composed), "rewritten_flagged": flagged(rewritten), "paths": n_paths, "per_bundle": per_bundle, "bundles_without_item": no_item,
             "compose_seconds": round(seconds, 2),
             "composed": count_degenerate(composed).to_dict(), "rewritten": count_degenerate(rewritten).to_dict(),
             "composed_examples": examples(composed), "rewritten_examples": examples(rewritten)}
@@ -256,6 +264,8 @@ def show_items(r: dict) -> None:
         c = it[kind]
         print(f"  {kind}: {c['items']} items, a strict reader rejects {c['rejected']} ({c['share']:.1%});"
               f" by pattern {', '.join(f'{k} {v}' for k, v in c['by_pattern'].items() if v) or 'none'}")
+        for pattern, details in it[f"{kind}_flagged"].items():
+            print(f"     e.g. {pattern}: {' | '.join(details)}")
     for kind in ("composed", "rewritten"):
         for ex in it[f"{kind}_examples"]:
             print(f"  -- {kind} item from seeds {', '.join(ex['seeds'])}; findings: {ex['findings'] or 'none'}")

@@ -385,7 +385,7 @@ def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
     indexed_in = time.perf_counter() - started
     rows = [json.loads(line) for line in mmlu_path.read_text(encoding="utf-8").splitlines()]
     copied = next(r["question"] for r in rows[5000:] if len(r["question"].split()) >= 30)
-    item = C("copy", "Answer the following question. " + copied, "B")
+    item = C("copy", "Answer the following question. " + copied, "the second statement")
     fresh = C("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?", "13")
     results = run_gates([item, fresh], reference=ref)
     assert results[0].gate == "contamination"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..kps.names import normalize_kp
 from ..prompting import format_item, format_seeds
 from ..records import Item, Seed
-from ..synthesis.offline import CONSTRAINT_NOTE, Question, linked_item, quoted_questions
+from ..synthesis.offline import CONSTRAINT_NOTE, Question, fits, linked_item, quoted_questions
 from ..tasks import json_request
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ class OfflineRewriter:
         item, ctx = job.parent, job.ctx
         if job.op == "add_constraint":
             return True
-        free = [s for s in ctx.seeds if not _quoted(s, item.question)]
+        # linked seeds not asked yet, and short enough that the child stays within the length gate
+        free = [s for s in ctx.seeds if not _quoted(s, item.question) and fits(item.question, s)]
         if job.op == "join_kp":
             new = ctx.new_kps(item)
             for kp in new:
@@ -143,7 +144,8 @@ class OfflineRewriter:
             # then joins the item's linked seeds
             for kp in new:
                 match = next((s for s in self._seeds_naming(normalize_kp(kp), item.discipline)
-                              if s.id not in item.seed_ids and not _quoted(s, item.question)), None)
+                              if s.id not in item.seed_ids and not _quoted(s, item.question)
+                              and fits(item.question, s)), None)
                 if match is not None:
                     job.new_kp, job.seed = kp, match
                     return True
@@ -176,7 +178,8 @@ class OfflineRewriter:
         kps = list(dict.fromkeys([*item.kps_used, *ctx.path_kps]))
         child = linked_item(parts, kps, random.Random(job.slot), multiple_choice=bool(item.options),
                             also=job.new_kp if job.op == "join_kp" else None)
-        used = [*item.kps_used, *child.kps_used, *([job.new_kp] if job.op == "join_kp" and job.new_kp else [])]
+        # join_kp adds exactly the KP it brings in; a further step adds those its header names
+        used = [*item.kps_used, job.new_kp] if job.op == "join_kp" and job.new_kp else [*item.kps_used, *child.kps_used]
         return _child(item, question=child.question, answer=child.answer, options=child.options,
                       solution=child.solution, kps_used=tuple(dict.fromkeys(used)))
 

@@ -60,7 +60,7 @@ _META = re.compile(
     r"\b(?:without a model|(?:composed|rewritten|generated|written) (?:offline|by (?:a|the) model)"
     r"|offline[- ](?:composer|rewriter)|linked seeds?|(?:from|of) seeds? [0-9a-f]{6,}|seed (?:question|id)s?"
     r"|knowledge points?|two-part question links|this (?:item|question) (?:was|is) (?:composed|generated|written))\b"
-    r"|\bKPs?\b|\b[0-9a-f]{16}\b",
+    r"|(?-i:\bKPs?\b)|\b[0-9a-f]{16}\b",
     re.I,
 )
 # Sub-question labels the composers and models use at a line start: "Part 2:", "(ii)", "(2)".
@@ -89,8 +89,8 @@ def _sub_questions(question: str) -> list[str]:
 
 
 def _pieces(text: str) -> list[str]:
-    """An option and each of its "; "-separated parts (combined answers), normalised."""
-    parts = [text, *re.split(r";\s+", text)]
+    """The "; "-separated parts of an option (one part when it combines nothing), normalised."""
+    parts = re.split(r";\s+", text)
     return [norm_answer(_LABEL.sub("", p, count=1)) for p in parts]
 
 
@@ -123,7 +123,9 @@ def findings(item: Item, seeds: Sequence[Seed] = (), cfg: GateConfig = GateConfi
             break
 
     pieces = {p for o in [*options, answer] for p in _pieces(o)}
-    made_up = next((o for o in options for p in _pieces(o) if p.startswith("not ") and p[4:] in pieces), None)
+    real = {norm_answer(o) for s in seeds for o in s.options or ()}  # a seed's own option is not made up
+    made_up = next((o for o in options for p in _pieces(o)
+                    if p.startswith("not ") and p[4:] in pieces and p not in real), None)
     if made_up is not None:
         out.append(Finding("made_up_distractor", f"option '{made_up[:60]}' only negates another"))
 

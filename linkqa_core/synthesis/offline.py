@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,7 +38,7 @@ from ..tasks import ReplyError
 from .compose import Ask
 
 __all__ = ["OfflineComposer", "OFFLINE_MODEL", "Question", "linked_item", "kps_named", "quoted_questions",
-           "MAX_QUESTION_CHARS", "CONSTRAINT_NOTE"]
+           "MAX_QUESTION_CHARS", "CONSTRAINT_NOTE", "fits"]
 
 OFFLINE_MODEL = "offline-composer"
 MAX_QUESTION_CHARS = 4000
@@ -198,7 +199,7 @@ def quoted_questions(item: Item, seeds: Sequence[Seed]) -> list[Seed]:
     found = []
     for s in seeds:
         for j, lab in enumerate(_NUMERALS):
-            pos = item.question.find(f"({lab}) {s.question.strip()}")
+            pos = item.question.find(f"({lab}) {s.question.strip()}\n")  # a block ends at a line end
             if pos >= 0 and all(f.id != s.id for _, _, f in found):
                 found.append((pos, j, s))
                 break
@@ -218,9 +219,16 @@ def _alike(a: Seed, b: Seed) -> bool:
 
 
 def _copies_one(item: Item, pair: Sequence[Seed]) -> bool:
-    """True when one seed makes up so much of the item that it reads as a copy of it."""
-    mine = shingles(item.question)
-    return any(jaccard(mine, shingles(s.question)) >= _SAME_QUESTION for s in pair)
+    """True when one seed makes up so much of the item that the seed gate would call it a copy."""
+    from ..quality.gates import seed_copy
+
+    return any(seed_copy(item.question, item.options, s.question, s.options) is not None for s in pair)
+
+
+def fits(question: str, seed: Seed, limit: int = MAX_QUESTION_CHARS) -> bool:
+    """Whether asking ``seed`` as one more sub-question keeps the question within ``limit``."""
+    extra = len(seed.question) + sum(len(o) + 7 for o in seed.options or ()) + 250  # label, header, closing
+    return len(question) + extra <= limit
 
 
 class OfflineComposer:
@@ -238,6 +246,10 @@ class OfflineComposer:
     def __init__(self, run_id: int = 0, max_question_chars: int = MAX_QUESTION_CHARS):
         self.run_id = run_id
         self.max_question_chars = max_question_chars
+        # what this composer has asked so far (runs are composed in one thread): paths of
+        # a run often share seeds, and the same pair twice would be a duplicate item
+        self._asked: set[frozenset[str]] = set()
+        self._uses: Counter[str] = Counter()
 
     def run(self, ask: Ask) -> list[Item]:
         bundle = ask.bundle
@@ -249,23 +261,28 @@ class OfflineComposer:
         for a, b in self._pairs(bundle, seeds):
             if len(items) >= ask.n_items:
                 break
+            if frozenset((a.id, b.id)) in self._asked:
+                continue
             rng = random.Random(f"{self.run_id}:{bundle.path.index}:{a.id}:{b.id}")
             item = linked_item([Question.of(a), Question.of(b)], bundle.kps, rng,
                                multiple_choice=ask.multiple_choice)
             if len(item.question) > self.max_question_chars or _copies_one(item, (a, b)):
                 continue
+            self._asked.add(frozenset((a.id, b.id)))
+            self._uses.update((a.id, b.id))
             known = [d for d in (a.difficulty, b.difficulty) if d is not None]
             items.append(item.with_(difficulty=float(min(5, round(max(known) + 0.5))) if known else ask.difficulty))
         if not items:
-            raise ReplyError("the bundle's seeds ask the same question, or together make a question too long"
+            raise ReplyError("no pair of the bundle's seeds is left to ask: they ask the same question, were"
+                             " asked together for an earlier path, or together make a question too long"
                              f" (over {self.max_question_chars} characters) or one that copies a seed")
         return items
 
-    @staticmethod
-    def _pairs(bundle: Bundle, seeds: list[Seed]) -> list[tuple[Seed, Seed]]:
-        """Distinct pairs, those sharing the most path KPs first, then in bundle order."""
+    def _pairs(self, bundle: Bundle, seeds: list[Seed]) -> list[tuple[Seed, Seed]]:
+        """Distinct pairs: those sharing the most path KPs first, then those whose seeds
+        earlier items used least (so items of one run overlap less), then bundle order."""
         named = [set(kps_named(bundle.kps, s.question + "\n" + s.answer)) for s in seeds]
-        pairs = [(len(named[i] & named[j]), i, j) for i in range(len(seeds)) for j in range(i + 1, len(seeds))
-                 if not _alike(seeds[i], seeds[j])]
-        pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return [(seeds[i], seeds[j]) for _, i, j in pairs]
+        pairs = [(len(named[i] & named[j]), self._uses[seeds[i].id] + self._uses[seeds[j].id], i, j)
+                 for i in range(len(seeds)) for j in range(i + 1, len(seeds)) if not _alike(seeds[i], seeds[j])]
+        pairs.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))
+        return [(seeds[i], seeds[j]) for _, _, i, j in pairs]
