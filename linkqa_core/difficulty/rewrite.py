@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..kps.names import normalize_kp
 from ..prompting import format_item, format_seeds
 from ..records import Item, Seed
-from ..synthesis.offline import CONSTRAINT_NOTE, Question, fits, linked_item, quoted_questions
+from ..synthesis.offline import CONSTRAINT_NOTE, MAX_QUESTION_CHARS, Question, fits, linked_item, quoted_questions
 from ..tasks import json_request
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class OfflineRewriter:
         """Pick what the operation needs; False when this item cannot take it."""
         item, ctx = job.parent, job.ctx
         if job.op == "add_constraint":
-            return True
+            return len(item.question) + len(CONSTRAINT_NOTE) + 2 <= MAX_QUESTION_CHARS
         # linked seeds not asked yet, and short enough that the child stays within the length gate
         free = [s for s in ctx.seeds if not _quoted(s, item.question) and fits(item.question, s)]
         if job.op == "join_kp":
