@@ -129,7 +129,9 @@ class OfflineRewriter:
         """Pick what the operation needs; False when this item cannot take it."""
         item, ctx = job.parent, job.ctx
         if job.op == "add_constraint":
-            return len(item.question) + len(CONSTRAINT_NOTE) + 2 <= MAX_QUESTION_CHARS
+            # a linked item takes the note only while it stays within the length gate
+            return len(item.question) + len(CONSTRAINT_NOTE) + 2 <= MAX_QUESTION_CHARS \
+                or not quoted_questions(item, ctx.seeds)
         # linked seeds not asked yet, and short enough that the child stays within the length gate
         free = [s for s in ctx.seeds if not _quoted(s, item.question) and fits(item.question, s)]
         if job.op == "join_kp":
