@@ -9,7 +9,7 @@ import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
 from linkqa_core.quality.checks import GateConfig, check_answer_consistency, check_length, check_schema
-from linkqa_core.quality.gates import GATES, GateResult, apply_gates, run_gates, summarize
+from linkqa_core.quality.gates import GATES, GateResult, apply_gates, reorder_threshold, run_gates, seed_copy, summarize
 from linkqa_core.quality.reference import Reference, load_reference
 from linkqa_core.quality.text import jaccard, shingles
 from linkqa_core.records import Item, Seed
@@ -156,6 +156,52 @@ def test_free_answer_items_pass_the_answer_gate():
     assert check_answer_consistency(C(1, "What is two plus two?", "4")) is None
 
 
+@pytest.mark.parametrize("answer, letter", [
+    ("D. 2.4 × 10^-19 C", "D"), ("(D) 2.4 × 10^-19 C", "D"), ("(d)", "D"), ("D)", "D"), ("D) the charge", "D"),
+    ("D: 2.4", "D"), ("Option D", "D"), ("option d is right", "D"), ("The answer is (B)", "B"),
+    ("Answer: C.", "C"), ("correct answer: A", "A"), ("J. 4 C", "J"),
+])
+def test_an_answer_naming_a_letter_on_an_item_without_options_is_rejected(answer, letter):
+    reason = check_answer_consistency(C(1, "What is the charge on the oil drop in coulombs?", answer))
+    assert reason == f"answer '{answer}' names option {letter} but the item has no options"
+
+
+@pytest.mark.parametrize("answer", ["E. coli", "H. pylori", "C", "B.", "Vitamin C", "A tree", "Answer: A tree",
+                                    "(i) 4; (ii) 6", "(iii)", "K. 4 C", "DNA", "D-glucose", "e", "I"])
+def test_a_free_answer_that_only_looks_like_a_letter_passes(answer):
+    assert check_answer_consistency(C(1, "Which one is it, in a word or a symbol?", answer)) is None
+
+
+@pytest.mark.parametrize("question", ["Which of the following is a noble gas?", "Pick one of these options.",
+                                      "Pick one.\nA. neon\nB. iron"])
+def test_a_bare_letter_is_a_letter_when_the_question_speaks_of_choices(question):
+    reason = check_answer_consistency(C(1, question, "B"))
+    assert reason == "answer 'B' names option B but the item has no options"
+    assert check_answer_consistency(C(1, "What is the symbol of boron?", "B")) is None
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("E", "answer letter 'E' is out of range for 4 options (A–D)"),
+    ("(E)", "answer letter '(E)' is out of range for 4 options (A–D)"),
+    ("E. Lyon", "answer 'E. Lyon' names option E, out of range for 4 options (A–D)"),
+    ("(F) Lyon", "answer '(F) Lyon' names option F, out of range for 4 options (A–D)"),
+    ("Option E", "answer 'Option E' names option E, out of range for 4 options (A–D)"),
+    ("E. coli", "answer 'E. coli' is not one of the 4 options"),
+])
+def test_a_letter_outside_the_options_is_rejected_naming_the_range(answer, reason):
+    assert check_answer_consistency(C(1, "Capital of France?", answer, OPTIONS)) == reason
+
+
+@pytest.mark.parametrize("answer", ["Option B", "The answer is (B)", "(b) Rome", "B) Rome", "B: Rome"])
+def test_a_letter_inside_the_options_in_any_form_passes(answer):
+    assert check_answer_consistency(C(1, "Capital of Italy?", answer, OPTIONS)) is None
+
+
+def test_a_lower_case_letter_with_the_wrong_text_is_rejected():
+    assert check_answer_consistency(C(1, "Capital of Italy?", "(b) Paris", OPTIONS)) == (
+        "answer '(b) Paris' names option B but option B is 'Rome'")
+
+
 # -- length -----------------------------------------------------------------------------
 
 
@@ -270,6 +316,158 @@ def test_seed_check_can_be_turned_off():
 
 def test_an_unrelated_seed_does_not_reject_anything():
     assert run_gates([mc(1)], seeds=[("s1", OTHER_Q, OTHER_OPTS)])[0].passed
+
+
+# -- copies of seeds as real models write them ----------------------------------------------
+
+# LONG_Q with its two sentences in the other order and clauses moved: the same words, few
+# shared 3-word shingles at the seams.
+REORDERED_Q = (
+    "What happens to the pressure of the gas inside the container? A student, keeping the amount "
+    "of gas fixed and measuring the pressure with a calibrated gauge throughout the whole experiment, "
+    "heats from 300 kelvin to 600 kelvin a sealed rigid container of an ideal gas."
+)
+SEEDS = [("s-gas", LONG_Q, LONG_OPTS), ("s-cell", OTHER_Q, None)]
+
+
+def _inline(question, options):
+    return question + "\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
+
+
+PLANTED = {
+    # key: (item, expected reason or None when the item must pass)
+    "copy-with-options": (mc("copy-with-options"), "exact duplicate of seed s-gas"),
+    "copy-dropping-options": (C("copy-dropping-options", LONG_Q, "It doubles"),
+                              r"copies the question of seed s-gas \(options aside\)"),
+    "copy-adding-options": (C("copy-adding-options", OTHER_Q, "Mitochondrion", OTHER_OPTS),
+                            r"copies the question of seed s-cell \(options aside\)"),
+    "copy-new-options": (C("copy-new-options", LONG_Q, "2 times", ["2 times", "4 times", "half"]),
+                         r"copies the question of seed s-gas \(options aside\)"),
+    "trailing-punctuation": (C("trailing-punctuation", LONG_Q.rstrip("?") + ".", "It doubles"),
+                             r"copies the question of seed s-gas \(options aside\)"),
+    "no-trailing-punctuation": (C("no-trailing-punctuation", OTHER_Q.rstrip("?"), "Mitochondrion"),
+                                "exact duplicate of seed s-cell"),
+    "word-order": (C("word-order", REORDERED_Q, "It doubles", LONG_OPTS), r"the words of seed s-gas's question"
+                   r" in another order \(word Jaccard (0\.9\d|1\.00)\)"),
+    "word-order-no-options": (C("word-order-no-options", REORDERED_Q + "!", "It doubles"),
+                              r"the words of seed s-gas's question in another order .*"),
+    "one-word-no-options": (C("one-word-no-options", one_word_changed(LONG_Q, "sealed", "closed"), "It doubles"),
+                            r"near-duplicate of the question of seed s-gas, options aside \(Jaccard 0\.\d\d\)"),
+    "inline-options-letter": (C("inline-options-letter", _inline(LONG_Q, LONG_OPTS), "C. It doubles"),
+                              "answer 'C. It doubles' names option C but the item has no options"),
+    "fresh": (C("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?",
+                "13"), None),
+    "same-topic": (C("same-topic", "Why does the pressure of a gas in a rigid container rise when it is heated, "
+                     "in terms of molecular collisions with the walls?", "Faster molecules hit the walls harder "
+                     "and more often"), None),
+}
+
+
+@pytest.mark.parametrize("key", list(PLANTED))
+def test_a_planted_seed_copy_is_rejected_with_the_reason_that_fits(key):
+    item, expected = PLANTED[key]
+    (r,) = run_gates([item], seeds=SEEDS)
+    if expected is None:
+        assert r.passed, r.reason
+    else:
+        assert not r.passed and re.fullmatch(expected, r.reason), r.reason
+        assert r.gate == ("answer" if key == "inline-options-letter" else "seed_duplicate")
+        assert r.match == (None if key == "inline-options-letter" else ("s-cell" if "cell" in r.reason else "s-gas"))
+
+
+def test_planted_copies_in_one_run_are_all_caught_by_some_gate():
+    """Together the copies also duplicate each other: each is rejected once, by the first gate it fails."""
+    items = [item for item, _ in PLANTED.values()]
+    results = {r.key: r for r in run_gates(items, seeds=SEEDS)}
+    for key, (_, expected) in PLANTED.items():
+        r = results[key]
+        if expected is None:
+            assert r.passed, (key, r.reason)
+        else:
+            assert not r.passed, key
+    counts = summarize(results.values())
+    assert counts["answer"] == 1 and counts["seed_duplicate"] >= 2 and sum(counts.values()) == 10
+
+
+def test_seed_copies_are_found_whichever_copy_came_first():
+    """The copies themselves are near-duplicates of each other: only the first survives the
+    item gates, and it is still rejected as a seed copy."""
+    items = [C(1, LONG_Q, "It doubles"), C(2, LONG_Q + "?", "It doubles"), mc(3)]
+    results = run_gates(items, seeds=SEEDS)
+    assert [r.gate for r in results] == ["seed_duplicate", "exact_duplicate", "near_duplicate"]
+    assert results[0].reason == "copies the question of seed s-gas (options aside)"
+
+
+def test_an_exact_copy_wins_over_a_near_one_and_the_nearest_over_the_first():
+    seeds = [("s-near", one_word_changed(LONG_Q, "sealed", "closed"), LONG_OPTS), ("s-exact", LONG_Q, LONG_OPTS),
+             ("s-nearer", LONG_Q.replace("?", " now?"), LONG_OPTS)]
+    assert run_gates([mc(1)], seeds=seeds)[0].match == "s-exact"
+    r = run_gates([mc(1)], seeds=[seeds[0], seeds[2]])[0]
+    assert r.match == "s-nearer" and r.reason.startswith("near-duplicate of seed s-nearer")
+    # the same evidence twice: the earlier seed is named
+    r = run_gates([mc(1)], seeds=[seeds[0], ("s-again", seeds[0][1], LONG_OPTS)])[0]
+    assert r.match == "s-near"
+
+
+def test_question_alone_and_word_order_use_their_thresholds():
+    seed = [("s-gas", LONG_Q, LONG_OPTS)]
+    item = C(1, one_word_changed(LONG_Q, "sealed", "closed"), "It doubles")
+    sim = jaccard(shingles(item.question), shingles(LONG_Q))
+    assert 0.8 <= sim < 0.9
+    assert not run_gates([item], seeds=seed)[0].passed
+    # above the shingle Jaccard the question-alone view lets it through; the word bag (one
+    # word of ~50 differs: Jaccard ~0.96) is judged at (1 + 0.95) / 2 = 0.975
+    assert run_gates([item], seeds=seed, cfg=GateConfig(near_dup_threshold=0.95))[0].passed
+    assert reorder_threshold(GateConfig(near_dup_threshold=0.95)) == pytest.approx(0.975)
+    assert seed_copy(item.question, None, LONG_Q, LONG_OPTS, GateConfig(near_dup_threshold=0.95)) is None
+    r = seed_copy(REORDERED_Q, None, LONG_Q, LONG_OPTS)
+    assert r.how == "reordered" and r.similarity > 0.95
+    assert jaccard(shingles(REORDERED_Q), shingles(LONG_Q)) < 0.8  # shingles alone miss it
+
+
+def test_a_seed_without_shared_words_is_skipped_before_hashing_and_odd_seeds_are_ignored():
+    items = [mc(1), C(2, OTHER_Q, "Mitochondrion", OTHER_OPTS)]
+    seeds = [("s-none", None, None), ("s-str-options", OTHER_Q, "Ribosome, Mitochondrion"), ("s-blank", "", None)]
+    results = run_gates(items, seeds=seeds)
+    assert results[0].passed
+    assert results[1].reason == "copies the question of seed s-str-options (options aside)"
+    with pytest.raises(ValueError, match="a seed is"):
+        run_gates(items, seeds=[("only-id",)])
+
+
+def test_the_indexed_gate_agrees_with_the_pairwise_rule():
+    """run_gates finds through MinHash LSH what seed_copy finds pair by pair."""
+    rng = random.Random(7)
+    words = ("gas pressure volume heat kelvin container student measures rises falls doubles constant "
+             "ideal sealed rigid amount fixed gauge experiment inside what happens").split()
+    seeds = [(f"s{k}", " ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) + "?",
+              [f"opt {k} {j}" for j in range(4)] if k % 2 else None) for k in range(60)]
+    items = []
+    for k in range(120):
+        sid, q, opts = seeds[rng.randrange(len(seeds))]
+        toks = q.split()
+        how = k % 4
+        if how == 0:
+            toks[rng.randrange(len(toks))] = rng.choice(words)
+        elif how == 1:
+            rng.shuffle(toks)
+        elif how == 2:
+            toks = toks[: max(3, len(toks) * 2 // 3)]
+        opts = opts if how == 3 else None
+        items.append(C(k, " ".join(toks), opts[0] if opts else "x", opts))
+    cfg = GateConfig(min_question_chars=1, near_dup_threshold=0.7)
+    results = run_gates(items, seeds=seeds, cfg=cfg)
+    checked = 0
+    for item, r in zip(items, results):
+        if r.gate not in (None, "seed_duplicate"):
+            continue
+        pairwise = [c for s in seeds if (c := seed_copy(item.question, item.options, s[1], s[2], cfg, s[0]))]
+        assert (r.gate == "seed_duplicate") == bool(pairwise), item
+        if pairwise:
+            best = min(pairwise, key=lambda c: c.rank())
+            assert r.match == best.seed_id or min(c.rank() for c in pairwise if c.seed_id == r.match) == best.rank()
+        checked += 1
+    assert checked > 40 and sum(r.gate == "seed_duplicate" for r in results) > 10
 
 
 # -- contamination ----------------------------------------------------------------------

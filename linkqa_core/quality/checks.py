@@ -143,7 +143,7 @@ _LETTER_FORMS = re.compile(
     )""",
     re.X | re.I,
 )
-_LETTER_AND_TEXT = re.compile(r"^\(?([A-Z])[).:]\s*(.+)$", re.S)
+_LETTER_AND_TEXT = re.compile(r"^\(?([A-Za-z])[).:]\s*(.+)$", re.S)
 # A question that shows or mentions choices: a bare "B" can only mean one of them.
 _CHOICE_CUE = re.compile(
     r"\b(?:which of (?:the following|these|the above)|the following|options?|choices?)\b"
@@ -223,8 +223,8 @@ def check_answer_consistency(c: Item) -> str | None:
         return out_of_range
     idx = _named_letter(answer, question, has_options=True)
     m = _LETTER_AND_TEXT.match(answer)
-    if m and ord(m.group(1)) - ord("A") < n:
-        idx = ord(m.group(1)) - ord("A")
+    if m and ord(m.group(1).upper()) - ord("A") < n:
+        idx = ord(m.group(1).upper()) - ord("A")
         if norm_answer(m.group(2)) != normed[idx]:
             return (
                 f"answer '{short(answer)}' names option {_LETTERS[idx]}"
