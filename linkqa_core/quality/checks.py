@@ -128,7 +128,7 @@ def check_schema(c: Item) -> str | None:
 
 # An answer that names an option by its letter, in the forms models write: "D", "(d)", "D)",
 # "D: ...", "D. 2.4 x 10^-19 C", "Option D", "The answer is (D)". A letter and a dot before a
-# lower-case word is an abbreviation ("E. coli", "H. pylori"), not an option; "(i)" is a
+# lower-case word may be an abbreviation ("E. coli", "H. pylori") rather than an option; "(i)" is a
 # roman numeral labelling a sub-question, so lower-case letters in brackets stop at "h".
 _LETTER_FORMS = re.compile(
     r"""^(?:
@@ -136,6 +136,7 @@ _LETTER_FORMS = re.compile(
       | (?P<close>[A-J])\)
       | (?P<colon>[A-J]):
       | (?P<dot>[A-J])\.\s+(?-i:(?![a-z]))\S
+      | (?P<abbrev>[A-J])\.\s+(?-i:[a-z])
       | (?P<bare>[A-Ja-j])\.?$
       | (?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*
         (?:\((?P<named_paren>[A-J])\)|(?P<named>[A-J])(?=$|[.):,]))
@@ -155,15 +156,16 @@ _CHOICE_CUE = re.compile(
 def _named_letter(answer: str, question: str = "", *, has_options: bool) -> int | None:
     """The option index an answer names by letter, or None.
 
-    A bare letter ("C", "C.") names an option only when the item has options or its
-    question speaks of choices: "What is the symbol of carbon?" may be answered "C".
+    A bare letter ("C", "C.") or one before a lower-case word ("E. coli") names an option
+    only when the item has options or its question speaks of choices: "What is the symbol
+    of carbon?" may be answered "C", "Which bacterium...?" "E. coli".
     """
     m = _LETTER_FORMS.match(answer.strip())
     if m is None:
         return None
     kind = next(k for k, v in m.groupdict().items() if v is not None)
     letter = m.group(kind)
-    if kind == "bare" and not has_options and not _CHOICE_CUE.search(question or ""):
+    if kind in ("bare", "abbrev") and not has_options and not _CHOICE_CUE.search(question or ""):
         return None
     if kind in ("bare", "paren"):
         letter = letter.upper()

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Any, Sequence
 
-__all__ = ["shingles", "jaccard", "item_shingles", "exact_key", "question_key", "word_bag", "norm_answer", "words",
+__all__ = ["shingles", "shingles_of", "bag_of", "jaccard", "item_shingles", "exact_key", "question_key", "word_bag", "norm_answer", "words",
            "tokens", "short",
            "fmt_sim"]
 
@@ -55,7 +55,11 @@ def shingles(text: str, size: int = 3) -> set[str]:
     >>> sorted(shingles("The cat sat on the mat.", 3))
     ['cat sat on', 'on the mat', 'sat on the', 'the cat sat']
     """
-    toks = tokens(text)
+    return shingles_of(tokens(text), size)
+
+
+def shingles_of(toks: Sequence[str], size: int = 3) -> set[str]:
+    """:func:`shingles` of text already cut into :func:`tokens`."""
     if not toks:
         return set()
     if len(toks) <= size:
@@ -102,9 +106,14 @@ def word_bag(text: str) -> set[str]:
     >>> sorted(word_bag("the cat saw the dog"))
     ['cat', 'dog', 'saw', 'the', 'the#2']
     """
+    return bag_of(tokens(text))
+
+
+def bag_of(toks: Sequence[str]) -> set[str]:
+    """:func:`word_bag` of text already cut into :func:`tokens`."""
     seen: dict[str, int] = {}
     out = set()
-    for tok in tokens(text):
+    for tok in toks:
         k = seen[tok] = seen.get(tok, 0) + 1
         out.add(tok if k == 1 else f"{tok}#{k}")
     return out
