@@ -192,6 +192,8 @@ def letter_answer(answer: str, question: str = "", n_options: int = 0) -> str | 
     if n_options == 0:
         return f"answer '{short(answer)}' names option {_LETTERS[idx]} but the item has no options"
     if idx >= n_options:
+        if _LETTER_FORMS.match(answer.strip()).group("abbrev"):
+            return None  # "E. coli" beyond four options is a wrong answer, not a letter
         if len(answer.strip()) <= 3:
             return f"answer letter '{answer.strip()}' is out of range for {_span(n_options)}"
         return f"answer '{short(answer)}' names option {_LETTERS[idx]}, out of range for {_span(n_options)}"
