@@ -235,7 +235,7 @@ def check_answer_consistency(c: Item) -> str | None:
                 f" but option {_LETTERS[idx]} is '{short(options[idx])}'"
             )
         return None
-    if idx is not None:
+    if idx is not None and idx < n:
         return None
     return f"answer '{short(answer)}' is not one of the {n} options"
 
