@@ -48,15 +48,21 @@ KINDS = ("with_options", "no_options", "reordered", "punctuation", "inline_lette
 
 
 def baseline_gates(rev: str):
-    """``run_gates`` of git revision ``rev``, run inside this tree's package."""
-    src = subprocess.run(["git", "show", f"{rev}:linkqa_core/quality/gates.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    name = f"linkqa_core.quality._gates_at_{rev}"
-    module = types.ModuleType(name)
-    module.__package__ = "linkqa_core.quality"
-    sys.modules[name] = module
-    exec(compile(src, f"{rev}:linkqa_core/quality/gates.py", "exec"), module.__dict__)
-    return module.run_gates
+    """``run_gates`` of git revision ``rev``: its quality package (gates, checks, text,
+    reference) loaded as a package of its own, on this tree's records and errors."""
+    package = f"linkqa_core.quality_at_{rev}"
+    pkg = types.ModuleType(package)
+    pkg.__path__ = []  # a package: its modules are registered below
+    sys.modules[package] = pkg
+    for name in ("text", "checks", "reference", "gates"):
+        src = subprocess.run(["git", "show", f"{rev}:linkqa_core/quality/{name}.py"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        module = types.ModuleType(f"{package}.{name}")
+        module.__package__ = package
+        sys.modules[module.__name__] = module
+        exec(compile(src, f"{rev}:linkqa_core/quality/{name}.py", "exec"), module.__dict__)
+        setattr(pkg, name, module)
+    return pkg.gates.run_gates
 
 
 def reorder(question: str, rng: random.Random) -> str:
