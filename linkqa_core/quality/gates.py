@@ -30,7 +30,6 @@ that touches a :class:`~linkqa_core.store.Store`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
