@@ -308,3 +308,72 @@ def test_a_seed_option_that_negates_another_is_not_made_up():
 def test_json_of_the_findings_is_plain():
     f = findings(Item("Part 1: Is this one fine?\nPart 2: Is this one fine?", "yes"))
     assert json.loads(json.dumps([x.__dict__ for x in f]))[0]["pattern"] == "repeated_question"
+
+
+def test_each_finding_says_where_and_what():
+    long_q = "Which of these cells found in human blood carries oxygen to the tissues of the body every day?"
+    seed = Seed("s-long", long_q, "Erythrocyte", ("Erythrocyte", "Basophil"))
+    twice = Item(f"{long_q} {long_q}", "Erythrocyte")
+    head = " ".join(long_q.lower().rstrip("?").split())[:60]
+    assert [(f.pattern, f.detail) for f in findings(twice, [seed])] == [
+        ("repeated_question", f"asked twice: '{head}'"), ("seed_copy", "near-copy of seed s-long (Jaccard 0.89)")]
+    labelled = Item(f"Part 1: {long_q}\nPart 2: {long_q}", "Erythrocyte")
+    assert findings(labelled)[0].detail == f"asked twice: '{head}'"
+    for name, item in [("question", Item("Composed offline: which cell carries oxygen?", "Erythrocyte")),
+                       ("answer", Item("Which cell carries oxygen in the blood?", "Erythrocyte, from linked seed 3")),
+                       ("solution", Item("Which cell carries oxygen in the blood?", "Erythrocyte",
+                                         solution="Rewritten offline without a model")),
+                       ("option B", Item("Which cell carries oxygen in the blood?", "Erythrocyte",
+                                         ("Erythrocyte", "a KP"), solution=""))]:
+        (f,) = [x for x in findings(item) if x.pattern == "meta_text"]
+        assert f.detail.startswith(f"{name} says '"), f.detail
+    negation = "not " + "a very long option text that goes on and on past sixty characters for sure"
+    item = Item("Which option is the one that goes on and on for sure?", negation[4:], (negation[4:], negation))
+    (f,) = findings(item)
+    assert f.detail == f"option '{negation[:60]}' only negates another"
+
+
+def test_a_seed_question_repeated_without_labels_is_found_from_the_seed():
+    seed = Seed("s-four", "Is water wet today?", "yes", ("yes", "no"))
+    item = Item("Is water wet today? Is water wet today? Say which.", "yes", ("yes", "no"))
+    assert [f.pattern for f in findings(item, [seed])] == ["repeated_question"]
+    assert findings(item, [seed])[0].detail == "asked twice: 'is water wet today'"
+    three = Seed("s-three", "Is water wet?", "yes")
+    assert findings(Item("Is water wet? Is water wet? Tell me now.", "yes"), [three]) == []  # too short to judge
+    once = Item("Is water wet today? Say which of yes or no.", "yes", ("yes", "no"))
+    assert findings(once, [seed]) == []
+
+
+def test_a_list_of_two_inline_options_is_a_list():
+    two = Item("Pick one:\nA. all of the above\nB. none", "B. none")
+    assert "dangling_reference" not in {f.pattern for f in findings(two)}
+    one = Item("Pick the right answer to this question:\nA. all of the above", "all of the above")
+    assert "dangling_reference" in {f.pattern for f in findings(one)}
+
+
+def test_a_combined_option_is_judged_part_by_part():
+    item = Item("(i) Which cell carries oxygen?\n(ii) Which gas do we breathe out?", "(i) Erythrocyte; (ii) CO2",
+                ("(i) Erythrocyte; (ii) CO2", "(i) not Erythrocyte; (ii) CO2"))
+    assert [f.pattern for f in findings(item)] == ["made_up_distractor"]
+
+
+def test_items_with_fields_that_are_not_text_only_fail_the_schema():
+    assert [(f.pattern, f.detail) for f in findings(Item(None, "4"))] == [("gate:schema", "question is missing")]
+    assert [(f.pattern, f.detail) for f in findings(Item("What is two plus two?", 4))] == [
+        ("gate:schema", "answer is not text (got int)")]
+
+
+def test_counts_add_up_per_pattern_and_follow_the_settings():
+    from linkqa_core.quality.checks import GateConfig
+
+    rep = Item("Part 1: Which cell has no nucleus?\nPart 2: Which cell has no nucleus?", "Erythrocyte")
+    meta = Item("Part 1: Which cell has no nucleus at all?\nPart 2: Which cell has no nucleus at all?",
+                "Erythrocyte", solution="composed offline")
+    short = Item("Which cell has no nucleus?", "Erythrocyte")
+    counts = count_degenerate([(rep, ()), (meta, ()), (short, ())])
+    assert counts.to_dict() == {"items": 3, "rejected": 2, "share": 0.6667, "by_pattern": {
+        **dict.fromkeys(PATTERNS, 0), "repeated_question": 2, "meta_text": 1}}
+    strict = count_degenerate([(short, ())], GateConfig(min_question_chars=40))
+    assert strict.by_pattern["gate:length"] == 1 and strict.rejected == 1
+    assert count_degenerate([]).to_dict() == {"items": 0, "rejected": 0, "share": 0.0,
+                                              "by_pattern": dict.fromkeys(PATTERNS, 0)}

@@ -742,3 +742,41 @@ def test_apply_gates_on_a_missing_run_says_so(tmp_path):
 def test_reference_from_texts_reports_one_based_positions():
     ref = Reference.from_texts(["nothing here", REF_LINE], decontam_ngram=13)
     assert ref.match(_with_ngram(13)) == 2 and ref.match(_with_ngram(12)) is None
+
+
+# -- text helpers and the stored run ----------------------------------------------------------
+
+
+def test_short_keeps_sixty_characters_and_marks_a_cut():
+    from linkqa_core.quality.text import short
+
+    assert short("x" * 60) == "x" * 60
+    assert short("x" * 61) == "x" * 59 + "…"
+    assert short("a  b\n c", 5) == "a b c"
+    assert short("abcdef", 4) == "abc…"
+
+
+def test_item_shingles_are_the_union_of_question_and_each_option_at_the_given_size():
+    from linkqa_core.quality.text import item_shingles
+
+    assert item_shingles("a b c", ["d e f", "g h"], 2) == {"a b", "b c", "d e", "e f", "g h"}
+    assert item_shingles("a b c d", None, 3) == {"a b c", "b c d"}
+
+
+def test_contamination_reads_question_and_options_as_one_text_across_the_seam():
+    ref = Reference.from_texts(["what is the capital city of france paris"], decontam_ngram=8)
+    item = C(1, "Tell me: what is the capital city of France?", "Paris", ["Paris", "Rome"])
+    r = run_gates([item], reference=ref, cfg=GateConfig(decontam_ngram=8))[0]
+    assert r.gate == "contamination" and r.match == 1
+
+
+def test_apply_gates_uses_the_given_settings(tmp_path):
+    with Store(tmp_path / "g.db") as store:
+        run_id = store.runs.create("sample", {"seed": 0}, name="settings")
+        store.items.insert([Item("What is the boiling point of water at sea level in kelvin?", "373", slot="p0:0",
+                                 run_id=run_id, status="generated")])
+        assert apply_gates(store, run_id)["length"] == 0
+        counts = apply_gates(store, run_id, cfg=GateConfig(min_question_chars=100))
+        assert counts["length"] == 1
+        (item,) = store.items.of_run(run_id)
+        assert (item.status, item.gate_reason) == ("rejected", "question too short (58 < 100 characters)")

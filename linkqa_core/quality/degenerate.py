@@ -81,7 +81,7 @@ def _sub_questions(question: str) -> list[str]:
     starts = [m.start() for m in _LABEL.finditer(question)]
     out = []
     for a, b in zip(starts, [*starts[1:], len(question)]):
-        block = _LABEL.sub("", question[a:b], count=1)
+        block = _LABEL.sub("", question[a:b])  # a block holds one label, at its start
         text = " ".join(tokens(" ".join(line for line in block.splitlines() if not _INLINE_OPTION.match(line))))
         if len(text.split()) >= _MIN_WORDS:
             out.append(text)
@@ -91,7 +91,7 @@ def _sub_questions(question: str) -> list[str]:
 def _pieces(text: str) -> list[str]:
     """The "; "-separated parts of an option (one part when it combines nothing), normalised."""
     parts = re.split(r";\s+", text)
-    return [norm_answer(_LABEL.sub("", p, count=1)) for p in parts]
+    return [norm_answer(_LABEL.sub("", p)) for p in parts]
 
 
 def _has_list(question: str) -> bool:
@@ -100,9 +100,10 @@ def _has_list(question: str) -> bool:
 
 def findings(item: Item, seeds: Sequence[Seed] = (), cfg: GateConfig = GateConfig()) -> list[Finding]:
     """Every degenerate pattern ``item`` shows; ``seeds`` are the seeds it was built from."""
+    if not isinstance(item.question, str) or not isinstance(item.answer, str):
+        return [Finding("gate:schema", str(check_schema(item)))]
     out: list[Finding] = []
-    question = item.question if isinstance(item.question, str) else ""
-    answer = item.answer if isinstance(item.answer, str) else ""
+    question, answer = item.question, item.answer
     options = [str(o) for o in item.options or ()]
 
     subs = Counter(_sub_questions(question))
@@ -136,7 +137,7 @@ def findings(item: Item, seeds: Sequence[Seed] = (), cfg: GateConfig = GateConfi
     elif not shown and _REFERS_TO_LIST.search(question):
         out.append(Finding("dangling_reference", "the question refers to options the item does not have"))
 
-    letter = letter_answer(answer, question, 0) if not options and isinstance(item.answer, str) else None
+    letter = letter_answer(answer, question, 0) if not options else None
     if letter is not None:
         out.append(Finding("letter_answer", letter))
 

@@ -387,5 +387,5 @@ def apply_gates(
     items = store.items.of_run(run_id, ["generated"])
     seeds = store.seeds.questions() if cfg.check_seeds else ()
     results = run_gates(items, seeds=seeds, reference=reference, cfg=cfg)
-    store.items.reject([(r.key, r.reason or r.gate or "rejected") for r in results if not r.passed])
+    store.items.reject([(r.key, str(r.reason)) for r in results if not r.passed])  # a rejection always says why
     return summarize(results)
