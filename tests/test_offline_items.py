@@ -280,7 +280,7 @@ def test_the_checklist_finds_each_pattern_of_the_old_composer():
     copy = Item(BLOOD.question, "D. Monocyte")
     found = {f.pattern: f.detail for f in findings(copy, [BLOOD])}
     assert found.keys() == {"letter_answer", "seed_copy", "gate:answer"}
-    assert found["seed_copy"].startswith("near-copy of seed s-blood")
+    assert found["seed_copy"] == "copies the question of seed s-blood (options aside)"
     wrong = Item("Which of these cells in the blood has no nucleus at all?", "Neuron", ("Erythrocyte", "Basophil"))
     assert "not_one_correct" in {f.pattern for f in findings(wrong)}
 
@@ -316,7 +316,8 @@ def test_each_finding_says_where_and_what():
     twice = Item(f"{long_q} {long_q}", "Erythrocyte")
     head = " ".join(long_q.lower().rstrip("?").split())[:60]
     assert [(f.pattern, f.detail) for f in findings(twice, [seed])] == [
-        ("repeated_question", f"asked twice: '{head}'"), ("seed_copy", "near-copy of seed s-long (Jaccard 0.89)")]
+        ("repeated_question", f"asked twice: '{head}'"),
+        ("seed_copy", "near-duplicate of seed s-long (Jaccard 0.80)")]
     labelled = Item(f"Part 1: {long_q}\nPart 2: {long_q}", "Erythrocyte")
     assert findings(labelled)[0].detail == f"asked twice: '{head}'"
     for name, item in [("question", Item("Composed offline: which cell carries oxygen?", "Erythrocyte")),
@@ -377,3 +378,26 @@ def test_counts_add_up_per_pattern_and_follow_the_settings():
     assert strict.by_pattern["gate:length"] == 1 and strict.rejected == 1
     assert count_degenerate([]).to_dict() == {"items": 0, "rejected": 0, "share": 0.0,
                                               "by_pattern": dict.fromkeys(PATTERNS, 0)}
+
+
+def test_dangling_references_and_letter_answers_are_described():
+    long_ref = "All of the above, and in particular the first two of them together with the third"
+    item = Item("Which cell carries oxygen in the blood?", long_ref, ("Erythrocyte", long_ref, "Neither of the above"))
+    (f,) = [x for x in findings(item) if x.pattern == "dangling_reference"]
+    assert f.detail == f"'{long_ref[:60]}' refers to a list the item does not show"
+    open_item = Item("Which of the following gases is inert?", "B")
+    assert [(x.pattern, x.detail) for x in findings(open_item)] == [
+        ("dangling_reference", "the question refers to options the item does not have"),
+        ("letter_answer", "answer 'B' names option B but the item has no options"),
+        ("gate:answer", "answer 'B' names option B but the item has no options")]
+    mc_item = Item("Which of the following is a noble gas?", "Neon", ("Neon", "Iron"))
+    assert findings(mc_item) == []
+
+
+def test_not_one_correct_says_how_many_match_and_whether_options_repeat():
+    item = Item("Which of these metals is liquid at room temperature?", "Mercury", ("Mercury", "mercury.", "Iron"))
+    (f,) = [x for x in findings(item) if x.pattern == "not_one_correct"]
+    assert f.detail == "answer matches 2 of 3 options; options repeat"
+    item = Item("Which of these metals is liquid at room temperature?", "Gallium", ("Mercury", "Iron"))
+    (f,) = [x for x in findings(item) if x.pattern == "not_one_correct"]
+    assert f.detail == "answer matches 0 of 2 options"

@@ -780,3 +780,67 @@ def test_apply_gates_uses_the_given_settings(tmp_path):
         assert counts["length"] == 1
         (item,) = store.items.of_run(run_id)
         assert (item.status, item.gate_reason) == ("rejected", "question too short (58 < 100 characters)")
+
+
+def test_config_refuses_a_true_or_text_threshold_and_checks_every_integer_knob():
+    for bad in (True, "0.8"):
+        with pytest.raises(ConfigError, match="near_dup_threshold must be a number"):
+            GateConfig(near_dup_threshold=bad)
+    for value in (0, 11):
+        with pytest.raises(ConfigError) as err:
+            GateConfig(shingle_size=value)
+        assert str(err.value) == f"shingle_size must be a whole number from 1 to 10 (got {value})"
+    with pytest.raises(ConfigError) as err:
+        GateConfig(min_answer_chars=0, max_answer_chars=0)
+    assert str(err.value) == "max_answer_chars must be a whole number of at least 1 (got 0)"
+    # every bound itself is allowed
+    cfg = GateConfig(shingle_size=10, num_perm=16, decontam_ngram=100, min_answer_chars=1, max_answer_chars=1,
+                     near_dup_threshold=1)
+    assert (cfg.shingle_size, cfg.max_answer_chars) == (10, 1)
+    assert GateConfig(shingle_size=1, num_perm=1024, decontam_ngram=3).num_perm == 1024
+
+
+def test_a_letter_answer_message_names_the_form_written():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("D. 4 C", "What is the charge?") == "answer 'D. 4 C' names option D but the item has no options"
+    assert letter_answer("(E).", "q", 4) == "answer '(E).' names option E, out of range for 4 options (A–D)"
+    assert letter_answer("(E)", "q", 4) == "answer letter '(E)' is out of range for 4 options (A–D)"
+    assert letter_answer("d) four", "q") is None and letter_answer("answer: d", "q") is None
+    assert letter_answer("(d) four", "q") == "answer '(d) four' names option D but the item has no options"
+
+
+def test_seed_copy_names_each_kind_with_its_measure():
+    opts = ["It halves", "It stays the same", "It doubles", "It quadruples"]
+    assert (seed_copy(LONG_Q, opts, LONG_Q, opts).how, seed_copy(LONG_Q, opts, LONG_Q, opts).similarity) == (
+        "exact", 1.0)
+    other = seed_copy(LONG_Q, opts, LONG_Q, ["a", "b"])
+    assert (other.how, other.similarity) == ("exact question", 1.0)
+    assert seed_copy(LONG_Q, None, LONG_Q, opts).how == "exact question"
+    # long options carry the pair over the threshold that the question alone does not reach
+    long_opts = [" ".join(f"w{k}{j}" for j in range(30)) for k in range(4)]
+    changed = " ".join(w if k % 8 else "zz" for k, w in enumerate(LONG_Q.split()))
+    near = seed_copy(changed, long_opts, LONG_Q, long_opts)
+    assert near.how == "near" and jaccard(shingles(changed), shingles(LONG_Q)) < 0.8
+    # a Jaccard exactly at the threshold counts
+    edge = seed_copy("a b c d e f g", None, "a b c d e f", None)
+    assert (edge.how, edge.similarity) == ("near", 0.8)
+
+
+def test_summarize_counts_only_rejections_and_any_gate_name():
+    assert summarize([GateResult(1, True)]) == dict.fromkeys(GATES, 0)
+    counts = summarize([GateResult(1, False, "odd", "custom"), GateResult(2, False, "odd", "custom")])
+    assert counts["custom"] == 2 and list(counts)[: len(GATES)] == list(GATES)
+
+
+def test_shingles_default_to_three_words_and_similarities_round_down():
+    from linkqa_core.quality.text import fmt_sim
+
+    assert shingles("a b c d e") == {"a b c", "b c d", "c d e"}
+    assert (fmt_sim(0.29), fmt_sim(0.7999), fmt_sim(1.0)) == ("0.29", "0.79", "1.00")
+
+
+def test_a_seed_that_is_neither_pair_nor_triple_is_refused_with_its_shape():
+    with pytest.raises(ValueError) as err:
+        run_gates([mc(1)], seeds=[("only-id",)])
+    assert str(err.value) == "a seed is (seed_id, question) or (seed_id, question, options)"

@@ -153,7 +153,7 @@ _CHOICE_CUE = re.compile(
 )
 
 
-def _named_letter(answer: str, question: str = "", *, has_options: bool) -> int | None:
+def _named_letter(answer: str, question: str, *, has_options: bool) -> int | None:
     """The option index an answer names by letter, or None.
 
     A bare letter ("C", "C.") or one before a lower-case word ("E. coli") names an option
@@ -165,12 +165,10 @@ def _named_letter(answer: str, question: str = "", *, has_options: bool) -> int 
         return None
     kind = next(k for k, v in m.groupdict().items() if v is not None)
     letter = m.group(kind)
-    if kind in ("bare", "abbrev") and not has_options and not _CHOICE_CUE.search(question or ""):
+    if kind in ("bare", "abbrev") and not has_options and not _CHOICE_CUE.search(question):
         return None
-    if kind in ("bare", "paren"):
-        letter = letter.upper()
-    elif not letter.isupper() and kind != "named_word":
-        return None
+    if kind in ("close", "colon", "dot", "abbrev", "named", "named_paren") and not letter.isupper():
+        return None  # "d) ..." or "answer: d" in lower case is prose, not a label
     return ord(letter.upper()) - ord("A")
 
 
@@ -178,7 +176,7 @@ def _span(n: int) -> str:
     return f"{n} options (A–{_LETTERS[n - 1]})"
 
 
-def letter_answer(answer: str, question: str = "", n_options: int = 0) -> str | None:
+def letter_answer(answer: str, question: str, n_options: int = 0) -> str | None:
     """Why ``answer`` names an option letter the item does not have, or None.
 
     >>> letter_answer("D. 2.4 × 10^-19 C", "What is the charge?")

@@ -14,7 +14,7 @@ is one reason a reader gives; an item may show several.
                             no list in the item for them to refer to
 ``letter_answer``           the answer names an option letter the item does not have
 ``not_one_correct``         options present, but the answer is not exactly one of them
-``seed_copy``               the question is a near-copy of one of its own seeds
+``seed_copy``               a copy of one of its own seeds, by the seed gate's rule
 ``gate:<name>``             fails a per-item gate (schema, answer, length)
 ==========================  ===========================================================
 
@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 
 from ..records import Item, Seed
 from .checks import GateConfig, check_answer_consistency, check_length, check_schema, letter_answer
-from .text import item_shingles, jaccard, norm_answer, shingles, tokens
+from .gates import seed_copy
+from .text import norm_answer, tokens
 
 __all__ = ["PATTERNS", "Finding", "findings", "DegenerateCount", "count_degenerate"]
 
@@ -148,14 +149,9 @@ def findings(item: Item, seeds: Sequence[Seed] = (), cfg: GateConfig = GateConfi
             out.append(Finding("not_one_correct", f"answer matches {right} of {len(options)} options"
                                + ("" if len(set(normed)) == len(normed) else "; options repeat")))
 
-    mine = item_shingles(question, None, cfg.shingle_size)
-    for s in seeds:
-        sim = max(jaccard(mine, shingles(s.question, cfg.shingle_size)),
-                  jaccard(item_shingles(question, options, cfg.shingle_size),
-                          item_shingles(s.question, s.options, cfg.shingle_size)))
-        if sim >= cfg.near_dup_threshold:
-            out.append(Finding("seed_copy", f"near-copy of seed {s.id} (Jaccard {sim:.2f})"))
-            break
+    copy = next((c for s in seeds if (c := seed_copy(question, options, s.question, s.options, cfg, s.id))), None)
+    if copy is not None:
+        out.append(Finding("seed_copy", copy.reason()))
 
     for gate, check in (("schema", check_schema), ("answer", check_answer_consistency),
                         ("length", lambda c: check_length(c, cfg))):
