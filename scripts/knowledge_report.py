@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import subprocess
 import sys
 import tempfile
@@ -211,7 +212,18 @@ def items_report(graph: KPGraph, seeds: list[Seed], extractions: list[Extraction
                     out[f.pattern].append(f.detail)
         return out
 
-    return {"composer_rev": rev, "composed_flagged": flagged(composed), "rewritten_flagged": flagged(rewritten), "paths": n_paths, "per_bundle": per_bundle, "bundles_without_item": no_item,
+    def kept(pairs: list[tuple]) -> dict[str, int]:
+        """What the gates keep (against each other and all seeds), and of that what the checklist passes too."""
+        from linkqa_core.quality.gates import run_gates
+
+        items = [it.with_(id=k) for k, (it, _) in enumerate(pairs)]
+        results = run_gates(items, seeds=[(s.id, s.question, s.options) for s in seeds])
+        passed = [k for k, r in enumerate(results) if r.passed]
+        return {"gates_pass": len(passed), "gates_and_checklist_pass": sum(not findings(*pairs[k]) for k in passed),
+                "rejected_by_gate": dict(Counter(r.gate for r in results if not r.passed))}
+
+    return {"composer_rev": rev, "composed_kept": kept(composed), "rewritten_kept": kept(rewritten),
+            "composed_flagged": flagged(composed), "rewritten_flagged": flagged(rewritten), "paths": n_paths, "per_bundle": per_bundle, "bundles_without_item": no_item,
             "compose_seconds": round(seconds, 2),
             "composed": count_degenerate(composed).to_dict(), "rewritten": count_degenerate(rewritten).to_dict(),
             "composed_examples": examples(composed), "rewritten_examples": examples(rewritten)}
@@ -264,6 +276,9 @@ def show_items(r: dict) -> None:
         c = it[kind]
         print(f"  {kind}: {c['items']} items, a strict reader rejects {c['rejected']} ({c['share']:.1%});"
               f" by pattern {', '.join(f'{k} {v}' for k, v in c['by_pattern'].items() if v) or 'none'}")
+        k = it[f"{kind}_kept"]
+        print(f"     the gates keep {k['gates_pass']} (rejected by gate: {k['rejected_by_gate']});"
+              f" kept by the gates and the checklist: {k['gates_and_checklist_pass']}")
         for pattern, details in it[f"{kind}_flagged"].items():
             print(f"     e.g. {pattern}: {' | '.join(details)}")
     for kind in ("composed", "rewritten"):

@@ -401,3 +401,32 @@ def test_not_one_correct_says_how_many_match_and_whether_options_repeat():
     item = Item("Which of these metals is liquid at room temperature?", "Gallium", ("Mercury", "Iron"))
     (f,) = [x for x in findings(item) if x.pattern == "not_one_correct"]
     assert f.detail == "answer matches 0 of 2 options"
+
+
+def test_a_repeated_block_of_several_lines_is_reported_by_its_words():
+    block = "Read this.\nWhich cell carries oxygen?"
+    item = Item(f"(i) {block}\n(ii) {block}", "Erythrocyte")
+    assert [(f.pattern, f.detail) for f in findings(item)] == [
+        ("repeated_question", "asked twice: 'read this which cell carries oxygen'")]
+
+
+def test_a_negated_later_part_of_a_combined_option_is_made_up():
+    item = Item("(i) Which cell carries oxygen?\n(ii) Which gas do we breathe out?", "(i) Erythrocyte; (ii) CO2",
+                ("(i) Erythrocyte; (ii) CO2", "(i) Erythrocyte; (ii) not CO2"))
+    assert [f.pattern for f in findings(item)] == ["made_up_distractor"]
+
+
+def test_an_answer_that_is_an_option_is_never_a_letter_answer():
+    item = Item("Which of the following blood groups is the universal recipient's?", "AB", ("A", "B", "AB", "O"))
+    assert findings(item) == []
+    item = Item("Which of the following blood groups has only the B antigen?", "B", ("A", "B", "AB", "O"))
+    assert findings(item) == []
+
+
+def test_a_copy_with_its_options_is_named_an_exact_copy_and_schema_failures_are_named():
+    seed = Seed("s-gas", "Which of these gases makes up most of the air we breathe?", "Nitrogen",
+                ("Oxygen", "Nitrogen", "Argon"))
+    item = Item(seed.question, "Nitrogen", seed.options)
+    assert [(f.pattern, f.detail) for f in findings(item, [seed])] == [("seed_copy", "exact duplicate of seed s-gas")]
+    one = Item("Which of these gases makes up most of the air?", "Nitrogen", ("Nitrogen",))
+    assert [(f.pattern, f.detail) for f in findings(one)] == [("gate:schema", "options must number 2 to 10 (got 1)")]

@@ -844,3 +844,24 @@ def test_a_seed_that_is_neither_pair_nor_triple_is_refused_with_its_shape():
     with pytest.raises(ValueError) as err:
         run_gates([mc(1)], seeds=[("only-id",)])
     assert str(err.value) == "a seed is (seed_id, question) or (seed_id, question, options)"
+
+
+@pytest.mark.parametrize("answer", ["d: four", "d. Four", "answer: (d)", "answer: d"])
+def test_lower_case_letters_in_label_forms_are_prose(answer):
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer(answer, "Which of the following is it?", 0) is None
+
+
+def test_abbreviations_are_letters_only_when_written_in_capitals():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("e. coli", "Which of the following lives in the gut?", 0) is None
+    assert letter_answer("E. coli", "Which of the following lives in the gut?", 0) == (
+        "answer 'E. coli' names option E but the item has no options")
+
+
+def test_a_bare_letter_beyond_a_single_option_is_out_of_range():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("B", "q", 1) == "answer letter 'B' is out of range for 1 options (A–A)"

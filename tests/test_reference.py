@@ -137,3 +137,8 @@ def test_a_first_line_that_only_looks_like_json_makes_a_plain_text_file():
 def test_a_json_line_may_start_with_spaces():
     ref = load_reference(b"   " + jsonl({"question": TEXT}), name="r")
     assert ref.items == 1 and ref.match(TEXT) == 1
+
+
+def test_a_json_file_whose_first_line_starts_with_spaces_is_read_as_json():
+    ref = load_reference(b"   " + jsonl({"question": TEXT}, "{broken"), name="r")
+    assert ref.items == 1 and [b.line for b in ref.bad_rows] == [2]
