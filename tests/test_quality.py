@@ -865,3 +865,35 @@ def test_a_bare_letter_beyond_a_single_option_is_out_of_range():
     from linkqa_core.quality.checks import letter_answer
 
     assert letter_answer("B", "q", 1) == "answer letter 'B' is out of range for 1 options (A–A)"
+
+
+def test_a_seed_exactly_at_the_threshold_is_not_skipped_before_hashing():
+    # the seed's 5 shingles: 4 are the item's, so 4 >= 0.8 * 5 passes the prefilter exactly,
+    # and the Jaccard 4 / 5 meets the threshold exactly
+    item = C(1, "a b c d e f", "x")
+    (r,) = run_gates([item], seeds=[("s-edge", "a b c d e f g")], cfg=GateConfig(min_question_chars=1))
+    assert (r.gate, r.match, r.similarity) == ("seed_duplicate", "s-edge", 0.8)
+
+
+def test_an_exact_question_copy_has_similarity_one():
+    (r,) = run_gates([C(1, LONG_Q, "It doubles")], seeds=SEEDS)
+    assert (r.reason, r.similarity) == ("copies the question of seed s-gas (options aside)", 1.0)
+
+
+def test_minhash_permutations_are_fixed_odd_multipliers_and_offsets():
+    import numpy as np
+
+    from linkqa_core.quality.minhash import _permutations, signatures
+
+    a, b = _permutations(23)  # a size no other test uses: made here, not taken from the cache
+    gen = np.random.RandomState(1)
+    expect_a = gen.randint(0, 1 << 62, size=23, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    expect_b = gen.randint(0, 1 << 62, size=23, dtype=np.uint64)
+    assert a.dtype == b.dtype == np.uint64 and a.shape == b.shape == (23,)
+    assert (a == expect_a).all() and (b == expect_b).all() and (a % 2 == 1).all()
+    assert _permutations(23)[0] is a  # made once
+    sig = signatures([{"x"}, {"x", "y"}], 23)
+    assert sig.shape == (2, 23) and sig.dtype == np.uint64
+    assert (sig[1] <= sig[0]).all() and (sig < (1 << 32)).all()
+    with pytest.raises(ValueError, match="cannot sign an empty set"):
+        signatures([{"x"}, set()], 23)
