@@ -18,12 +18,21 @@ graph is built from the extractions in memory.
 ``w_link = 0``, which draws exactly the paths of the walk before linkage existed:
 
     python scripts/knowledge_report.py --before ca9e584
+
+``--items`` composes offline items from the same bundles (``--per-bundle`` each, as
+synthesis does), rewrites each once with every offline operation it can take, and counts
+the degenerate patterns a strict reader rejects (:mod:`linkqa_core.quality.degenerate`),
+with three items in full. ``--composer-rev REV`` uses the offline composer and rewriter of
+git revision REV instead (run against this tree's records and checks):
+
+    python scripts/knowledge_report.py --items --composer-rev 4a10295
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import subprocess
 import sys
 import tempfile
@@ -134,13 +143,102 @@ def bundle_report(graph: KPGraph, seeds: list[Seed], n_paths: int, w_link: float
             "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict)}, "examples": examples}
 
 
+def module_at(rev: str | None, path: str, package: str) -> types.ModuleType:
+    """A module of this tree, or its source at git revision ``rev`` run inside this tree's package."""
+    import importlib
+
+    if rev is None:
+        return importlib.import_module(f"{package}.{Path(path).stem}")
+    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout
+    module = types.ModuleType(f"{package}._{Path(path).stem}_at_{rev}")
+    module.__package__ = package
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(src, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def items_report(graph: KPGraph, seeds: list[Seed], extractions: list[Extraction], n_paths: int,
+                 per_bundle: int, rev: str | None) -> dict:
+    """Offline items (composed, then rewritten once per operation) and their degenerate patterns."""
+    from linkqa_core.graph.bundles import choose_bundles
+    from linkqa_core.graph.walks import WalkParams, value_walks
+    from linkqa_core.quality.degenerate import count_degenerate, findings
+    from linkqa_core.records import Bundle
+    from linkqa_core.records import Path as KPPath
+    from linkqa_core.synthesis.compose import Ask
+    from linkqa_core.tasks import ReplyError
+
+    composer = module_at(rev, "linkqa_core/synthesis/offline.py", "linkqa_core.synthesis").OfflineComposer(1)
+    rewrite = module_at(rev, "linkqa_core/difficulty/rewrite.py", "linkqa_core.difficulty")
+    rewriter = rewrite.OfflineRewriter(None)
+    walks = value_walks(graph, WalkParams(), n_paths, seed=0)
+    bundles = choose_bundles(graph, walks)
+    seed_kps = {e.seed_id: {normalize_kp(k) for k in e.kps} for e in extractions}
+    composed: list[tuple] = []
+    rewritten: list[tuple] = []
+    no_item = 0
+    t = time.perf_counter()
+    for i in range(len(walks)):
+        kps = tuple(graph.names[int(v)] for v in walks.path(i))
+        chosen = tuple(seeds[int(r) - 1] for r in bundles.of(i))
+        bundle = Bundle(KPPath(i, kps, graph.disciplines[int(walks.discipline[i])], tuple(s.id for s in chosen)),
+                        chosen)
+        try:
+            items = composer.run(Ask(bundle, per_bundle, 3.0, True))
+        except ReplyError:
+            no_item += 1
+            continue
+        composed += [(it, chosen) for it in items]
+        ctx = rewrite.RewriteContext(list(kps), list(chosen), seed_kps)
+        for op in rewriter.operations:
+            job = rewrite.Rewrite(items[0], op, ctx, f"p{i}:0/r1")
+            if rewriter.prepare(job):
+                child = rewriter.run(job)
+                rewritten.append((child, chosen if job.seed is None or job.seed in chosen else (*chosen, job.seed)))
+    seconds = time.perf_counter() - t
+
+    def examples(pairs: list[tuple]) -> list[dict]:
+        picks = [pairs[k] for k in (0, len(pairs) // 3, 2 * len(pairs) // 3)] if pairs else []
+        return [{"item": {"question": it.question, "options": list(it.options or ()), "answer": it.answer,
+                          "solution": it.solution}, "seeds": [s.id for s in ss],
+                 "findings": [f"{f.pattern}: {f.detail}" for f in findings(it, ss)]} for it, ss in picks]
+
+    def flagged(pairs: list[tuple]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for it, ss in pairs:
+            for f in findings(it, ss):
+                if len(out.setdefault(f.pattern, [])) < 3:
+                    out[f.pattern].append(f.detail)
+        return out
+
+    def kept(pairs: list[tuple]) -> dict[str, int]:
+        """What the gates keep (against each other and all seeds), and of that what the checklist passes too."""
+        from linkqa_core.quality.gates import run_gates
+
+        items = [it.with_(id=k) for k, (it, _) in enumerate(pairs)]
+        results = run_gates(items, seeds=[(s.id, s.question, s.options) for s in seeds])
+        passed = [k for k, r in enumerate(results) if r.passed]
+        return {"gates_pass": len(passed), "gates_and_checklist_pass": sum(not findings(*pairs[k]) for k in passed),
+                "rejected_by_gate": dict(Counter(r.gate for r in results if not r.passed))}
+
+    return {"composer_rev": rev, "composed_kept": kept(composed), "rewritten_kept": kept(rewritten),
+            "composed_flagged": flagged(composed), "rewritten_flagged": flagged(rewritten), "paths": n_paths, "per_bundle": per_bundle, "bundles_without_item": no_item,
+            "compose_seconds": round(seconds, 2),
+            "composed": count_degenerate(composed).to_dict(), "rewritten": count_degenerate(rewritten).to_dict(),
+            "composed_examples": examples(composed), "rewritten_examples": examples(rewritten)}
+
+
 def report(name: str, path: Path, args: argparse.Namespace) -> dict:
     seeds = load_seeds(path).seeds
     extractions, seconds, cpu = extract(seeds, args.repeat, extractor_at(args.before))
     quality = kp_quality(extractions, seeds)
     out = {"data": name, "before": args.before, "seeds": len(seeds), "extract_seconds": round(seconds, 3), "extract_cpu_seconds": round(cpu, 3), "quality": quality.to_dict(),
            "precision": precision({e.seed_id: e for e in extractions})}
-    out["bundles"] = bundle_report(graph_of(seeds, extractions), seeds, args.paths, 0.0 if args.before else None)
+    graph = graph_of(seeds, extractions)
+    out["bundles"] = bundle_report(graph, seeds, args.paths, 0.0 if args.before else None)
+    if args.items:
+        out["items"] = items_report(graph, seeds, extractions, args.paths, args.per_bundle, args.composer_rev)
     return out
 
 
@@ -169,6 +267,30 @@ def show(r: dict) -> None:
             print("     -", q_)
 
 
+def show_items(r: dict) -> None:
+    it = r["items"]
+    print(f"offline items{' of ' + it['composer_rev'] if it['composer_rev'] else ''}: {it['paths']} paths,"
+          f" {it['per_bundle']} per bundle, {it['bundles_without_item']} bundles without an item,"
+          f" {it['compose_seconds']} s")
+    for kind in ("composed", "rewritten"):
+        c = it[kind]
+        print(f"  {kind}: {c['items']} items, a strict reader rejects {c['rejected']} ({c['share']:.1%});"
+              f" by pattern {', '.join(f'{k} {v}' for k, v in c['by_pattern'].items() if v) or 'none'}")
+        k = it[f"{kind}_kept"]
+        print(f"     the gates keep {k['gates_pass']} (rejected by gate: {k['rejected_by_gate']});"
+              f" kept by the gates and the checklist: {k['gates_and_checklist_pass']}")
+        for pattern, details in it[f"{kind}_flagged"].items():
+            print(f"     e.g. {pattern}: {' | '.join(details)}")
+    for kind in ("composed", "rewritten"):
+        for ex in it[f"{kind}_examples"]:
+            print(f"  -- {kind} item from seeds {', '.join(ex['seeds'])}; findings: {ex['findings'] or 'none'}")
+            print("     question:", ex["item"]["question"].replace("\n", "\n               "))
+            for k, o in enumerate(ex["item"]["options"]):
+                print(f"        {chr(65 + k)}. {o}")
+            print("     answer:", ex["item"]["answer"])
+            print("     solution:", ex["item"]["solution"].replace("\n", "\n               "))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="sample,mmlu", help="sample, mmlu or both (comma-separated)")
@@ -176,6 +298,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="extraction runs; the best time is shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--before", metavar="REV", help="measure the extractor of git revision REV, walks without linkage")
+    ap.add_argument("--items", action="store_true", help="also compose offline items and count degenerate ones")
+    ap.add_argument("--per-bundle", type=int, default=2, help="offline items per bundle (--items)")
+    ap.add_argument("--composer-rev", metavar="REV", help="offline composer and rewriter of git revision REV")
     args = ap.parse_args()
     results = []
     for name in args.data.split(","):
@@ -185,6 +310,8 @@ def main() -> None:
             continue
         results.append(report(name, path, args))
         show(results[-1])
+        if args.items:
+            show_items(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False))
 

@@ -9,7 +9,7 @@ import pytest
 
 from linkqa_core.errors import ConfigError, InputError, NotFoundError
 from linkqa_core.quality.checks import GateConfig, check_answer_consistency, check_length, check_schema
-from linkqa_core.quality.gates import GATES, GateResult, apply_gates, run_gates, summarize
+from linkqa_core.quality.gates import GATES, GateResult, apply_gates, reorder_threshold, run_gates, seed_copy, summarize
 from linkqa_core.quality.reference import Reference, load_reference
 from linkqa_core.quality.text import jaccard, shingles
 from linkqa_core.records import Item, Seed
@@ -156,6 +156,54 @@ def test_free_answer_items_pass_the_answer_gate():
     assert check_answer_consistency(C(1, "What is two plus two?", "4")) is None
 
 
+@pytest.mark.parametrize("answer, letter", [
+    ("D. 2.4 × 10^-19 C", "D"), ("(D) 2.4 × 10^-19 C", "D"), ("(d)", "D"), ("D)", "D"), ("D) the charge", "D"),
+    ("D: 2.4", "D"), ("Option D", "D"), ("option d is right", "D"), ("The answer is (B)", "B"),
+    ("Answer: C.", "C"), ("correct answer: A", "A"), ("J. 4 C", "J"),
+])
+def test_an_answer_naming_a_letter_on_an_item_without_options_is_rejected(answer, letter):
+    reason = check_answer_consistency(C(1, "What is the charge on the oil drop in coulombs?", answer))
+    assert reason == f"answer '{answer}' names option {letter} but the item has no options"
+
+
+@pytest.mark.parametrize("answer", ["E. coli", "H. pylori", "C", "B.", "Vitamin C", "A tree", "Answer: A tree",
+                                    "(i) 4; (ii) 6", "(iii)", "K. 4 C", "DNA", "D-glucose", "e", "I"])
+def test_a_free_answer_that_only_looks_like_a_letter_passes(answer):
+    assert check_answer_consistency(C(1, "Which one is it, in a word or a symbol?", answer)) is None
+
+
+@pytest.mark.parametrize("question", ["Which of the following is a noble gas?", "Pick one of these options.",
+                                      "Pick one.\nA. neon\nB. iron"])
+def test_a_bare_letter_is_a_letter_when_the_question_speaks_of_choices(question):
+    reason = check_answer_consistency(C(1, question, "B"))
+    assert reason == "answer 'B' names option B but the item has no options"
+    reason = check_answer_consistency(C(1, question, "B. iron"))
+    assert reason == "answer 'B. iron' names option B but the item has no options"
+    assert check_answer_consistency(C(1, "What is the symbol of boron?", "B")) is None
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("E", "answer letter 'E' is out of range for 4 options (A–D)"),
+    ("(E)", "answer letter '(E)' is out of range for 4 options (A–D)"),
+    ("E. Lyon", "answer 'E. Lyon' names option E, out of range for 4 options (A–D)"),
+    ("(F) Lyon", "answer '(F) Lyon' names option F, out of range for 4 options (A–D)"),
+    ("Option E", "answer 'Option E' names option E, out of range for 4 options (A–D)"),
+    ("E. coli", "answer 'E. coli' is not one of the 4 options"),
+])
+def test_a_letter_outside_the_options_is_rejected_naming_the_range(answer, reason):
+    assert check_answer_consistency(C(1, "Capital of France?", answer, OPTIONS)) == reason
+
+
+@pytest.mark.parametrize("answer", ["Option B", "The answer is (B)", "(b) Rome", "B) Rome", "B: Rome"])
+def test_a_letter_inside_the_options_in_any_form_passes(answer):
+    assert check_answer_consistency(C(1, "Capital of Italy?", answer, OPTIONS)) is None
+
+
+def test_a_lower_case_letter_with_the_wrong_text_is_rejected():
+    assert check_answer_consistency(C(1, "Capital of Italy?", "(b) Paris", OPTIONS)) == (
+        "answer '(b) Paris' names option B but option B is 'Rome'")
+
+
 # -- length -----------------------------------------------------------------------------
 
 
@@ -272,6 +320,165 @@ def test_an_unrelated_seed_does_not_reject_anything():
     assert run_gates([mc(1)], seeds=[("s1", OTHER_Q, OTHER_OPTS)])[0].passed
 
 
+# -- copies of seeds as real models write them ----------------------------------------------
+
+# LONG_Q with its two sentences in the other order and clauses moved: the same words, few
+# shared 3-word shingles at the seams.
+REORDERED_Q = (
+    "What happens to the pressure of the gas inside the container? A student, keeping the amount "
+    "of gas fixed and measuring the pressure with a calibrated gauge throughout the whole experiment, "
+    "heats from 300 kelvin to 600 kelvin a sealed rigid container of an ideal gas."
+)
+SEEDS = [("s-gas", LONG_Q, LONG_OPTS), ("s-cell", OTHER_Q, None)]
+
+
+def _inline(question, options):
+    return question + "\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
+
+
+PLANTED = {
+    # key: (item, expected reason or None when the item must pass)
+    "copy-with-options": (mc("copy-with-options"), "exact duplicate of seed s-gas"),
+    "copy-dropping-options": (C("copy-dropping-options", LONG_Q, "It doubles"),
+                              r"copies the question of seed s-gas \(options aside\)"),
+    "copy-adding-options": (C("copy-adding-options", OTHER_Q, "Mitochondrion", OTHER_OPTS),
+                            r"copies the question of seed s-cell \(options aside\)"),
+    "copy-new-options": (C("copy-new-options", LONG_Q, "2 times", ["2 times", "4 times", "half"]),
+                         r"copies the question of seed s-gas \(options aside\)"),
+    "trailing-punctuation": (C("trailing-punctuation", LONG_Q.rstrip("?") + ".", "It doubles"),
+                             r"copies the question of seed s-gas \(options aside\)"),
+    "no-trailing-punctuation": (C("no-trailing-punctuation", OTHER_Q.rstrip("?"), "Mitochondrion"),
+                                "exact duplicate of seed s-cell"),
+    "word-order": (C("word-order", REORDERED_Q, "It doubles", LONG_OPTS), r"the words of seed s-gas's question"
+                   r" in another order \(word Jaccard (0\.9\d|1\.00)\)"),
+    "word-order-no-options": (C("word-order-no-options", REORDERED_Q + "!", "It doubles"),
+                              r"the words of seed s-gas's question in another order .*"),
+    "one-word-no-options": (C("one-word-no-options", one_word_changed(LONG_Q, "sealed", "closed"), "It doubles"),
+                            r"near-duplicate of the question of seed s-gas, options aside \(Jaccard 0\.\d\d\)"),
+    "inline-options-letter": (C("inline-options-letter", _inline(LONG_Q, LONG_OPTS), "C. It doubles"),
+                              "answer 'C. It doubles' names option C but the item has no options"),
+    "fresh": (C("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?",
+                "13"), None),
+    "same-topic": (C("same-topic", "Why does the pressure of a gas in a rigid container rise when it is heated, "
+                     "in terms of molecular collisions with the walls?", "Faster molecules hit the walls harder "
+                     "and more often"), None),
+}
+
+
+@pytest.mark.parametrize("key", list(PLANTED))
+def test_a_planted_seed_copy_is_rejected_with_the_reason_that_fits(key):
+    item, expected = PLANTED[key]
+    (r,) = run_gates([item], seeds=SEEDS)
+    if expected is None:
+        assert r.passed, r.reason
+    else:
+        assert not r.passed and re.fullmatch(expected, r.reason), r.reason
+        assert r.gate == ("answer" if key == "inline-options-letter" else "seed_duplicate")
+        assert r.match == (None if key == "inline-options-letter" else ("s-cell" if "cell" in r.reason else "s-gas"))
+
+
+def test_planted_copies_in_one_run_are_all_caught_by_some_gate():
+    """Together the copies also duplicate each other: each is rejected once, by the first gate it fails."""
+    items = [item for item, _ in PLANTED.values()]
+    results = {r.key: r for r in run_gates(items, seeds=SEEDS)}
+    for key, (_, expected) in PLANTED.items():
+        r = results[key]
+        if expected is None:
+            assert r.passed, (key, r.reason)
+        else:
+            assert not r.passed, key
+    counts = summarize(results.values())
+    assert counts["answer"] == 1 and counts["seed_duplicate"] >= 2 and sum(counts.values()) == 10
+
+
+def test_seed_copies_are_found_whichever_copy_came_first():
+    """The copies themselves are near-duplicates of each other: only the first survives the
+    item gates, and it is still rejected as a seed copy."""
+    items = [C(1, LONG_Q, "It doubles"), C(2, LONG_Q + "?", "It doubles"), mc(3)]
+    results = run_gates(items, seeds=SEEDS)
+    assert [r.gate for r in results] == ["seed_duplicate", "exact_duplicate", "near_duplicate"]
+    assert results[0].reason == "copies the question of seed s-gas (options aside)"
+
+
+def test_an_exact_copy_wins_over_a_near_one_and_the_nearest_over_the_first():
+    seeds = [("s-near", one_word_changed(LONG_Q, "sealed", "closed"), LONG_OPTS), ("s-exact", LONG_Q, LONG_OPTS),
+             ("s-nearer", LONG_Q.replace("?", " now?"), LONG_OPTS)]
+    assert run_gates([mc(1)], seeds=seeds)[0].match == "s-exact"
+    r = run_gates([mc(1)], seeds=[seeds[0], seeds[2]])[0]
+    assert r.match == "s-nearer" and r.reason.startswith("near-duplicate of seed s-nearer")
+    # the same evidence twice: the earlier seed is named
+    r = run_gates([mc(1)], seeds=[seeds[0], ("s-again", seeds[0][1], LONG_OPTS)])[0]
+    assert r.match == "s-near"
+
+
+def test_question_alone_and_word_order_use_their_thresholds():
+    seed = [("s-gas", LONG_Q, LONG_OPTS)]
+    item = C(1, one_word_changed(LONG_Q, "sealed", "closed"), "It doubles")
+    sim = jaccard(shingles(item.question), shingles(LONG_Q))
+    assert 0.8 <= sim < 0.9
+    assert not run_gates([item], seeds=seed)[0].passed
+    # above the shingle Jaccard the question-alone view lets it through; the word bag (one
+    # word of ~50 differs: Jaccard ~0.96) is judged at (1 + 0.95) / 2 = 0.975
+    assert run_gates([item], seeds=seed, cfg=GateConfig(near_dup_threshold=0.95))[0].passed
+    assert reorder_threshold(GateConfig(near_dup_threshold=0.95)) == pytest.approx(0.975)
+    assert seed_copy(item.question, None, LONG_Q, LONG_OPTS, GateConfig(near_dup_threshold=0.95)) is None
+    r = seed_copy(REORDERED_Q, None, LONG_Q, LONG_OPTS)
+    assert r.how == "reordered" and r.similarity > 0.95
+    assert jaccard(shingles(REORDERED_Q), shingles(LONG_Q)) < 0.8  # shingles alone miss it
+
+
+def test_a_seed_without_shared_words_is_skipped_before_hashing_and_odd_seeds_are_ignored():
+    items = [mc(1), C(2, OTHER_Q, "Mitochondrion", OTHER_OPTS)]
+    seeds = [("s-none", None, None), ("s-str-options", OTHER_Q, "Ribosome, Mitochondrion"), ("s-blank", "", None)]
+    results = run_gates(items, seeds=seeds)
+    assert results[0].passed
+    assert results[1].reason == "copies the question of seed s-str-options (options aside)"
+    with pytest.raises(ValueError, match="a seed is"):
+        run_gates(items, seeds=[("only-id",)])
+
+
+def test_the_indexed_gate_agrees_with_the_pairwise_rule():
+    """run_gates finds through MinHash LSH what seed_copy finds pair by pair."""
+    rng = random.Random(7)
+    words = ("gas pressure volume heat kelvin container student measures rises falls doubles constant "
+             "ideal sealed rigid amount fixed gauge experiment inside what happens").split()
+    seeds = [(f"s{k}", " ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) + "?",
+              [f"opt {k} {j}" for j in range(4)] if k % 2 else None) for k in range(60)]
+    items = []
+    for k in range(120):
+        sid, q, opts = seeds[rng.randrange(len(seeds))]
+        toks = q.split()
+        how = k % 4
+        if how == 0:
+            toks[rng.randrange(len(toks))] = rng.choice(words)
+        elif how == 1:
+            rng.shuffle(toks)
+        elif how == 2:
+            toks = toks[: max(3, len(toks) * 2 // 3)]
+        opts = opts if how == 3 else None
+        items.append(C(k, " ".join(toks), opts[0] if opts else "x", opts))
+    cfg = GateConfig(min_question_chars=1, near_dup_threshold=0.7)
+    results = run_gates(items, seeds=seeds, cfg=cfg)
+    checked = positives = missed = agreed = 0
+    for item, r in zip(items, results):
+        if r.gate not in (None, "seed_duplicate"):
+            continue
+        pairwise = [c for s in seeds if (c := seed_copy(item.question, item.options, s[1], s[2], cfg, s[0]))]
+        checked += 1
+        positives += bool(pairwise)
+        if r.gate == "seed_duplicate":
+            # never a copy the rule does not see; mostly the best evidence there is (LSH may
+            # miss the best view of a pair and find a lesser one)
+            assert r.match in {c.seed_id for c in pairwise}, item
+            assert r.similarity >= cfg.near_dup_threshold
+            best = min(pairwise, key=lambda c: c.rank())
+            agreed += (r.match, r.reason) == (best.seed_id, best.reason()) or r.similarity == best.similarity
+        else:
+            missed += bool(pairwise)  # LSH is approximate: a pair near the threshold may be missed
+    assert checked > 40 and positives > 10 and missed <= 0.05 * positives
+    assert agreed >= 0.9 * (positives - missed)
+
+
 # -- contamination ----------------------------------------------------------------------
 
 REF_LINE = (
@@ -385,7 +592,7 @@ def test_mmlu_question_copied_into_an_item_is_contamination(mmlu_path):
     indexed_in = time.perf_counter() - started
     rows = [json.loads(line) for line in mmlu_path.read_text(encoding="utf-8").splitlines()]
     copied = next(r["question"] for r in rows[5000:] if len(r["question"].split()) >= 30)
-    item = C("copy", "Answer the following question. " + copied, "B")
+    item = C("copy", "Answer the following question. " + copied, "the second statement")
     fresh = C("fresh", "A cyclist rides 12 km north and then 5 km east; how far is she from her start in km?", "13")
     results = run_gates([item, fresh], reference=ref)
     assert results[0].gate == "contamination"
@@ -535,3 +742,162 @@ def test_apply_gates_on_a_missing_run_says_so(tmp_path):
 def test_reference_from_texts_reports_one_based_positions():
     ref = Reference.from_texts(["nothing here", REF_LINE], decontam_ngram=13)
     assert ref.match(_with_ngram(13)) == 2 and ref.match(_with_ngram(12)) is None
+
+
+# -- text helpers and the stored run ----------------------------------------------------------
+
+
+def test_short_keeps_sixty_characters_and_marks_a_cut():
+    from linkqa_core.quality.text import short
+
+    assert short("x" * 60) == "x" * 60
+    assert short("x" * 61) == "x" * 59 + "…"
+    assert short("a  b\n c", 5) == "a b c"
+    assert short("abcdef", 4) == "abc…"
+
+
+def test_item_shingles_are_the_union_of_question_and_each_option_at_the_given_size():
+    from linkqa_core.quality.text import item_shingles
+
+    assert item_shingles("a b c", ["d e f", "g h"], 2) == {"a b", "b c", "d e", "e f", "g h"}
+    assert item_shingles("a b c d", None, 3) == {"a b c", "b c d"}
+
+
+def test_contamination_reads_question_and_options_as_one_text_across_the_seam():
+    ref = Reference.from_texts(["what is the capital city of france paris"], decontam_ngram=8)
+    item = C(1, "Tell me: what is the capital city of France?", "Paris", ["Paris", "Rome"])
+    r = run_gates([item], reference=ref, cfg=GateConfig(decontam_ngram=8))[0]
+    assert r.gate == "contamination" and r.match == 1
+
+
+def test_apply_gates_uses_the_given_settings(tmp_path):
+    with Store(tmp_path / "g.db") as store:
+        run_id = store.runs.create("sample", {"seed": 0}, name="settings")
+        store.items.insert([Item("What is the boiling point of water at sea level in kelvin?", "373", slot="p0:0",
+                                 run_id=run_id, status="generated")])
+        assert apply_gates(store, run_id)["length"] == 0
+        counts = apply_gates(store, run_id, cfg=GateConfig(min_question_chars=100))
+        assert counts["length"] == 1
+        (item,) = store.items.of_run(run_id)
+        assert (item.status, item.gate_reason) == ("rejected", "question too short (58 < 100 characters)")
+
+
+def test_config_refuses_a_true_or_text_threshold_and_checks_every_integer_knob():
+    for bad in (True, "0.8"):
+        with pytest.raises(ConfigError, match="near_dup_threshold must be a number"):
+            GateConfig(near_dup_threshold=bad)
+    for value in (0, 11):
+        with pytest.raises(ConfigError) as err:
+            GateConfig(shingle_size=value)
+        assert str(err.value) == f"shingle_size must be a whole number from 1 to 10 (got {value})"
+    with pytest.raises(ConfigError) as err:
+        GateConfig(min_answer_chars=0, max_answer_chars=0)
+    assert str(err.value) == "max_answer_chars must be a whole number of at least 1 (got 0)"
+    # every bound itself is allowed
+    cfg = GateConfig(shingle_size=10, num_perm=16, decontam_ngram=100, min_answer_chars=1, max_answer_chars=1,
+                     near_dup_threshold=1)
+    assert (cfg.shingle_size, cfg.max_answer_chars) == (10, 1)
+    assert GateConfig(shingle_size=1, num_perm=1024, decontam_ngram=3).num_perm == 1024
+
+
+def test_a_letter_answer_message_names_the_form_written():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("D. 4 C", "What is the charge?") == "answer 'D. 4 C' names option D but the item has no options"
+    assert letter_answer("(E).", "q", 4) == "answer '(E).' names option E, out of range for 4 options (A–D)"
+    assert letter_answer("(E)", "q", 4) == "answer letter '(E)' is out of range for 4 options (A–D)"
+    assert letter_answer("d) four", "q") is None and letter_answer("answer: d", "q") is None
+    assert letter_answer("(d) four", "q") == "answer '(d) four' names option D but the item has no options"
+
+
+def test_seed_copy_names_each_kind_with_its_measure():
+    opts = ["It halves", "It stays the same", "It doubles", "It quadruples"]
+    assert (seed_copy(LONG_Q, opts, LONG_Q, opts).how, seed_copy(LONG_Q, opts, LONG_Q, opts).similarity) == (
+        "exact", 1.0)
+    other = seed_copy(LONG_Q, opts, LONG_Q, ["a", "b"])
+    assert (other.how, other.similarity) == ("exact question", 1.0)
+    assert seed_copy(LONG_Q, None, LONG_Q, opts).how == "exact question"
+    # long options carry the pair over the threshold that the question alone does not reach
+    long_opts = [" ".join(f"w{k}{j}" for j in range(30)) for k in range(4)]
+    changed = " ".join(w if k % 8 else "zz" for k, w in enumerate(LONG_Q.split()))
+    near = seed_copy(changed, long_opts, LONG_Q, long_opts)
+    assert near.how == "near" and jaccard(shingles(changed), shingles(LONG_Q)) < 0.8
+    # a Jaccard exactly at the threshold counts
+    edge = seed_copy("a b c d e f g", None, "a b c d e f", None)
+    assert (edge.how, edge.similarity) == ("near", 0.8)
+
+
+def test_summarize_counts_only_rejections_and_any_gate_name():
+    assert summarize([GateResult(1, True)]) == dict.fromkeys(GATES, 0)
+    counts = summarize([GateResult(1, False, "odd", "custom"), GateResult(2, False, "odd", "custom")])
+    assert counts["custom"] == 2 and list(counts)[: len(GATES)] == list(GATES)
+
+
+def test_shingles_default_to_three_words_and_similarities_round_down():
+    from linkqa_core.quality.text import fmt_sim
+
+    assert shingles("a b c d e") == {"a b c", "b c d", "c d e"}
+    assert (fmt_sim(0.29), fmt_sim(0.7999), fmt_sim(1.0)) == ("0.29", "0.79", "1.00")
+
+
+def test_a_seed_that_is_neither_pair_nor_triple_is_refused_with_its_shape():
+    with pytest.raises(ValueError) as err:
+        run_gates([mc(1)], seeds=[("only-id",)])
+    assert str(err.value) == "a seed is (seed_id, question) or (seed_id, question, options)"
+
+
+@pytest.mark.parametrize("answer", ["d: four", "d. Four", "answer: (d)", "answer: d"])
+def test_lower_case_letters_in_label_forms_are_prose(answer):
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer(answer, "Which of the following is it?", 0) is None
+
+
+def test_abbreviations_are_letters_only_when_written_in_capitals():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("e. coli", "Which of the following lives in the gut?", 0) is None
+    assert letter_answer("E. coli", "Which of the following lives in the gut?", 0) == (
+        "answer 'E. coli' names option E but the item has no options")
+
+
+def test_a_bare_letter_beyond_a_single_option_is_out_of_range():
+    from linkqa_core.quality.checks import letter_answer
+
+    assert letter_answer("B", "q", 1) == "answer letter 'B' is out of range for 1 options (A–A)"
+
+
+def test_a_seed_exactly_at_the_threshold_is_not_skipped_before_hashing():
+    # the seed's 5 shingles: 4 are the item's, so 4 >= 0.8 * 5 passes the prefilter exactly,
+    # and the Jaccard 4 / 5 meets the threshold exactly
+    item = C(1, "a b c d e f", "x")
+    (r,) = run_gates([item], seeds=[("s-edge", "a b c d e f g")], cfg=GateConfig(min_question_chars=1))
+    assert (r.gate, r.match, r.similarity) == ("seed_duplicate", "s-edge", 0.8)
+
+
+def test_an_exact_question_copy_has_similarity_one():
+    (r,) = run_gates([C(1, LONG_Q, "It doubles")], seeds=SEEDS)
+    assert (r.reason, r.similarity) == ("copies the question of seed s-gas (options aside)", 1.0)
+
+
+def test_minhash_permutations_are_fixed_odd_multipliers_and_offsets():
+    import numpy as np
+
+    from linkqa_core.quality.minhash import _permutations, signatures
+
+    a, b = _permutations(23)  # a size no other test uses: made here, not taken from the cache
+    gen = np.random.RandomState(1)
+    expect_a = gen.randint(0, 1 << 62, size=23, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    expect_b = gen.randint(0, 1 << 62, size=23, dtype=np.uint64)
+    assert a.dtype == b.dtype == np.uint64 and a.shape == b.shape == (23,)
+    assert (a == expect_a).all() and (b == expect_b).all() and (a % 2 == 1).all()
+    assert _permutations(23)[0] is a  # made once
+    sig = signatures([{"x"}, {"x", "y"}], 23)
+    assert sig.shape == (2, 23) and sig.dtype == np.uint64
+    assert (sig[1] <= sig[0]).all() and (sig < (1 << 32)).all()
+    with pytest.raises(ValueError) as err:
+        signatures([{"x"}, set()], 23)
+    assert str(err.value) == "cannot sign an empty set"
+    # a set's signature does not depend on where it sits in the batch
+    rows = signatures([{"a"}, {"b", "c"}, {"a"}, {"c", "b"}], 23)
+    assert (rows[0] == rows[2]).all() and (rows[1] == rows[3]).all() and not (rows[0] == rows[1]).all()

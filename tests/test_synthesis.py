@@ -65,16 +65,19 @@ def test_offline_composer_fills_the_run_and_says_it_is_offline(sample_store, run
     items = list_items(sample_store, run_id)
     assert all(i.model == OFFLINE_MODEL for i in items)
     for item in items:
-        assert item.answer in item.options
-        assert "offline" in item.solution
+        assert item.options.count(item.answer) == 1
+        # how the item was made is provenance, never training text
+        assert "offline" not in item.solution and "model" not in item.solution
     assert sample_store.runs.get(run_id).status == "synthesized"
 
 
 def test_asking_for_more_items_than_bundles_give_samples_more_paths(sample_store, run_id):
     report = synthesize(sample_store, run_id, SynthesisConfig(per_bundle=2, target_items=40))
     assert report.items_ok == 40
-    assert report.paths_added == 8
-    assert sample_store.scalar("SELECT count(*) FROM paths WHERE run_id = ?", (run_id,)) == 20
+    # 12 paths give at most 24 items, so at least 8 more are sampled; more when a bundle
+    # of two seeds gives one offline item (a pair is never asked twice)
+    assert report.paths_added >= 8
+    assert sample_store.scalar("SELECT count(*) FROM paths WHERE run_id = ?", (run_id,)) == 12 + report.paths_added
 
 
 def test_template_with_unknown_field_is_refused_before_any_call():

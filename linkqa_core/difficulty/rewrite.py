@@ -15,13 +15,14 @@ on) and give the child :class:`~linkqa_core.records.Item`, not yet checked or st
 
 from __future__ import annotations
 
-import re
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..kps.names import normalize_kp
 from ..prompting import format_item, format_seeds
 from ..records import Item, Seed
+from ..synthesis.offline import CONSTRAINT_NOTE, MAX_QUESTION_CHARS, Question, fits, linked_item, quoted_questions
 from ..tasks import json_request
 
 if TYPE_CHECKING:
@@ -84,42 +85,32 @@ def validate(d: Item) -> str | None:
     return None
 
 
-_PART_LINE = re.compile(r"^Part (\d+)\b", re.M)
-_ANSWER_PART = re.compile(r"Part (\d+): (.*?)(?=; Part \d+: |$)", re.S)
-
-
-def _parts(text: str) -> list[tuple[int, str]]:
-    return [(int(n), v) for n, v in _ANSWER_PART.findall(text)]
-
-
-def _is_parted(item: Item) -> bool:
-    """A multi-part item in the offline composer's form: "Part 1: x; Part 2: y" answers."""
-    if not _PART_LINE.search(item.question) or not item.answer.startswith("Part 1: "):
-        return False
-    return all(str(o).startswith("Part 1: ") for o in item.options or ())
-
-
 def _quoted(seed: Seed, question: str) -> bool:
     head = " ".join(seed.question.split())[:80]
     return bool(head) and head in " ".join(question.split())
 
 
-
 class OfflineRewriter:
     """Deterministic rewrites without a model, labelled ``model = "offline-rewriter"``.
 
-    - ``add_reasoning_steps``: appends a required intermediate part taken from a linked
-      seed not yet quoted; the answer gains that seed's answer as a new part.
-    - ``join_kp``: the same with a seed that names a KP of the path the item does not use
-      yet; that KP joins ``kps_used``. A linked seed is preferred; when none is free, the
-      first seed of the database naming the KP is used and joins the child's ``seed_ids``,
-      so its provenance stays complete.
-    - ``add_constraint``: states a constraint and adds one close distractor (for
-      multi-part items: the right answer with one part wrong).
+    Children are written in the offline composer's linked-questions template
+    (:func:`~linkqa_core.synthesis.offline.linked_item`), so they read as one question
+    drawing on linked seeds and keep exactly one right choice; nothing in them says how
+    they were made (that is the provenance: ``model``, ``operation``, ``parent_id``).
 
-    Options are rebuilt so that exactly one is right: the old right option with the new
-    part's right answer; every old wrong option stays wrong; and one new distractor is
-    right on the old parts but wrong on the new one, so the new part must be solved.
+    - ``add_reasoning_steps``: asks one more linked seed, not yet asked, as a further
+      sub-question; the answer combines it too.
+    - ``join_kp``: the same with a seed naming a KP of the path the item does not use yet;
+      the question says which sub-question draws on it, and it joins ``kps_used``. A
+      linked seed is preferred; when none is free, the first seed of the database naming
+      the KP is used and joins the child's ``seed_ids``, so its provenance stays complete.
+    - ``add_constraint``: on a linked item, one more wrong combination and a sentence
+      saying that several choices are right on all but one sub-question (true by
+      construction); on any other item only a sentence, which the near-copy check then
+      drops as adding nothing.
+
+    An item not in the template (a model's, or one a curator edited) becomes
+    sub-question (i) of the child.
     """
 
     name = OFFLINE_REWRITER
@@ -138,8 +129,11 @@ class OfflineRewriter:
         """Pick what the operation needs; False when this item cannot take it."""
         item, ctx = job.parent, job.ctx
         if job.op == "add_constraint":
-            return True
-        free = [s for s in ctx.seeds if not _quoted(s, item.question)]
+            # a linked item takes the note only while it stays within the length gate
+            return len(item.question) + len(CONSTRAINT_NOTE) + 2 <= MAX_QUESTION_CHARS \
+                or not quoted_questions(item, ctx.seeds)
+        # linked seeds not asked yet, and short enough that the child stays within the length gate
+        free = [s for s in ctx.seeds if not _quoted(s, item.question) and fits(item.question, s)]
         if job.op == "join_kp":
             new = ctx.new_kps(item)
             for kp in new:
@@ -152,7 +146,8 @@ class OfflineRewriter:
             # then joins the item's linked seeds
             for kp in new:
                 match = next((s for s in self._seeds_naming(normalize_kp(kp), item.discipline)
-                              if s.id not in item.seed_ids and not _quoted(s, item.question)), None)
+                              if s.id not in item.seed_ids and not _quoted(s, item.question)
+                              and fits(item.question, s)), None)
                 if match is not None:
                     job.new_kp, job.seed = kp, match
                     return True
@@ -168,89 +163,41 @@ class OfflineRewriter:
         if job.op == "add_constraint":
             return self._constraint(job)
         assert job.seed is not None
-        note = f" (brings in {job.new_kp})" if job.op == "join_kp" else \
-            " (a required intermediate step: settle it before choosing)"
-        child = self._add_part(job.parent, job.seed, note, job.op)
-        if job.op == "join_kp" and job.new_kp:
-            child = child.with_(kps_used=tuple(dict.fromkeys([*job.parent.kps_used, job.new_kp])))
+        child = self._add_part(job)
         if job.seed.id not in job.parent.seed_ids:
             child = child.with_(seed_ids=(*job.parent.seed_ids, job.seed.id))
         return child
 
-    def _add_part(self, item: Item, seed: Seed, note: str, op: str) -> Item:
-        if _is_parted(item):
-            n = max(int(x) for x in _PART_LINE.findall(item.question)) + 1
-            question, answer, options = item.question.rstrip(), item.answer, list(item.options or ())
-        else:
-            n = 2
-            question = "Part 1: " + item.question.strip()
-            answer = f"Part 1: {item.answer}"
-            options = [f"Part 1: {o}" for o in item.options or ()]
-        question += f"\nPart {n}{note}: {seed.question.strip()}"
-        right = seed.answer.strip()
-        wrong = [o for o in (seed.options or ()) if _norm(o) != _norm(right)] or [f"not {right}"]
-        new_answer = f"{answer}; Part {n}: {right}"
-        new_options: list[str] | None = None
-        if item.options:
-            old_right = _norm(answer)
-            new_options = []
-            w = 0
-            for j, o in enumerate(options):
-                if _norm(o) == old_right:
-                    new_options.append(new_answer)
-                else:
-                    pick = right if j % 2 == 0 else wrong[w % len(wrong)]
-                    w += pick != right
-                    new_options.append(f"{o}; Part {n}: {pick}")
-            # right on the old parts, wrong on the new one: the new part has to be solved
-            trap = f"{answer}; Part {n}: {wrong[0]}"
-            wrong_idx = [j for j, o in enumerate(new_options) if o != new_answer]
-            if len(wrong_idx) >= 2:
-                new_options[wrong_idx[-1]] = trap
-            else:
-                new_options.append(trap)
-            new_options = list(dict.fromkeys(new_options))
-        solution = (item.solution.rstrip() + "\n" if item.solution else "") + \
-            f"Part {n}: {right} (from linked seed {seed.id}). Rewritten offline ({op}) without a model."
-        return _child(item, question=question, answer=new_answer, options=tuple(new_options) if new_options else None,
-                      solution=solution, kps_used=item.kps_used)
+    @staticmethod
+    def _parts(item: Item, ctx: RewriteContext) -> list[Question]:
+        quoted = quoted_questions(item, ctx.seeds)
+        return [Question.of(s) for s in quoted] if quoted else [Question.of(item)]
+
+    def _add_part(self, job: Rewrite) -> Item:
+        item, ctx, seed = job.parent, job.ctx, job.seed
+        assert seed is not None
+        parts = [*self._parts(item, ctx), Question.of(seed)]
+        kps = list(dict.fromkeys([*item.kps_used, *ctx.path_kps]))
+        child = linked_item(parts, kps, random.Random(job.slot), multiple_choice=bool(item.options),
+                            also=job.new_kp if job.op == "join_kp" else None)
+        # join_kp adds exactly the KP it brings in; a further step adds those its header names
+        used = [*item.kps_used, job.new_kp] if job.op == "join_kp" and job.new_kp else [*item.kps_used, *child.kps_used]
+        return _child(item, question=child.question, answer=child.answer, options=child.options,
+                      solution=child.solution, kps_used=tuple(dict.fromkeys(used)))
 
     def _constraint(self, job: Rewrite) -> Item:
         item = job.parent
-        options = list(item.options or ())
-        kps = [k for k in (item.kps_used or tuple(job.ctx.path_kps)) if k][:2]
-        if _is_parted(item):
-            text = "Constraint: an option counts as correct only if every one of its parts is correct."
-            right = _parts(item.answer)
-            for o in options[::-1]:
-                if options and _norm(o) == _norm(item.answer):
-                    continue
-                other = dict(_parts(o))
-                for idx in range(len(right) - 1, -1, -1):
-                    num, val = right[idx]
-                    if num in other and _norm(other[num]) != _norm(val):
-                        cand = "; ".join(f"Part {m}: {other[m] if k == idx else v}" for k, (m, v) in enumerate(right))
-                        if _norm(cand) not in {_norm(x) for x in options}:
-                            options.append(cand)
-                            break
-                else:
-                    continue
-                break
-        else:
-            about = " and ".join(kps) if kps else "the concepts involved"
-            text = f"Constraint: the answer must hold when {about} are applied exactly as stated here; " \
-                   "assume nothing that the question does not state."
-            if options:
-                seen = {_norm(o) for o in options}
-                extra = next((o for s in job.ctx.seeds for o in (s.options or ())
-                              if _norm(o) not in seen and _norm(o) != _norm(s.answer) and len(o.split()) > 1), None)
-                if extra is not None:
-                    options.append(extra)
-        question = item.question.rstrip() + "\n" + text
-        solution = (item.solution.rstrip() + "\n" if item.solution else "") + \
-            "Rewritten offline (add_constraint) without a model: the stated constraint does not change the answer."
-        return _child(item, question=question, answer=item.answer, options=tuple(options) if item.options else None,
-                      solution=solution, kps_used=item.kps_used)
+        quoted = quoted_questions(item, job.ctx.seeds)
+        if quoted and item.options:
+            kps = list(dict.fromkeys([*item.kps_used, *job.ctx.path_kps]))
+            child = linked_item([Question.of(s) for s in quoted], kps, random.Random(job.slot),
+                                extra_choices=1, note=CONSTRAINT_NOTE)
+            return _child(item, question=child.question, answer=child.answer, options=child.options,
+                          solution=child.solution, kps_used=item.kps_used)
+        text = "Exactly one of the choices is correct." if item.options else \
+            "Give one answer that holds exactly as the question is stated."
+        return _child(item, question=item.question.rstrip() + "\n" + text, answer=item.answer,
+                      options=item.options, solution=item.solution, kps_used=item.kps_used)
 
 
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..records import Item
 from .text import norm_answer, short
 
-__all__ = ["GateConfig", "check_schema", "check_answer_consistency", "check_length", "check_int"]
+__all__ = ["GateConfig", "check_schema", "check_answer_consistency", "check_length", "check_int", "letter_answer"]
 
 _MAX_OPTIONS = 10
 _LETTERS = "ABCDEFGHIJ"
@@ -126,59 +126,116 @@ def check_schema(c: Item) -> str | None:
     return None
 
 
-_BARE_LETTER = re.compile(r"^\(?([A-Za-z])\)?[.:)]?$")
-_LETTER_AND_TEXT = re.compile(r"^\(?([A-Z])[).:]\s*(.+)$", re.S)
+# An answer that names an option by its letter, in the forms models write: "D", "(d)", "D)",
+# "D: ...", "D. 2.4 x 10^-19 C", "Option D", "The answer is (D)". A letter and a dot before a
+# lower-case word may be an abbreviation ("E. coli", "H. pylori") rather than an option; "(i)" is a
+# roman numeral labelling a sub-question, so lower-case letters in brackets stop at "h".
+_LETTER_FORMS = re.compile(
+    r"""^(?:
+        \((?P<paren>(?-i:[A-J]|[a-h]))\)(?:$|[\s.:,])
+      | (?P<close>[A-J])\)
+      | (?P<colon>[A-J]):
+      | (?P<dot>[A-J])\.\s+(?-i:(?![a-z]))\S
+      | (?P<abbrev>[A-J])\.\s+(?-i:[a-z])
+      | (?P<bare>[A-Ja-j])\.?$
+      | (?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*
+        (?:\((?P<named_paren>[A-J])\)|(?P<named>[A-J])(?=$|[.):,]))
+      | (?:option|choice)\s+(?P<named_word>[A-J])\b
+    )""",
+    re.X | re.I,
+)
+_LETTER_AND_TEXT = re.compile(r"^\(?([A-Za-z])[).:]\s*(.+)$", re.S)
+# A question that shows or mentions choices: a bare "B" can only mean one of them.
+_CHOICE_CUE = re.compile(
+    r"\b(?:which of (?:the following|these|the above)|the following|options?|choices?)\b"
+    r"|^\s*(?:\(?[A-J]\)|[A-J][.:])\s+\S",
+    re.I | re.M,
+)
 
 
-def _letter_index(text: str) -> int | None:
-    m = _BARE_LETTER.match(text.strip())
-    return ord(m.group(1).upper()) - ord("A") if m else None
+def _named_letter(answer: str, question: str, *, has_options: bool) -> int | None:
+    """The option index an answer names by letter, or None.
+
+    A bare letter ("C", "C.") or one before a lower-case word ("E. coli") names an option
+    only when the item has options or its question speaks of choices: "What is the symbol
+    of carbon?" may be answered "C", "Which bacterium...?" "E. coli".
+    """
+    m = _LETTER_FORMS.match(answer.strip())
+    if m is None:
+        return None
+    kind = next(k for k, v in m.groupdict().items() if v is not None)
+    letter = m.group(kind)
+    if kind in ("bare", "abbrev") and not has_options and not _CHOICE_CUE.search(question):
+        return None
+    if kind in ("close", "colon", "dot", "abbrev", "named", "named_paren") and not letter.isupper():
+        return None  # "d) ..." or "answer: d" in lower case is prose, not a label
+    return ord(letter.upper()) - ord("A")
 
 
 def _span(n: int) -> str:
     return f"{n} options (A–{_LETTERS[n - 1]})"
 
 
-def check_answer_consistency(c: Item) -> str | None:
-    """Why a multiple-choice answer does not point at exactly one option, or None.
+def letter_answer(answer: str, question: str, n_options: int = 0) -> str | None:
+    """Why ``answer`` names an option letter the item does not have, or None.
 
-    The answer may be an option's text (compared ignoring case, spacing and trailing
-    punctuation), a letter such as ``B`` or ``(B)``, or both (``B. Paris``). Items
-    without options pass. Assumes :func:`check_schema` passed.
+    >>> letter_answer("D. 2.4 × 10^-19 C", "What is the charge?")
+    "answer 'D. 2.4 × 10^-19 C' names option D but the item has no options"
+    >>> letter_answer("E. coli", "Which bacterium lives in the gut?") is None
+    True
+    """
+    idx = _named_letter(answer, question, has_options=n_options > 0)
+    if idx is None:
+        return None
+    if n_options == 0:
+        return f"answer '{short(answer)}' names option {_LETTERS[idx]} but the item has no options"
+    if idx >= n_options:
+        if _LETTER_FORMS.match(answer.strip()).group("abbrev"):
+            return None  # "E. coli" beyond four options is a wrong answer, not a letter
+        if len(answer.strip()) <= 3:
+            return f"answer letter '{answer.strip()}' is out of range for {_span(n_options)}"
+        return f"answer '{short(answer)}' names option {_LETTERS[idx]}, out of range for {_span(n_options)}"
+    return None
+
+
+def check_answer_consistency(c: Item) -> str | None:
+    """Why the answer does not point at exactly one option, or names a letter it cannot, or None.
+
+    With options, the answer may be an option's text (compared ignoring case, spacing and
+    trailing punctuation), a letter such as ``B`` or ``(B)``, or both (``B. Paris``); a
+    letter beyond the options is refused. Without options, an answer that names an option
+    letter (``D``, ``(D)``, ``D. 2.4 C``) is refused: it answers a list the item does not
+    have. Assumes :func:`check_schema` passed.
 
     >>> check_answer_consistency(Item("Capital of France?", "Lyon", ("Paris", "Rome")))
     "answer 'Lyon' is not one of the 2 options"
     """
+    answer = c.answer.strip() if isinstance(c.answer, str) else ""
+    question = c.question if isinstance(c.question, str) else ""
     if not c.options:
-        return None
+        return letter_answer(answer, question, 0)
     options = [str(o) for o in c.options]
     n = len(options)
     normed = [norm_answer(o) for o in options]
-
-    answer = c.answer.strip() if isinstance(c.answer, str) else ""
-    answer_idx: int | None = None
     norm = norm_answer(answer)
     if norm in normed:
-        answer_idx = normed.index(norm)
-    else:
-        idx = _letter_index(answer)
-        if idx is not None:
-            if idx >= n:
-                return f"answer letter '{short(answer)}' is out of range for {_span(n)}"
-            answer_idx = idx
-        else:
-            m = _LETTER_AND_TEXT.match(answer)
-            if m and ord(m.group(1)) - ord("A") < n:
-                idx = ord(m.group(1)) - ord("A")
-                if norm_answer(m.group(2)) != normed[idx]:
-                    return (
-                        f"answer '{short(answer)}' names option {_LETTERS[idx]}"
-                        f" but option {_LETTERS[idx]} is '{short(options[idx])}'"
-                    )
-                answer_idx = idx
-    if answer_idx is None:
-        return f"answer '{short(answer)}' is not one of the {n} options"
-    return None
+        return None
+    out_of_range = letter_answer(answer, question, n)
+    if out_of_range is not None:
+        return out_of_range
+    idx = _named_letter(answer, question, has_options=True)
+    m = _LETTER_AND_TEXT.match(answer)
+    if m and ord(m.group(1).upper()) - ord("A") < n:
+        idx = ord(m.group(1).upper()) - ord("A")
+        if norm_answer(m.group(2)) != normed[idx]:
+            return (
+                f"answer '{short(answer)}' names option {_LETTERS[idx]}"
+                f" but option {_LETTERS[idx]} is '{short(options[idx])}'"
+            )
+        return None
+    if idx is not None and idx < n:
+        return None
+    return f"answer '{short(answer)}' is not one of the {n} options"
 
 
 def check_length(c: Item, cfg: GateConfig = GateConfig()) -> str | None:

@@ -11,7 +11,8 @@ import re
 import unicodedata
 from typing import Any, Sequence
 
-__all__ = ["shingles", "jaccard", "item_shingles", "exact_key", "norm_answer", "words", "tokens", "short",
+__all__ = ["shingles", "shingles_of", "bag_of", "jaccard", "item_shingles", "exact_key", "question_key", "word_bag", "norm_answer", "words",
+           "tokens", "short",
            "fmt_sim"]
 
 # Words, plus symbols that change meaning (+ - * / = < > ^ % ...); sentence punctuation and
@@ -54,7 +55,11 @@ def shingles(text: str, size: int = 3) -> set[str]:
     >>> sorted(shingles("The cat sat on the mat.", 3))
     ['cat sat on', 'on the mat', 'sat on the', 'the cat sat']
     """
-    toks = tokens(text)
+    return shingles_of(tokens(text), size)
+
+
+def shingles_of(toks: Sequence[str], size: int = 3) -> set[str]:
+    """:func:`shingles` of text already cut into :func:`tokens`."""
     if not toks:
         return set()
     if len(toks) <= size:
@@ -88,3 +93,27 @@ def fmt_sim(value: float) -> str:
     """Two decimals, rounded down, so a reported 0.80 is never really 0.7999."""
     return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
 
+
+
+def question_key(question: str) -> str:
+    """The question's tokens alone: equal means the same question whatever the options."""
+    return " ".join(tokens(question))
+
+
+def word_bag(text: str) -> set[str]:
+    """The text's tokens as a bag (a repeated token counts again: ``the``, ``the#2``), order ignored.
+
+    >>> sorted(word_bag("the cat saw the dog"))
+    ['cat', 'dog', 'saw', 'the', 'the#2']
+    """
+    return bag_of(tokens(text))
+
+
+def bag_of(toks: Sequence[str]) -> set[str]:
+    """:func:`word_bag` of text already cut into :func:`tokens`."""
+    seen: dict[str, int] = {}
+    out = set()
+    for tok in toks:
+        k = seen[tok] = seen.get(tok, 0) + 1
+        out.add(tok if k == 1 else f"{tok}#{k}")
+    return out
