@@ -182,6 +182,15 @@ def test_merging_a_kp_into_itself_changes_nothing(store):
     _graph(store)
     assert store.kps.merge(["heat"], "heat", "Heat") == 0
     assert linked(store, "s2") == {"heat"} and store.kps.aliases() == {}
+    assert store.kps.merge(["heat", "work"], "heat") == 1  # the target among the sources is passed over
+    assert linked(store, "s4") == {"heat"} and store.kps.aliases() == {"work": "heat"}
+
+
+def test_a_new_merge_target_whose_label_is_its_key_stores_no_label(store):
+    _graph(store)
+    store.kps.merge(["work"], "labour", "labour")
+    assert store.scalar("SELECT label FROM kps WHERE name = 'labour'") is None
+    assert store.kps.label_of("labour") == "labour"
 
 
 def test_a_merge_naming_an_unknown_kp_changes_nothing(store):
@@ -191,7 +200,7 @@ def test_a_merge_naming_an_unknown_kp_changes_nothing(store):
         store.kps.merge(["heat", "nope"], "fresh", "Fresh")
     assert store.kps.id_of("fresh") is None and linked(store, "s2") == {"heat"}
     assert store.kps.aliases() == {} and store.version() == version
-    with pytest.raises(InputError, match="target KP name is empty"):
+    with pytest.raises(InputError, match="^the target KP name is empty$"):
         store.kps.merge(["heat"], "")
 
 
@@ -327,6 +336,7 @@ def test_a_failed_attempt_is_stored_without_its_text(store, run_id):
     assert tuple(row) == (None, None, None, None, None, "garbage", "no JSON")
     got = store.items.of_run(run_id)[0]
     assert got.question == "" and got.options is None and got.kps_used == () and got.status == "failed"
+    assert got.answer == "" and got.solution == ""
     no_options = item("n", run_id, options=None)
     store.items.insert([no_options])
     assert store.scalar("SELECT options FROM items WHERE slot = 'n'") is None
@@ -343,6 +353,28 @@ def test_a_rewrite_supersedes_its_generated_parent_only(store, run_id):
     assert store.items.insert_rewrites([item("p1>1", run_id, parent_id=p1)]) == 0  # slot taken: nothing new
     child = next(i for i in store.items.of_run(run_id) if i.slot == "p1>1")
     assert [i.id for i in store.items.lineage(child)] == [p1]
+
+
+def test_lineage_stops_at_twenty_parents_by_default(store, run_id):
+    store.items.insert([item("c0", run_id)])
+    for k in range(1, 23):
+        store.items.insert_rewrites([item(f"c{k}", run_id, parent_id=store.items.ids(run_id)[-1])])
+    last = store.items.get(store.items.ids(run_id)[-1])
+    assert [i.slot for i in store.items.lineage(last)] == [f"c{k}" for k in range(21, 1, -1)]
+
+
+def test_an_item_reads_back_field_for_field(store, run_id):
+    it = item("a", run_id, path_id=None, parent_id=None, model="deepseek-r1", reasoning="think", raw="{...}",
+               gate_reason="ok?", operation="add_step", status="accepted")
+    store.items.insert([it])
+    got = store.items.of_run(run_id)[0]
+    expected = {**it.__dict__, "id": got.id, "created_at": got.created_at, "updated_at": got.updated_at}
+    assert got.__dict__ == expected
+    store.items.insert([item("p", run_id, path_id=None)])
+    with store.transaction() as conn:
+        conn.execute("UPDATE items SET path_id = 77, parent_id = 1, run_id = ? WHERE slot = 'p'", (run_id,))
+    p = store.items.of_run(run_id)[1]
+    assert (p.path_id, p.parent_id, p.run_id) == (77, 1, run_id)
 
 
 def test_lineage_follows_parents_nearest_first_up_to_a_depth(store, run_id):
@@ -1017,11 +1049,11 @@ def test_a_hand_edited_row_reads_back_with_its_text_kept(store, run_id):
     store.items.insert([item("a", run_id)])
     (a,) = store.items.ids(run_id)
     with store.transaction() as conn:
-        conn.execute("UPDATE items SET options = 'A) x B) y', kps_used = '{bad', seed_ids = '\"s\"',"
-                     " discipline = NULL, prompt_tokens = NULL WHERE id = ?", (a,))
+        conn.execute("UPDATE items SET options = 'A) x B) y', kps_used = '\"ab\"', seed_ids = '\"s\"',"
+                     " discipline = NULL, prompt_tokens = NULL, completion_tokens = NULL WHERE id = ?", (a,))
     got = store.items.get(a)
     assert got.options == "A) x B) y" and got.kps_used == () and got.seed_ids == ()
-    assert got.discipline == "Other" and got.prompt_tokens == 0
+    assert got.discipline == "Other" and got.prompt_tokens == 0 and got.completion_tokens == 0
     with pytest.raises(NotFoundError, match="no item 404"):
         store.items.get(404)
 
