@@ -1062,3 +1062,81 @@ def test_stored_text_round_trips_as_json(store, run_id):
     store.items.insert([item("a", run_id, seed_ids=("s1", "s2"), kps_used=("é",))])
     row = store.query("SELECT seed_ids, kps_used FROM items")[0]
     assert json.loads(row[0]) == ["s1", "s2"] and row[1] == '["é"]'
+
+
+# -- edges that the mutation run found unpinned --------------------------------------------------
+
+
+def test_damage_met_while_reading_is_remembered_and_refuses_writes(tmp_path):
+    path = _sqlite_file(tmp_path, pages=80)
+    data = bytearray(open(path, "rb").read())
+    data[2 * 16384:] = bytes(range(256)) * ((len(data) - 2 * 16384) // 256)  # every page after the schema
+    open(path, "wb").write(bytes(data))
+    with Store(path) as store:
+        with pytest.raises(DamagedDatabase) as err:
+            list(store.seeds.iter())
+        assert str(err.value).startswith(f"{path} is damaged (database disk image is malformed): it is refused")
+        assert store.damage == str(err.value)
+        with pytest.raises(DamagedDatabase):
+            store.bump("x")
+
+
+def test_the_busy_message_lists_every_live_lease_with_its_start(tmp_path):
+    path = tmp_path / "x.db"
+    first, second = Store(path), Store(path, timeout=0.1)
+    try:
+        long_ago = time.time() - 3 * 3600
+        _foreign_lease(first, "a", "other-host", 11, time.time())
+        with first.transaction() as conn:
+            conn.execute("UPDATE leases SET started_at = ?", (long_ago,))
+        first.acquire_lease("b", "ingest of b.jsonl")
+        b_started = first.leases()[1]["started_at"]
+        with first.transaction():
+            with pytest.raises(DatabaseBusy) as err:
+                second.bump("x")
+        clock = lambda t: time.strftime("%H:%M", time.localtime(t))  # noqa: E731
+        assert f"(work a since {clock(long_ago)}, pid 11; ingest of b.jsonl since {clock(b_started)}, " \
+               f"pid {os.getpid()})" in str(err.value)
+    finally:
+        first.close()
+        second.close()
+    assert second._busy_message() == (f"another process is writing to {path} (unknown work); waited 0.1 s for it, "
+                                      "try again when it has finished")  # a closed Store reads no leases
+
+
+def test_a_lease_held_elsewhere_is_judged_by_its_heartbeat_then_its_start(store):
+    now = time.time()
+    with store.transaction() as conn:
+        conn.executemany("INSERT INTO leases (name, pid, host, what, started_at, heartbeat_at) VALUES (?,?,?,?,?,?)",
+                         [("beating", 5, "elsewhere", "w", now - 1000, now - 60),
+                          ("never beat, recent", 5, "elsewhere", "w", now - 30, None),
+                          ("never beat, old", 5, "elsewhere", "w", now - 500, None),
+                          ("just too late", 5, "elsewhere", "w", now - 200, now - 120.5)])
+    alive = {r["name"]: r["alive"] for r in store.leases(live_only=False)}
+    assert alive == {"beating": True, "never beat, recent": True, "never beat, old": False, "just too late": False}
+
+
+def test_checking_a_lease_holder_on_this_host_sends_it_no_signal(store):
+    holder = subprocess.Popen(["sleep", "30"])
+    try:
+        _foreign_lease(store, "x", socket.gethostname(), holder.pid, time.time())
+        assert [r["name"] for r in store.leases()] == ["x"]
+        with pytest.raises(LeaseHeld):
+            store.acquire_lease("x", "mine")
+        time.sleep(0.1)
+        assert holder.poll() is None  # still running: the check was signal 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.leases() == []
+
+
+def test_the_lease_held_message_names_what_who_where_and_since_when(store):
+    started = time.time() - 2 * 3600
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO leases (name, pid, host, what, started_at, heartbeat_at) VALUES (?,?,?,?,?,?)",
+                     ("run:7", 4242, "box-2", "synthesis of run 7", started, time.time()))
+    with pytest.raises(LeaseHeld) as err:
+        store.acquire_lease("run:7", "synthesis of run 7")
+    assert str(err.value) == ("synthesis of run 7 is already running in another process (pid 4242 on box-2, since "
+                              f"{time.strftime('%H:%M', time.localtime(started))})")
