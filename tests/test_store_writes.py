@@ -1140,3 +1140,55 @@ def test_the_lease_held_message_names_what_who_where_and_since_when(store):
         store.acquire_lease("run:7", "synthesis of run 7")
     assert str(err.value) == ("synthesis of run 7 is already running in another process (pid 4242 on box-2, since "
                               f"{time.strftime('%H:%M', time.localtime(started))})")
+
+
+def test_the_version_5_tables_and_columns_have_their_types_and_constraints(store, run_id):
+    store.llm.record([call("k")], [])
+    store.items.insert([item("a", run_id)])
+    (a,) = store.items.ids(run_id)
+    store.items.edit(a, {"question": "Q", "options": None, "answer": "A", "solution": "", "difficulty": None,
+                         "discipline": "Physics"})
+    store.kps.merge([], "k", "K label")
+    assert store.scalar("SELECT typeof(usd) FROM llm_calls") == "real"
+    assert store.scalar("SELECT typeof(edited_at) || typeof(original) FROM items") == "realtext"
+    assert store.scalar("SELECT typeof(label) FROM kps") == "text"
+    for sql in ("INSERT INTO leases (name, pid, host, what, started_at) VALUES (NULL, 1, 'h', 'w', 0)",
+                "INSERT INTO llm_modes (endpoint, model, mode, updated_at) VALUES (NULL, 'm', 'x', 0)",
+                "INSERT INTO llm_modes (endpoint, model, mode, updated_at) VALUES ('e', NULL, 'x', 0)",
+                "INSERT INTO leases (name, pid, host, what, started_at) VALUES ('x', 1, NULL, 'w', 0)",
+                "INSERT INTO leases (name, pid, host, what, started_at) VALUES ('x', NULL, 'h', 'w', 0)",
+                "INSERT INTO leases (name, pid, host, what, started_at) VALUES ('x', 1, 'h', NULL, 0)",
+                "INSERT INTO leases (name, pid, host, what, started_at) VALUES ('x', 1, 'h', 'w', NULL)",
+                "INSERT INTO llm_modes (endpoint, model, mode, updated_at) VALUES ('e', 'm', NULL, 0)",
+                "INSERT INTO llm_modes (endpoint, model, mode, updated_at) VALUES ('e', 'm', 'x', NULL)"):
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            with store.transaction() as conn:
+                conn.execute(sql)
+
+
+def test_a_store_that_finds_the_file_migrated_meanwhile_migrates_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "x.db"
+    with Store(path) as store:
+        store.bump("x")
+    # as if another process migrated between this Store's first look and its transaction
+    monkeypatch.setattr(Store, "_schema_version_read", lambda self: 4)
+    with Store(path) as again:
+        assert again.schema_version == 5 and again.version("x") == 1
+
+
+def test_a_cut_migration_statement_is_quoted_up_to_eighty_characters():
+    from linkqa_core.store.schema import run_script
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    cut = "INSERT INTO t VALUES ('" + "a" * 100
+    with pytest.raises(ValueError) as err:
+        run_script(conn, cut)
+    assert str(err.value) == f"incomplete SQL statement at the end of a migration: {cut[:80]!r}"
+
+
+def test_output_modes_read_back_with_their_column_names(store):
+    store.llm.set_mode("http://e/v1", "m", "json_schema", "strict")
+    (row,) = store.llm.modes()
+    assert set(row) == {"endpoint", "model", "mode", "detail", "updated_at"} and row["endpoint"] == "http://e/v1"
+    assert set(store.leases(live_only=False)) == set() and store.acquire_lease("a", "w") is None
+    assert set(store.leases()[0]) == {"name", "pid", "host", "what", "started_at", "heartbeat_at", "alive"}
