@@ -274,6 +274,8 @@ def test_lookups_of_more_ids_than_two_statements_take_find_the_last_one(db):
     unknown = [f"x{i}" for i in range(1900)]
     assert [s.id for s in db.seeds.get(unknown + ["e"])] == ["e"]
     assert db.seeds.kp_names(unknown + ["c"]) == {"c": {"acid"}}
+    rid_e = int(db.scalar("SELECT rid FROM seeds WHERE id = 'e'"))
+    assert db.seeds.ids_for_rids([10**6 + i for i in range(1900)] + [rid_e]) == ["e"]
     db.llm.record([], [(f"k{i}", {"i": i}) for i in range(1905)])
     assert db.llm.cached([f"k{i}" for i in range(1905)])["k1904"] == {"i": 1904}
     run = db.runs.create("sample", {}, paths=[Path(i, ("A",), "P", ("a",)) for i in range(1850)])
