@@ -337,3 +337,14 @@ def test_rows_read_committed_data_while_another_thread_writes(db):
     release.set()
     t.join()
     assert seen == [[{"n": 5}]] and db.seeds.count() == 6
+
+
+def test_a_hand_edited_path_row_reads_back_with_defaults(db):
+    with db.transaction() as conn:
+        conn.execute("UPDATE paths SET discipline = NULL, kps = '{broken', seed_ids = '' WHERE idx = 0")
+    p = db.runs.paths(1, index=0)[0]
+    assert (p.discipline, p.kps, p.seed_ids, p.link_strength) == ("Other", (), (), ())
+    assert db.runs.paths(1, index=1)[0].link_strength == ()
+    with db.transaction() as conn:
+        conn.execute("UPDATE runs SET config = '' WHERE id = 1")
+    assert db.runs.get(1).config == {}
