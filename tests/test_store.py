@@ -1,4 +1,8 @@
-"""The Store's connection rules: readers beside a writer, one writer at a time, damage, leases."""
+"""The Store's connection rules: readers beside a writer, one writer at a time, damage, leases.
+
+Tests marked ``multiprocess`` start other Python processes (seconds each); mutation runs
+leave them out, and tests/test_store_writes.py pins the same rules within one process.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ with store.lease("ingest:child", "ingest of big.jsonl"), store.transaction() as 
 """
 
 
+@pytest.mark.multiprocess
 def test_readers_never_wait_for_a_long_write_in_another_process(sample_store):
     path = sample_store.path
     sample_store.close()
@@ -62,6 +67,7 @@ def test_readers_never_wait_for_a_long_write_in_another_process(sample_store):
         child.wait()
 
 
+@pytest.mark.multiprocess
 def test_a_second_writer_is_told_who_is_writing_and_since_when(sample_store):
     path = sample_store.path
     sample_store.close()
@@ -79,6 +85,7 @@ def test_a_second_writer_is_told_who_is_writing_and_since_when(sample_store):
         child.wait()
 
 
+@pytest.mark.multiprocess
 def test_the_cli_reader_runs_while_an_ingest_writes(sample_store):
     path = sample_store.path
     sample_store.close()
@@ -96,6 +103,7 @@ def test_the_cli_reader_runs_while_an_ingest_writes(sample_store):
         child.wait()
 
 
+@pytest.mark.multiprocess
 def test_a_second_store_in_this_process_keeps_the_wal_alive_for_the_first(sample_store):
     """Opening the file with open() would drop this process's SQLite locks: another process
     closing its last connection would then delete the WAL under our readers."""
@@ -185,6 +193,7 @@ def test_garbage_in_the_middle_is_found_before_anything_is_written(sample_store)
     assert Path(path).read_bytes() == before  # nothing was written into the damaged file
 
 
+@pytest.mark.multiprocess
 def test_the_cli_reports_a_damaged_file_in_one_line(sample_store, tmp_path):
     path = _damaged(sample_store, "truncated")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -203,6 +212,7 @@ def test_a_sound_file_passes_the_check(sample_store):
 # -- leases ------------------------------------------------------------------------------
 
 
+@pytest.mark.multiprocess
 def test_a_live_lease_refuses_a_second_holder_and_a_dead_one_is_taken_over(store):
     child = _python("""
         import sys, time

@@ -381,7 +381,9 @@ class OfflineExtractor:
 
     >>> from linkqa_core.ingest.load import load_seeds, sample_path
     >>> seeds = load_seeds(sample_path()).seeds
-    >>> OfflineExtractor().extract(seeds)[0].kps  # doctest: +SKIP
+    >>> found = OfflineExtractor().extract(seeds)
+    >>> len(found) == len(seeds), seeds[0].question, found[0].kps
+    (True, 'The element (4, 2) of Z_12 x Z_8 has order', ('elements', 'abstract algebra'))
     """
 
     name = "offline"

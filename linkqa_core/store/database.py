@@ -264,8 +264,7 @@ class Store:
             weakref.finalize(slot, _return_reader, weakref.ref(self), conn)
         return slot
 
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def _reading(self) -> Iterator[sqlite3.Connection]:
         """A connection to read with: this thread's reader, or the writer inside a transaction."""
         slot = self._reader()
         if slot is not None:
@@ -279,6 +278,10 @@ class Store:
                 yield self._writer
             except sqlite3.DatabaseError as err:
                 raise self._translate(err) from None
+
+    # the context managers are plain generators wrapped by name, not decorated, because
+    # the mutation tool (scripts/mutation, docs/testing.md) mutates undecorated functions only
+    reading = contextmanager(_reading)
 
     def _translate(self, err: sqlite3.DatabaseError) -> Exception:
         if is_corruption(err):
@@ -361,8 +364,7 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """All or nothing; nests (inner blocks join the outer one).
 
         Waits up to ``timeout`` for another writer (thread or process), then raises
@@ -405,6 +407,8 @@ class Store:
         finally:
             self._write_lock.release()
 
+    transaction = contextmanager(_transaction)
+
     def _ensure_writable(self) -> None:
         if self.damage is None and not self._checked:
             self._checked = True
@@ -423,7 +427,9 @@ class Store:
             with self._write_lock:
                 self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 if full:
-                    found = [" ".join(str(r[0]).split()) for r in self._writer.execute("PRAGMA quick_check(20)")]
+                    # one row per problem, or (SQLite 3.4x) one row of lines under "*** in database main ***"
+                    found = [" ".join(line.split()) for r in self._writer.execute("PRAGMA quick_check(20)")
+                             for line in str(r[0]).splitlines() if line.strip()]
                     if found != ["ok"]:
                         problems = [f for f in found if not f.startswith("***")]
                         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
@@ -465,8 +471,7 @@ class Store:
 
     # -- leases: who does long work on this file -------------------------------------
 
-    @contextmanager
-    def lease(self, name: str, what: str) -> Iterator[Lease]:
+    def _lease(self, name: str, what: str) -> Iterator[Lease]:
         """Hold the lease ``name`` while the block runs; ``what`` says what for ("ingest of x.jsonl").
 
         A lease held by a live process raises :class:`~linkqa_core.errors.LeaseHeld`; one
@@ -478,6 +483,8 @@ class Store:
             yield Lease(self, name, what)
         finally:
             self.release_lease(name)
+
+    lease = contextmanager(_lease)
 
     def acquire_lease(self, name: str, what: str) -> None:
         now = time.time()
