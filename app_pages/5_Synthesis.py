@@ -59,8 +59,8 @@ if llm["configured"]:
         settings = None
 model_label = settings.model if settings is not None else OFFLINE_MODEL
 if settings is None:
-    st.info("No LLM endpoint configured: the **offline composer** writes two-part items from each bundle, so "
-            "the whole pipeline works without a key. Set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
+    st.info("No LLM endpoint configured: the **offline composer** asks two linked seeds of each bundle together "
+            "(no pair twice in a run), so the whole pipeline works without a key. Set OPENAI_BASE_URL, OPENAI_API_KEY and LINKQA_MODEL "
             "(environment or .streamlit/secrets.toml) to use a model.")
 else:
     st.success(ui.plain(f"Model {settings.model} at {len(settings.base_urls)} endpoint(s)."))

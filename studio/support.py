@@ -118,7 +118,7 @@ def next_step(counts: Mapping[str, int]) -> dict[str, str]:
         return {"page": "app_pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
                 "why": "Paths are saved: write new QA items from the seed bundles of a saved run. With an "
                        "OpenAI-compatible endpoint configured (see LLM endpoint) a model writes them; without one the "
-                       "offline composer writes simple two-part items, so the pipeline runs with no key."}
+                       "offline composer asks two linked seeds together, so the pipeline runs with no key."}
     if not counts.get("accepted_items"):
         return {"page": "app_pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
                 "why": "Items are generated: accept, reject or edit them, then export the accepted ones as JSONL."}

@@ -21,7 +21,7 @@ import pytest
 
 from linkqa_core.errors import DamagedDatabase, DatabaseBusy, InputError, LeaseHeld, NotFoundError
 from linkqa_core.records import Item, Path, Seed
-from linkqa_core.store import GRAPH_VERSION, Store
+from linkqa_core.store import GRAPH_VERSION, SCHEMA_VERSION, Store
 from linkqa_core.store.llm import CallRow
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -682,7 +682,7 @@ def test_a_version_4_file_is_migrated_in_place_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.db"
     _version_4_file(path)
     with Store(path) as store:
-        assert store.schema_version == 5
+        assert store.schema_version == SCHEMA_VERSION
         assert store.kps.label_of("old kp") == "old kp" and store.runs.get(1).status == "done"
         store.kps.rename("old kp", "old kp", "Old KP")  # the v5 label column exists
         assert store.kps.label_of("old kp") == "Old KP"
@@ -693,7 +693,7 @@ def test_a_version_4_file_is_migrated_in_place_and_keeps_its_rows(tmp_path):
         assert {"original", "edited_at"} <= columns
         assert "usd" in {r[1] for r in store.query("PRAGMA table_info(llm_calls)")}
     with Store(path) as again:  # opening a current file migrates nothing
-        assert again.schema_version == 5 and again.kps.label_of("old kp") == "Old KP"
+        assert again.schema_version == SCHEMA_VERSION and again.kps.label_of("old kp") == "Old KP"
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path):
@@ -704,7 +704,7 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path):
     conn.execute("PRAGMA user_version=99")
     conn.commit()
     conn.close()
-    with pytest.raises(InputError, match=r"written by a newer LinkQA Studio \(schema 99 > 5\)"):
+    with pytest.raises(InputError, match=rf"written by a newer LinkQA Studio \(schema 99 > {SCHEMA_VERSION}\)"):
         Store(path)
 
 
@@ -1173,7 +1173,7 @@ def test_a_store_that_finds_the_file_migrated_meanwhile_migrates_nothing(tmp_pat
     # as if another process migrated between this Store's first look and its transaction
     monkeypatch.setattr(Store, "_schema_version_read", lambda self: 4)
     with Store(path) as again:
-        assert again.schema_version == 5 and again.version("x") == 1
+        assert again.schema_version == SCHEMA_VERSION and again.version("x") == 1
 
 
 def test_a_cut_migration_statement_is_quoted_up_to_eighty_characters():

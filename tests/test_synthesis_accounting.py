@@ -296,8 +296,11 @@ def test_paths_sampled_over_several_rounds_are_all_counted(sample_store, run6):
     with FakeOpenAI(flaky) as srv:
         settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-x", model="fake-model", concurrency=1)
         report = synthesize(sample_store, run6, SynthesisConfig(per_bundle=2), settings)
-    assert (report.items_ok, report.items_failed, report.paths_added) == (12, 5, 3 + 2)
-    assert report.requests == 6 + 3 + 2
+    # round 0 asks the 6 paths (3 fail: yield 1 item per path); round 1 samples 7 paths
+    # (6 missing items x 1.1 at that yield); round 2 asks 3 of them (2 fail: yield 2/3);
+    # round 3 samples 3 more (4 missing - 4 left x 2/3, x 1.1, at 2/3) and asks 2 paths
+    assert (report.items_ok, report.items_failed, report.paths_added) == (12, 5, 7 + 3)
+    assert report.requests == 6 + 3 + 2  # a paid round asks for exactly what is missing
 
 
 def test_the_last_round_still_asks_what_it_planned(sample_store, run6):

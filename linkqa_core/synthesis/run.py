@@ -32,6 +32,7 @@ its items say ``model = "offline-composer"``.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -224,6 +225,7 @@ def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: 
     """Ask for the paths not yet done; sample more paths while the target is out of reach."""
     from ..graph.sampling import extend_sample
 
+    seen = (0, 0)  # good items and answered paths before the last round that asked: its yield sizes the next
     for round_no in range(cfg.max_top_up_rounds + 1):
         have = store.items.good_count(run_id)
         if have >= target:
@@ -233,14 +235,33 @@ def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: 
             return
         done = store.items.done_path_ids(run_id)
         todo = [p for p in store.runs.paths(run_id) if p.id not in done]
-        plan, need = plan_asks(bundles_of(store, todo), target - have, cfg.per_bundle, difficulty,
-                               cfg.multiple_choice)
-        if need > 0 and round_no < cfg.max_top_up_rounds:  # the paths left cannot reach the target
-            report.paths_added += extend_sample(store, run_id, -(-need // cfg.per_bundle))
+        # sample more paths when the paths left, at the last round's yield, cannot reach the
+        # target; offline (free) rounds also ask by that yield, paid rounds for exactly what is missing
+        per_path = _yield_per_path(have - seen[0], len(done) - seen[1], cfg.per_bundle)
+        missing = target - have
+        want = math.ceil(missing * cfg.per_bundle / per_path) if client is None else missing
+        plan, need = plan_asks(bundles_of(store, todo), want, cfg.per_bundle, difficulty, cfg.multiple_choice)
+        short = missing - len(todo) * per_path  # items the paths left will likely not give
+        if short >= 1 and round_no < cfg.max_top_up_rounds:
+            report.paths_added += extend_sample(store, run_id, math.ceil(1.1 * short / per_path))
         if plan:
+            seen = (have, len(done))
             _ask(store, run_id, task, client, plan, target, report, progress, stop_event)
             if report.stopped:
                 return
+
+
+def _yield_per_path(good: int, paths_done: int, per_bundle: int) -> float:
+    """Good items per path in the last round (``per_bundle`` before any was asked), at least a tenth.
+
+    Top-up paths are sized by it: when bundles give fewer items than asked (pairs used up,
+    gates refusing, a weak model), asking ``need / per_bundle`` more paths falls short round
+    after round. The last round's yield, not the run's, because later paths give less as
+    their seeds' pairs are used up.
+    """
+    if paths_done == 0:
+        return float(per_bundle)
+    return min(float(per_bundle), max(good / paths_done, 0.1))
 
 
 def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], target: int,
@@ -256,7 +277,8 @@ def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], tar
             report.estimated_calls += int(bool(res.estimated))
         if o.transient:
             report.retry_later += 1
-        _store(store, items_to_store(run_id, ask, o, task.name if res is None else (res.model or task.model)))
+        rows = items_to_store(run_id, ask, o, task.name if res is None else (res.model or task.model))
+        _store(store, _within_target(rows, target - store.items.good_count(run_id)))
         if o.error:
             report.errors.append(f"path {ask.bundle.path.index}: {o.error}")
         if progress:
@@ -272,6 +294,20 @@ def _ask(store: Store, run_id: int, task: Any, client: Any, plan: list[Ask], tar
         report.stopped = "token or money budget reached"
     elif unstarted or (stop_event is not None and stop_event.is_set()):
         report.stopped = "stopped by the curator"
+
+
+def _within_target(rows: list[Item], room: int) -> list[Item]:
+    """The rows of one answer with at most ``room`` good items: a round asks for a little more
+    than the target when bundles give less than asked, and the run still ends at the number
+    the curator asked for (failed rows are kept: they say what went wrong)."""
+    kept: list[Item] = []
+    for row in rows:
+        if row.status == "failed":
+            kept.append(row)
+        elif room > 0:
+            kept.append(row)
+            room -= 1
+    return kept
 
 
 def _store(store: Store, rows: list[Item]) -> None:
