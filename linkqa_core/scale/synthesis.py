@@ -216,7 +216,7 @@ def _run_stage(ray: Any, stage: SynthesisStage, settings: Any, scale: ScaleSetti
     ds = ds.map_batches(ModelWorker, fn_constructor_kwargs={"job": job}, batch_size=scale.batch_size,
                         batch_format="pyarrow", num_cpus=scale.actor_cpus,
                         compute=ray.data.ActorPoolStrategy(size=scale.actors),
-                        max_restarts=-1, max_task_retries=-1)
+                        max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD")
     t0 = time.monotonic()
     try:
         with Poller(limiter, manifest, STAGE, total=plan, on_progress=progress) as poller:
