@@ -184,7 +184,8 @@ def test_the_rate_limit_holds_for_the_whole_cluster(ray_local, sample_store, tmp
         synthesize_on_ray(sample_store, run_id, SynthesisConfig(per_bundle=1), _settings(srv, rpm=rpm),
                           _scale(tmp_path, actors=3, concurrency=16, batch_size=8))
         times = sorted(r.received_at for r in srv.chat_requests)
-    assert len(times) == 160
+        distinct = {_prompt(r.json) for r in srv.chat_requests}
+    assert len(times) == len(distinct) >= 150  # two paths with one bundle ask one prompt: the cache answers the second
     burst = rpm / 60  # a full bucket: one second's worth
     steady = [t for t in times if t >= times[0] + burst / (rpm / 60)]
     rate = (len(steady) - 1) / (steady[-1] - steady[0]) * 60
