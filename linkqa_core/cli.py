@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .errors import LinkQAError
+from .scale.cli import backend_options  # the --backend option group (Ray: linkqa_core.scale)
 from .store import Store, default_db_path
 
 KNOB_FLAGS = ("w_pop", "w_cov", "w_diff", "alpha", "tau", "gamma", "min_len", "max_len", "difficulty_target")
@@ -169,10 +170,10 @@ def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None,
 @click.option("--model", default=None, help="model for --extractor llm (default: $LINKQA_MODEL)")
 @click.option("--batch-size", default=8, show_default=True, help="seeds per LLM request")
 @common
+@backend_options
 def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, only_missing: bool,
-            model: str | None, batch_size: int) -> None:
+            model: str | None, batch_size: int, scale: Any = None) -> None:
     """Name 2–8 knowledge points for each seed and link seeds to them."""
-    from .kps.extract import run_extraction
 
     chosen = None
     if extractor == "llm":
@@ -182,7 +183,10 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
         settings = LLMSettings.from_env(**({"model": model} if model else {}))
         chosen = LLMExtractor(settings, store=store, batch_size=batch_size)
     t = time.perf_counter()
-    report = run_extraction(store, chosen, only_missing=only_missing, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.extract(store, chosen, scale, settings=getattr(chosen, "settings", None), batch_size=batch_size,
+                              only_missing=only_missing, progress=progress)
     payload = {"seeds": report.seeds, "kps": report.kps, "extractor": report.extractor,
                "failed": [{"line": b.line, "reason": b.reason} for b in report.failed],
                "by_path": report.by_path, "quality": report.quality,
@@ -436,11 +440,13 @@ def llm_options(func: Callable) -> Callable:
 @click.option("--estimate", is_flag=True, help="only print the cost estimate")
 @llm_options
 @common
+@backend_options
 def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, per_bundle: int,
                target_items: int | None, template: str | None, open_ended: bool, estimate: bool, model: str | None,
-               concurrency: int | None, budget_tokens: int | None, budget_usd: float | None, offline: bool) -> None:
+               concurrency: int | None, budget_tokens: int | None, budget_usd: float | None, offline: bool,
+               scale: Any = None) -> None:
     """Write new QA items for each bundle of a run; run it again to resume after a crash."""
-    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
+    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost
 
     text = Path(template).read_text(encoding="utf-8") if template else DEFAULT_TEMPLATE
     cfg = SynthesisConfig(per_bundle=per_bundle, target_items=target_items, template=text,
@@ -453,7 +459,9 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
     if settings is None and not as_json:
         why = "--offline" if offline else "no LLM endpoint configured (OPENAI_BASE_URL / LINKQA_MODEL)"
         click.echo(f"{why}: using the offline composer", err=True)
-    report = run_synthesis(store, run_id, cfg, settings, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.synthesize(store, run_id, cfg, settings, scale, progress=progress)
     payload = {**report.__dict__, "estimate": cost}
     payload["errors"] = report.errors[:100]
     _emit(as_json, payload,
@@ -470,15 +478,18 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
 @click.option("--max-rounds", type=int, default=2, show_default=True)
 @llm_options
 @common
+@backend_options
 def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, targets: str | None, max_rounds: int,
             model: str | None, concurrency: int | None, budget_tokens: int | None, budget_usd: float | None,
-            offline: bool) -> None:
+            offline: bool, scale: Any = None) -> None:
     """Rewrite items below the target difficulty mix harder; report the mix before and after."""
-    from .difficulty.enhance import DifficultyTargets, enhance as run_enhance
+    from .difficulty.enhance import DifficultyTargets
 
     tgt = DifficultyTargets.parse(targets) if targets else DifficultyTargets()
     settings = llm_settings(model, concurrency, budget_tokens, budget_usd, offline)
-    report = run_enhance(store, run_id, tgt, settings, max_rounds=max_rounds, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.enhance(store, run_id, tgt, settings, scale, max_rounds=max_rounds, progress=progress)
     payload = report.to_dict() if hasattr(report, "to_dict") else dict(report.__dict__)
     _emit(as_json, payload, lambda: _mix_text(payload))
 
@@ -503,16 +514,16 @@ def _mix_text(payload: dict[str, Any]) -> str:
 @click.option("--near-dup", type=float, default=0.8, show_default=True, help="Jaccard threshold for near-duplicates")
 @click.option("--ngram", type=int, default=13, show_default=True, help="n-gram size for decontamination")
 @common
+@backend_options
 def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, reference: str | None, near_dup: float,
-          ngram: int) -> None:
+          ngram: int, scale: Any = None) -> None:
     """Quality gates on a run's generated items; rejected items keep their reason."""
     from .quality.checks import GateConfig
-    from .quality.gates import apply_gates
-    from .quality.reference import load_reference
 
     cfg = GateConfig(near_dup_threshold=near_dup, decontam_ngram=ngram)
-    ref = load_reference(reference, decontam_ngram=ngram) if reference else None
-    summary = apply_gates(store, run_id, reference=ref, cfg=cfg)
+    from .scale import dispatch
+
+    summary = dispatch.gates(store, run_id, cfg, scale, reference=reference)
     _emit(as_json, {"run_id": run_id, "rejected": summary},
           "rejected by gate: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
