@@ -207,8 +207,12 @@ def start_limiter(name: str, limits: LimitSettings, namespace: str = "linkqa") -
         ray.kill(old)
     except ValueError:
         pass
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # on the driver's node: a worker node that dies must not take the job's counters with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(_AsyncLimiter)
-    handle = actor_cls.options(name=name, namespace=namespace).remote(limits)
+    handle = actor_cls.options(name=name, namespace=namespace, scheduling_strategy=here).remote(limits)
     ray.get(handle.snapshot.remote())
     return handle
 

@@ -80,7 +80,10 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self.poll()
+        try:
+            self.poll()
+        except Exception:  # noqa: BLE001 - the last line is a courtesy; the work is done
+            pass
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
