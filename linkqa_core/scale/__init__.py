@@ -20,7 +20,19 @@ See ``docs/scale.md``.
 
 from __future__ import annotations
 
-from .progress import progress
+from typing import Any
+
 from .settings import BACKENDS, ScaleSettings
 
 __all__ = ["progress", "ScaleSettings", "BACKENDS"]
+
+
+def progress(storage: str) -> dict[str, Any]:
+    """The manifest of a run's storage folder, or of every run under a storage root (see :mod:`.progress`).
+
+    >>> progress("/nonexistent/linkqa-storage")
+    {}
+    """
+    from .progress import progress as read
+
+    return read(storage)
