@@ -84,6 +84,8 @@ def test_the_limiter_holds_the_rate_and_the_budget():
 def test_the_shared_cache_answers_what_was_recorded_and_treats_damage_as_a_miss(tmp_path):
     store = CacheStore(Storage(str(tmp_path)))
     store.llm.record([], [("ab" + "0" * 62, {"content": "yes"}), ("cd" + "0" * 62, {"content": "no"})])
+    assert store.llm.cached(["cd" + "0" * 62]) == {"cd" + "0" * 62: {"content": "no"}}  # served while it is written
+    store.cache.flush()
     (tmp_path / "cache" / "cd" / ("cd" + "0" * 62 + ".json")).write_text("{broken")
     assert store.llm.cached(["ab" + "0" * 62, "cd" + "0" * 62, "ef" + "0" * 62]) == {"ab" + "0" * 62: {"content": "yes"}}
     store.close()

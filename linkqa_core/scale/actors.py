@@ -162,6 +162,7 @@ class ModelWorker:
             summary["prompt_tokens"].append(int(res.prompt_tokens or 0) if res is not None else 0)
             summary["completion_tokens"].append(int(res.completion_tokens or 0) if res is not None else 0)
             summary["cached"].append(bool(res.cached) if res is not None else False)
+        self.cache_store.cache.flush()  # every answer of the batch is in the shared cache before the batch is stored
         if rows:
             self.out.write_table(f"results/{self.stage.name}/part-{uuid.uuid4().hex}.parquet", self.stage.table(rows))
         return pa.table(summary, schema=SUMMARY_SCHEMA)

@@ -3,9 +3,9 @@
 On one machine the cache is the ``llm_cache`` table of the SQLite file. A cluster has no
 file every node may write to with SQLite's locks, so the actors keep it in the storage
 instead, keyed the same way (the client's request key: a SHA-256 of everything that shapes
-the answer): ``cache/<key[:2]>/<key>.json``. An answer is written the moment it arrives,
-before its batch is stored, so a job killed between the two pays nothing for it when it is
-started again. A put is atomic (rename on a shared mount, a single object in a bucket);
+the answer): ``cache/<key[:2]>/<key>.json``. An answer is written as it arrives (by a
+writer pool, off the path that delivers answers) and always before its batch is stored, so
+a job killed between the two pays nothing for it when it is started again. A put is atomic (rename on a shared mount, a single object in a bucket);
 two actors that ask the same prompt at once may both pay once, never read half an answer.
 
 :class:`CacheStore` hands this cache to :class:`~linkqa_core.llm.client.LLMClient` through
@@ -28,11 +28,20 @@ __all__ = ["SharedCache", "CacheStore"]
 
 
 class SharedCache:
-    """Cached answers by request key, in ``<storage>/cache``."""
+    """Cached answers by request key, in ``<storage>/cache``.
+
+    Writes leave the caller's thread at once (a small pool writes the files), so a slow
+    shared disk never holds up the delivery of answers; :meth:`flush` waits for them, and an
+    actor flushes before it stores a batch, so an answer is in the cache no later than in
+    the results. Until written, an answer is served from memory.
+    """
 
     def __init__(self, storage: Storage, *, threads: int = 8):
         self.storage = storage
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="linkqa-cache")
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._futures: list[Any] = []
+        self._lock = threading.Lock()
 
     @staticmethod
     def _rel(key: str) -> str:
@@ -40,11 +49,18 @@ class SharedCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         keys = list(dict.fromkeys(keys))
-        if not keys:
-            return {}
-        datas = list(self._pool.map(lambda k: self.storage.read_bytes(self._rel(k)), keys)) if len(keys) > 1 \
-            else [self.storage.read_bytes(self._rel(keys[0]))]
         found: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for k in keys:
+                if k in self._pending:
+                    found[k] = self._pending[k]
+        keys = [k for k in keys if k not in found]
+        if not keys:
+            return found
+        if self.storage.local or len(keys) == 1:  # a missing local file costs a failed open, no thread needed
+            datas = [self.storage.read_bytes(self._rel(k)) for k in keys]
+        else:  # an object store: requests in parallel
+            datas = list(self._pool.map(lambda k: self.storage.read_bytes(self._rel(k)), keys))
         for key, data in zip(keys, datas):
             if data is None:
                 continue
@@ -57,15 +73,32 @@ class SharedCache:
         return found
 
     def put_many(self, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        def put(row: tuple[str, dict[str, Any]]) -> None:
-            self.storage.write_bytes(self._rel(row[0]), json.dumps(row[1], ensure_ascii=False).encode("utf-8"))
+        if not rows:
+            return
 
-        if len(rows) == 1:
-            put(rows[0])
-        elif rows:
-            list(self._pool.map(put, rows))
+        def put(batch: list[tuple[str, dict[str, Any]]]) -> None:
+            for key, value in batch:
+                self.storage.write_bytes(self._rel(key), json.dumps(value, ensure_ascii=False).encode("utf-8"))
+                with self._lock:
+                    self._pending.pop(key, None)
+
+        rows = list(rows)
+        with self._lock:
+            self._pending.update(rows)
+            step = max(1, -(-len(rows) // 4))
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.extend(self._pool.submit(put, rows[k:k + step]) for k in range(0, len(rows), step))
+
+    def flush(self) -> None:
+        """Wait until every answer handed to :meth:`put_many` is in the storage."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for f in futures:
+            f.result()
 
     def forget(self, key: str) -> bool:
+        with self._lock:
+            self._pending.pop(key, None)
         try:
             self.storage.fs.delete_file(self.storage.path(self._rel(key)))
             return True
@@ -73,6 +106,7 @@ class SharedCache:
             return False
 
     def close(self) -> None:
+        self.flush()
         self._pool.shutdown(wait=True)
 
 

@@ -77,6 +77,7 @@ class _RequestActor:
                     break
                 granted += got
         results = self.client.complete_many(reqs[:granted]) if granted else []
+        self.cache_store.cache.flush()  # in the shared cache before the driver stores them
         self.cache_store.llm.drain()
         if self.limiter is not None:
             self.limiter.report_many.remote([{

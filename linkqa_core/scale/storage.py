@@ -22,6 +22,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -39,17 +40,31 @@ class Storage:
 
     uri: str
 
+    @cached_property
+    def _opened(self) -> tuple[pafs.FileSystem, str]:
+        return _filesystem(self.uri)
+
     @property
     def fs(self) -> pafs.FileSystem:
-        return _filesystem(self.uri)[0]
+        return self._opened[0]
 
     @property
     def base(self) -> str:
-        return _filesystem(self.uri)[1]
+        return self._opened[1]
 
-    @property
+    @cached_property
     def local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @cached_property
+    def _made(self) -> set[str]:
+        return set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri}  # file-system handles are opened again where the storage is used
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "uri", state["uri"])
 
     def path(self, *parts: str) -> str:
         return "/".join([self.base.rstrip("/"), *[p.strip("/") for p in parts if p]])
@@ -64,23 +79,31 @@ class Storage:
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         target = self.path(rel)
-        fs = self.fs
         parent = target.rsplit("/", 1)[0]
-        fs.create_dir(parent, recursive=True)
-        if self.local:
+        if self.local:  # plain system calls: the shared cache writes one file per answer
+            if parent not in self._made:
+                os.makedirs(parent, exist_ok=True)
+                self._made.add(parent)
             tmp = f"{target}.{uuid.uuid4().hex[:8]}.tmp"
-            with fs.open_output_stream(tmp) as out:
+            with open(tmp, "wb") as out:
                 out.write(data)
             os.replace(tmp, target)
-        else:
-            with fs.open_output_stream(target) as out:
-                out.write(data)
+            return
+        if parent not in self._made:
+            self.fs.create_dir(parent, recursive=True)
+            self._made.add(parent)
+        with self.fs.open_output_stream(target) as out:
+            out.write(data)
 
     def read_bytes(self, rel: str) -> bytes | None:
+        path = self.path(rel)
         try:
-            with self.fs.open_input_stream(self.path(rel)) as src:
+            if self.local:
+                with open(path, "rb") as fh:
+                    return fh.read()
+            with self.fs.open_input_stream(path) as src:
                 return src.read()
-        except (FileNotFoundError, OSError):
+        except (FileNotFoundError, IsADirectoryError, OSError):
             return None
 
     def exists(self, rel: str) -> bool:
