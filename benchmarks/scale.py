@@ -203,7 +203,9 @@ def _gate_items(n: int, seed: int = 0) -> tuple[list[Any], list[tuple[str, str, 
 
     from linkqa_core.records import Item
 
-    mmlu = ROOT.parent / "shared" / "data" / "mmlu_test.jsonl"
+    mmlu = Path(os.environ.get("LINKQA_MMLU") or "/work/shared/data/mmlu_test.jsonl")
+    if not mmlu.is_file():
+        mmlu = ROOT.parent / "shared" / "data" / "mmlu_test.jsonl"
     rows = [json.loads(line) for line in mmlu.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r.get("correct_answer") in ("A", "B", "C", "D")]
     rng = random.Random(seed)

@@ -89,6 +89,17 @@ def test_ray_export_equals_local_export_and_gates_give_local_verdicts(ray_local,
 
     assert verdicts(local_copy) == verdicts(ray_store)
     local_copy.close()
+
+    # the full export from Parquet, with the decisions of SQLite applied, is the export of the run
+    from linkqa_core.scale.export import full_records
+
+    ray_store.items.set_status([ray_store.items.of_run(run_id, ["generated"])[0].id], "accepted")
+    for status in ("all", "accepted", "unrejected"):
+        full = [(r["question"], r["status"], r["provenance"]["item_id"]) for r in full_records(ray_store, run_id,
+                                                                                                status=status)]
+        db = [(r["question"], r["status"], r["provenance"]["item_id"]) for r in item_records(ray_store, run_id,
+                                                                                              status=status)]
+        assert sorted(full, key=str) == sorted(db, key=str) and full
     ray_store.close()
 
 

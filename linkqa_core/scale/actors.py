@@ -57,7 +57,7 @@ class Stage(Protocol):
     def table(self, rows: Sequence[tuple]) -> pa.Table:
         ...
 
-    def summary(self, key: Any) -> int:
+    def summary(self, key: Any, x: Any) -> int:
         """The path index (or other int) a summary row reports the input under."""
         ...
 
@@ -156,7 +156,7 @@ class ModelWorker:
                 model = self.task.name if res is None else (res.model or getattr(self.task, "model", None) or "")
                 got = self.stage.rows(key, x, o, model)
                 rows.extend(got)
-            summary["path_index"].append(self.stage.summary(key))
+            summary["path_index"].append(self.stage.summary(key, x))
             summary["status"].append(status)
             summary["items"].append(len(got) if status == "ok" else 0)
             summary["prompt_tokens"].append(int(res.prompt_tokens or 0) if res is not None else 0)

@@ -52,8 +52,8 @@ class PromptStage:
     def inputs(self, table: pa.Table) -> list[tuple[Any, Any]]:
         return list(zip(table.column("prompt_uid").to_pylist(), table.column("prompt").to_pylist()))
 
-    def summary(self, key: Any) -> int:
-        return 0
+    def summary(self, key: Any, prompt: str) -> int:
+        return int(key)
 
     def rows(self, key: int, prompt: str, o: Outcome[str], model: str) -> list[tuple]:
         r = o.result

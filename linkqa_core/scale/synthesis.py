@@ -82,8 +82,8 @@ class SynthesisStage:
             out.append((uid(int(row["bundle_uid"]), version), Ask(bundle, n, self.difficulty, self.multiple_choice)))
         return out
 
-    def summary(self, key: Any) -> int:
-        return 0
+    def summary(self, key: Any, ask: Ask) -> int:
+        return ask.bundle.path.index
 
     def rows(self, key: int, ask: Ask, o: Outcome[list[Item]], model: str) -> list[tuple]:
         """The items of one answer, as :func:`linkqa_core.synthesis.run._store` makes them."""
