@@ -216,3 +216,28 @@ def _diff(a, b):
                             if x[k][kk] != y[k].get(kk):
                                 return (k, kk, x[k][kk], y[k].get(kk))
                     return (k, x[k], y.get(k))
+
+
+@pytest.mark.ray_timeout(600)
+def test_the_budget_holds_for_the_whole_cluster_and_a_bigger_one_finishes_the_run(ray_local, sample_store, tmp_path):
+    from linkqa_core.scale.synthesis import synthesize_on_ray
+
+    run_id = sample(sample_store, WalkParams(), 40, seed=9, save=True).run_id
+    with FakeOpenAI(StageModel(), latency=0.05) as srv:
+        probe = synthesize(copy_db(sample_store, tmp_path / "probe.db"), run_id, SynthesisConfig(per_bundle=1),
+                           _settings(srv, concurrency=4))
+        per_request = (probe.prompt_tokens + probe.completion_tokens) / probe.requests
+        budget = int(per_request * 12)
+        srv.reset()
+        first = synthesize_on_ray(sample_store, run_id, SynthesisConfig(per_bundle=1),
+                                  _settings(srv, budget_tokens=budget), _scale(tmp_path, actors=2, concurrency=4))
+        asked_first = {_prompt(r.json) for r in srv.chat_requests}
+        spent = first.prompt_tokens + first.completion_tokens
+        second = synthesize_on_ray(sample_store, run_id, SynthesisConfig(per_bundle=1), _settings(srv),
+                                   _scale(tmp_path, actors=2, concurrency=4))
+        asked_all = [_prompt(r.json) for r in srv.chat_requests]
+    assert first.stopped == "token or money budget reached"
+    assert 8 <= first.items_ok < 40
+    assert budget <= spent <= budget + 8 * per_request * 1.5  # overshoot: at most the requests out at the time
+    assert second.items_ok == 40 and second.stopped is None
+    assert len(asked_all) == len(set(asked_all)) and asked_first < set(asked_all)
