@@ -16,7 +16,7 @@ from linkqa_core.scale import progress
 from linkqa_core.scale.cache import CacheStore
 from linkqa_core.scale.importer import stratified_sample
 from linkqa_core.scale.limiter import BUDGET_REACHED, ClusterLimiter, LimitSettings
-from linkqa_core.scale.progress import Manifest
+from linkqa_core.scale.manifest import Manifest
 from linkqa_core.scale.settings import ScaleSettings
 from linkqa_core.scale.storage import Storage, open_storage
 from linkqa_core.scale.tables import dedupe_first, item_uid, items_from_table, items_table, uid
@@ -104,6 +104,9 @@ def test_the_review_sample_keeps_every_strata_share():
 
 
 def test_progress_reads_a_run_manifest_or_every_run_under_the_root(tmp_path):
+    import linkqa_core.scale.synthesis  # noqa: F401 - importing the stages leaves progress() a function
+    from linkqa_core.scale import progress
+
     assert progress(str(tmp_path)) == {}
     Manifest(Storage(str(tmp_path / "run-3"))).update(synthesis={"state": "running", "done": 5})
     Manifest(Storage(str(tmp_path / "run-3"))).update(synthesis={"done": 9})

@@ -13,7 +13,7 @@ asked to run on it, so the studio and the local commands start as light as witho
 - :mod:`.synthesis` -- diffusion synthesis as a Ray Data pipeline;
 - :mod:`.dedup` -- the quality gates at scale (MinHash map, LSH group-by, components);
 - :mod:`.importer`, :mod:`.export` -- results back into SQLite; the full export from Parquet;
-- :mod:`.progress` -- the manifest, and :func:`progress` for the CLI and the studio.
+- :mod:`.manifest` -- the manifest, and :func:`progress` for the CLI and the studio.
 
 See ``docs/scale.md``.
 """
@@ -28,11 +28,11 @@ __all__ = ["progress", "ScaleSettings", "BACKENDS"]
 
 
 def progress(storage: str) -> dict[str, Any]:
-    """The manifest of a run's storage folder, or of every run under a storage root (see :mod:`.progress`).
+    """The manifest of a run's storage folder, or of every run under a storage root (see :mod:`.manifest`).
 
     >>> progress("/nonexistent/linkqa-storage")
     {}
     """
-    from .progress import progress as read
+    from .manifest import progress as read
 
     return read(storage)

@@ -25,7 +25,7 @@ from ..store import Store
 from .bundles import SEEDS, export_seeds
 from .cluster import connect
 from .dedup import gate_table
-from .progress import Manifest
+from .manifest import Manifest
 from .settings import ScaleSettings
 from .synthesis import STAGE, run_storage
 

@@ -36,7 +36,7 @@ from .bundles import BUNDLES, export_bundles
 from .cluster import NAMESPACE, connect
 from .importer import import_results, result_table
 from .limiter import LimitSettings, start_limiter
-from .progress import Manifest, Poller
+from .manifest import Manifest, Poller
 from .settings import ScaleSettings
 from .storage import Storage, open_storage
 from .tables import ITEM_SCHEMA, bundle_from_row, item_uid, items_table, prompt_version, uid
