@@ -39,8 +39,8 @@ def _first_rows(ray: Any, uri: str) -> Any:
     """The run's items as a dataset, one row per item id (a batch written twice counts once)."""
     import ray.data
 
-    ds = ray.data.read_parquet(uri, columns=["uid", "order", "slot", "status", "question", "options", "answer",
-                                             "solution"], include_paths=True, partitioning=None)
+    ds = ray.data.read_parquet(uri, include_paths=True, partitioning=None).select_columns(
+        ["uid", "order", "slot", "status", "question", "options", "answer", "solution", "path"])
     ids = ds.select_columns(["uid", "path"]).to_pandas()
     dup = ids[ids.duplicated("uid", keep=False)]
     keep = dup.sort_values("path").drop_duplicates("uid") if len(dup) else dup
