@@ -173,27 +173,40 @@ def _component(group: pa.Table, cfg: GateConfig) -> pa.Table:
                                       ("similarity", pa.float64())]))
 
 
+def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` found in the sorted array (vectorised binary search, no per-call sort)."""
+    if not len(sorted_values) or not len(values):
+        return np.zeros(len(values), bool)
+    idx = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[idx] == values
+
+
 def _seed_candidates(table: pa.Table, cfg: GateConfig, ekeys: np.ndarray, bands: np.ndarray) -> pa.Table:
     """Seeds that share an exact key or an LSH band value with a surviving item (a semi-join)."""
     signer = _Signer(cfg)
-    out: dict[str, list[Any]] = {"order": [], "seed_id": [], "ekey": [], "bands": [], "question": [], "options": []}
+    rows = []
     for r in table.to_pylist():
         question = r["question"]
         if not isinstance(question, str):
             continue
         options = _options(r.get("options"))
-        ek = exact_key(question, options)
         sh = item_shingles(question, options, cfg.shingle_size)
-        bs = signer.bands(sh) if sh else []
-        exact_hit = bool(np.isin(_hash64([ek]), ekeys)[0])
-        band_hit = bool(bs) and bool(np.isin(_hash64(bs), bands).any())
-        if not (exact_hit or band_hit):
+        rows.append((r, exact_key(question, options), signer.bands(sh) if sh else []))
+    exact_hit = _member(ekeys, _hash64([ek for _, ek, _ in rows])) if rows else np.zeros(0, bool)
+    flat = [b for _, _, bs in rows for b in bs]
+    owner = np.repeat(np.arange(len(rows)), [len(bs) for _, _, bs in rows]) if rows else np.zeros(0, np.int64)
+    band_hit = np.zeros(len(rows), bool)
+    if flat:
+        band_hit[owner[_member(bands, _hash64(flat))]] = True
+    out: dict[str, list[Any]] = {"order": [], "seed_id": [], "ekey": [], "bands": [], "question": [], "options": []}
+    for (r, ek, bs), hit in zip(rows, exact_hit | band_hit):
+        if not hit:
             continue
         out["order"].append(int(r["order"]))
         out["seed_id"].append(str(r["seed_id"]))
         out["ekey"].append(ek)
         out["bands"].append(bs)
-        out["question"].append(question)
+        out["question"].append(r["question"])
         out["options"].append(r.get("options"))
     return pa.table(out, schema=pa.schema([("order", pa.int64()), ("seed_id", pa.string()), ("ekey", pa.string()),
                                            ("bands", pa.list_(pa.binary())), ("question", pa.string()),
@@ -249,6 +262,9 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
 
     sig = ds.map_batches(signature_rows, fn_kwargs={"cfg": cfg, "reference": reference}, batch_format="pyarrow",
                          batch_size=2000).materialize()
+    # hash-shuffle partitions: about one per 50k items (each partition is a task: Ray's default of
+    # 200 costs more in task overhead than the grouping itself below millions of items)
+    parts = max(1, min(200, -(-sig.count() // 50_000)))
     verdicts: dict[str, GateResult] = {}
     ordered = sig.select_columns(["key", "order", "gate", "reason", "match"]).to_arrow_refs()
     base = pa.concat_tables(ray.get(ordered)) if ordered else pa.table({"key": [], "order": []})
@@ -262,7 +278,7 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
     survivors = sig.map_batches(passed_item_gates, batch_format="pyarrow", batch_size=None) if verdicts else sig
 
     # exact duplicates: group by the exact key
-    exact = survivors.groupby("ekey").map_groups(_exact_group, batch_format="pyarrow")
+    exact = survivors.groupby("ekey", num_partitions=parts).map_groups(_exact_group, batch_format="pyarrow")
     for r in exact.take_all():
         verdicts[r["key"]] = GateResult(r["key"], False, f"exact duplicate of item {r['match']}", "exact_duplicate",
                                         r["match"], 1.0)
@@ -283,7 +299,8 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
         flat = pa.chunked_array(t.column("bands")).combine_chunks().flatten() if t.num_rows else pa.array([], pa.binary())
         return pa.table({"band": flat, "order": np.repeat(t.column("order").to_numpy(), lengths)})
 
-    edges = live.map_batches(explode, batch_format="pyarrow", batch_size=None).groupby("band").map_groups(
+    edges = live.map_batches(explode, batch_format="pyarrow", batch_size=None).groupby(
+        "band", num_partitions=parts).map_groups(
         _bucket_edges, batch_format="pyarrow")
     pairs = [(r["a"], r["b"]) for r in edges.iter_rows()]
     if pairs:
@@ -304,7 +321,7 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
             return t.append_column("component", pa.array(comp_ids[pos[hit]], pa.int64()))
 
         near = live.map_batches(with_component, batch_format="pyarrow", batch_size=None).groupby(
-            "component").map_groups(_component, fn_kwargs={"cfg": cfg}, batch_format="pyarrow")
+            "component", num_partitions=parts).map_groups(_component, fn_kwargs={"cfg": cfg}, batch_format="pyarrow")
         for r in near.take_all():
             verdicts[r["key"]] = GateResult(r["key"], False, r["reason"], "near_duplicate", r["match"],
                                             r["similarity"])
