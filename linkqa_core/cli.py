@@ -4,6 +4,10 @@
 ``--json`` (one JSON object on stdout, for scripts). Every error is one line on stderr
 ("error: ...") with a non-zero exit, never a traceback; ``linkqa --debug COMMAND`` shows
 the traceback of an unexpected one.
+
+Over ~500 lines because it is the one list of commands and their options, each command
+a thin function over one engine call; splitting it would scatter the ``--help`` a curator
+reads top to bottom.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import click
 
 from . import __version__
 from .errors import LinkQAError
+from .scale.cli import backend_options  # the --backend option group (Ray: linkqa_core.scale)
 from .store import Store, default_db_path
 
 KNOB_FLAGS = ("w_pop", "w_cov", "w_diff", "alpha", "tau", "gamma", "min_len", "max_len", "difficulty_target")
@@ -218,10 +223,10 @@ def ingest(store: Store, as_json: bool, progress: ProgressBar, file: str | None,
               help="seeds the model cannot answer get the offline extractor's KPs (so the graph has no holes)")
 @llm_options(budgets=False, offline=False)
 @common
+@backend_options
 def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, only_missing: bool,
-            batch_size: int, fallback: bool, **llm: Any) -> None:
+            batch_size: int, fallback: bool, scale: Any = None, **llm: Any) -> None:
     """Name 2–8 knowledge points for each seed and link seeds to them."""
-    from .kps.extract import run_extraction
 
     chosen = None
     if extractor == "llm":
@@ -233,7 +238,10 @@ def extract(store: Store, as_json: bool, progress: ProgressBar, extractor: str, 
                                    "LINKQA_MODEL (or --model)")
         chosen = LLMExtractor(settings, store=store, batch_size=batch_size, fallback=fallback)
     t = time.perf_counter()
-    report = run_extraction(store, chosen, only_missing=only_missing, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.extract(store, chosen, scale, settings=getattr(chosen, "settings", None), batch_size=batch_size,
+                              only_missing=only_missing, progress=progress)
     payload = {"seeds": report.seeds, "kps": report.kps, "extractor": report.extractor,
                "failed": [{"line": b.line, "reason": b.reason} for b in report.failed],
                "by_path": report.by_path, "quality": report.quality,
@@ -471,15 +479,17 @@ def _stored(store: Store, run_id: int, section: str) -> dict[str, Any]:
 @click.option("--estimate", is_flag=True, help="only print the cost estimate")
 @llm_options
 @common
+@backend_options
 def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, per_bundle: int | None,
                target_items: int | None, template: str | None, open_ended: bool | None, estimate: bool,
-               offline: bool, budget_tokens: int | None, budget_usd: float | None, **llm: Any) -> None:
+               offline: bool, budget_tokens: int | None, budget_usd: float | None, scale: Any = None,
+               **llm: Any) -> None:
     """Write new QA items for each bundle of a run; run it again (no options needed) to resume.
 
     When the endpoint stops answering, it stops with a message and exit status 1; the
     bundles not done stay planned for the next start.
     """
-    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost, synthesize as run_synthesis
+    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, estimate_synthesis_cost
 
     before = _stored(store, run_id, "synthesis")
     text = Path(template).read_text(encoding="utf-8") if template else before.get("template", DEFAULT_TEMPLATE)
@@ -497,7 +507,9 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
     if settings is None and not as_json:
         why = "--offline" if offline else "no LLM endpoint configured (OPENAI_BASE_URL / LINKQA_MODEL)"
         click.echo(f"{why}: using the offline composer", err=True)
-    report = run_synthesis(store, run_id, cfg, settings, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.synthesize(store, run_id, cfg, settings, scale, progress=progress)
     payload = {**report.__dict__, "estimate": cost}
     payload["errors"] = report.errors[:100]
     notes = []
@@ -523,11 +535,12 @@ def synthesize(store: Store, as_json: bool, progress: ProgressBar, run_id: int, 
 @click.option("--max-rounds", type=int, default=None, help="rounds for the run in all (default: as before, else 2)")
 @llm_options
 @common
+@backend_options
 def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, targets: str | None,
             max_rounds: int | None, offline: bool, budget_tokens: int | None, budget_usd: float | None,
-            **llm: Any) -> None:
+            scale: Any = None, **llm: Any) -> None:
     """Rewrite items below the target difficulty mix harder; report the mix before and after."""
-    from .difficulty.enhance import DifficultyTargets, enhance as run_enhance
+    from .difficulty.enhance import DifficultyTargets
 
     before = _stored(store, run_id, "difficulty")
     spec = targets or before.get("targets")
@@ -536,7 +549,9 @@ def enhance(store: Store, as_json: bool, progress: ProgressBar, run_id: int, tar
     budget_usd = budget_usd if budget_usd is not None else before.get("budget_usd")
     settings = llm_settings(offline, budget_tokens=budget_tokens, budget_usd=budget_usd, **llm)
     rounds = max_rounds if max_rounds is not None else int(before.get("max_rounds", 2))
-    report = run_enhance(store, run_id, tgt, settings, max_rounds=rounds, progress=progress)
+    from .scale import dispatch
+
+    report = dispatch.enhance(store, run_id, tgt, settings, scale, max_rounds=rounds, progress=progress)
     payload = report.to_dict() if hasattr(report, "to_dict") else dict(report.__dict__)
     _emit(as_json, payload, lambda: _mix_text(payload))
 
@@ -564,16 +579,16 @@ def _mix_text(payload: dict[str, Any]) -> str:
 @click.option("--near-dup", type=float, default=0.8, show_default=True, help="Jaccard threshold for near-duplicates")
 @click.option("--ngram", type=int, default=13, show_default=True, help="n-gram size for decontamination")
 @common
+@backend_options
 def gates(store: Store, as_json: bool, progress: ProgressBar, run_id: int, reference: str | None, near_dup: float,
-          ngram: int) -> None:
+          ngram: int, scale: Any = None) -> None:
     """Quality gates on a run's generated items; rejected items keep their reason."""
     from .quality.checks import GateConfig
-    from .quality.gates import apply_gates
-    from .quality.reference import load_reference
 
     cfg = GateConfig(near_dup_threshold=near_dup, decontam_ngram=ngram)
-    ref = load_reference(reference, decontam_ngram=ngram) if reference else None
-    summary = apply_gates(store, run_id, reference=ref, cfg=cfg)
+    from .scale import dispatch
+
+    summary = dispatch.gates(store, run_id, cfg, scale, reference=reference)
     _emit(as_json, {"run_id": run_id, "rejected": summary},
           "rejected by gate: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 

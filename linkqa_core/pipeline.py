@@ -25,6 +25,10 @@ Example ``pipeline.toml``::
     reference = "benchmark.jsonl"
     [export]
     out = "out/run.jsonl"
+    [backend]                      # optional: the model stages and the gates on Ray (docs/scale.md)
+    kind = "ray"
+    address = "auto"
+    storage = "/mnt/shared/linkqa"
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from .store import Store
 
 __all__ = ["run_from_config", "load_config", "llm_settings_for", "resume_command"]
 
-SECTIONS = {"ingest", "extract", "sample", "llm", "synthesize", "enhance", "gates", "export"}
+SECTIONS = {"ingest", "extract", "sample", "llm", "synthesize", "enhance", "gates", "export", "backend"}
 _SECRET_KEYS = {"api_key", "key", "openai_api_key", "token", "password"}
 
 
@@ -73,15 +77,18 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
                     flags: dict[str, Any] | None = None) -> dict:
     """Run every section of the config at ``path``. ``flags`` are command-line LLM settings
     (they win over the config's ``[llm]`` table, see :func:`~linkqa_core.llm.settings.load_settings`)."""
-    from .kps.extract import run_extraction
     from .graph.sampling import sample
     from .ingest.load import ingest, sample_path
-    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig, synthesize
+    from .synthesis.run import DEFAULT_TEMPLATE, SynthesisConfig
     from .graph.walks import WalkParams
+
+    from .scale import dispatch
+    from .scale.settings import ScaleSettings
 
     cfg = load_config(path)
     base = Path(path).resolve().parent
     report: dict[str, Any] = {}
+    scale = ScaleSettings.from_dict(cfg.get("backend"))
 
     ing = cfg.get("ingest", {})
     files = [sample_path()] if ing.get("sample") else [_resolve(base, f) for f in ing.get("files", [])]
@@ -106,7 +113,8 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
         extractor = LLMExtractor(settings, store=store, batch_size=int(ext_cfg.get("batch_size", 8)),
                                  fallback=bool(ext_cfg.get("fallback", True)))
     if missing:
-        e = run_extraction(store, extractor, progress=progress)
+        e = dispatch.extract(store, extractor, scale, settings=settings, progress=progress,
+                             batch_size=int(ext_cfg.get("batch_size", 8)))
         report["extract"] = {"seeds": e.seeds, "kps": e.kps, "extractor": e.extractor, "by_path": e.by_path,
                              "failed": len(e.failed)}
     else:
@@ -137,28 +145,26 @@ def run_from_config(store: Store, path: Path, *, progress: Callable[[int, int, s
             else DEFAULT_TEMPLATE
         scfg = SynthesisConfig(per_bundle=int(sy.get("per_bundle", 2)), target_items=sy.get("items"),
                                template=template, multiple_choice=bool(sy.get("multiple_choice", True)))
-        r = synthesize(store, run_id, scfg, settings, progress=progress)
+        r = dispatch.synthesize(store, run_id, scfg, settings, scale, progress=progress)
         report["synthesize"] = {"items": r.items_ok, "failed": r.items_failed, "model": r.model,
                                 "requests": r.requests, "cached": r.cached, "stopped": r.stopped,
                                 "tokens": r.prompt_tokens + r.completion_tokens,
                                 "estimated_calls": r.estimated_calls}
     if "enhance" in cfg:
-        from .difficulty.enhance import DifficultyTargets, enhance
+        from .difficulty.enhance import DifficultyTargets
 
         en = cfg["enhance"]
         targets = DifficultyTargets.parse(en["targets"]) if en.get("targets") else DifficultyTargets()
-        r = enhance(store, run_id, targets, settings, max_rounds=int(en.get("max_rounds", 2)), progress=progress)
+        r = dispatch.enhance(store, run_id, targets, settings, scale, max_rounds=int(en.get("max_rounds", 2)),
+                             progress=progress)
         report["enhance"] = r.to_dict() if hasattr(r, "to_dict") else dict(r.__dict__)
     if "gates" in cfg:
         from .quality.checks import GateConfig
-        from .quality.gates import apply_gates
-        from .quality.reference import load_reference
 
         g = cfg["gates"]
         gcfg = GateConfig.from_dict({k: v for k, v in g.items() if k != "reference"})
-        ref = load_reference(_resolve(base, g["reference"]), decontam_ngram=gcfg.decontam_ngram) \
-            if g.get("reference") else None
-        report["gates"] = apply_gates(store, run_id, reference=ref, cfg=gcfg)
+        report["gates"] = dispatch.gates(store, run_id, gcfg, scale,
+                                         reference=_resolve(base, g["reference"]) if g.get("reference") else None)
     if "export" in cfg:
         from .curation.export import export_run
 

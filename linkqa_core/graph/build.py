@@ -185,14 +185,29 @@ def _build(seed_rid, kp_ids, kp, seed_discipline, seed_difficulty, disciplines, 
     )
 
 
-@njit(cache=True)
 def _csr_kernel(starts, kp, n):
     """Symmetric co-occurrence CSR: rows sorted, duplicates summed into float weights.
 
-    Fill every KP pair of every seed into row buckets (unsorted), then bucket again by
+    At ten million seeds the pair buffers are the build's peak memory (about 250M pairs,
+    1 GB each), so the outputs are sized exactly (a counting pass before they are
+    allocated) and the row buffer is compacted in place and cut to size here, after the
+    kernel has dropped its sort buffer.
+    """
+    indptr, raw, weights, c = _csr_fill(starts, kp, n)
+    indices = raw[:c].copy()
+    del raw
+    return indptr, indices, weights
+
+
+@njit(cache=True)
+def _csr_fill(starts, kp, n):
+    """Fill every KP pair of every seed into row buckets (unsorted), then bucket again by
     counting sort ("transpose"): row ``v`` receives its neighbours ``u`` in increasing
     order, since the matrix is symmetric; equal neighbours are then adjacent and are
     run-length encoded into weights. Two O(pairs) passes, no comparison sort.
+
+    Returns ``(indptr, raw, weights, c)``: the first ``c`` entries of ``raw`` are the
+    column indices (compacted in place), ``weights`` has exactly ``c`` entries.
     """
     total = kp.shape[0]
     n_groups = starts.shape[0]
@@ -229,10 +244,22 @@ def _csr_kernel(starts, kp, n):
             v = raw[e]
             srt[fill[v]] = u
             fill[v] += 1
+    # distinct neighbours per row first, so that the weights are allocated at their size
     indptr = np.zeros(n + 1, np.int64)
+    for v in range(n):
+        lo = raw_ptr[v]
+        hi = raw_ptr[v + 1]
+        d = 0
+        if hi > lo:
+            d = 1
+            for e in range(lo + 1, hi):
+                if srt[e] != srt[e - 1]:
+                    d += 1
+        indptr[v + 1] = indptr[v] + d
+    c = indptr[n]
     indices = raw  # reused: the output is never longer than the input
-    weights = np.empty(raw.shape[0], np.float64)
-    c = 0
+    weights = np.empty(c, np.float64)
+    k = 0
     for v in range(n):
         lo = raw_ptr[v]
         hi = raw_ptr[v + 1]
@@ -244,16 +271,15 @@ def _csr_kernel(starts, kp, n):
                 if x == prev:
                     w += 1.0
                 else:
-                    indices[c] = prev
-                    weights[c] = w
-                    c += 1
+                    indices[k] = prev
+                    weights[k] = w
+                    k += 1
                     prev = x
                     w = 1.0
-            indices[c] = prev
-            weights[c] = w
-            c += 1
-        indptr[v + 1] = c
-    return indptr, indices[:c].copy(), weights[:c].copy()
+            indices[k] = prev
+            weights[k] = w
+            k += 1
+    return indptr, raw, weights, c
 
 
 @njit(cache=True)

@@ -32,6 +32,11 @@ On the bundled sample:
 >>> walks = value_walks(build_graph(store), WalkParams(w_cov=2.0), n_paths=100, seed=7)
 >>> len(walks), bool(walks.lengths.min() >= 1)
 (100, True)
+
+Over ~500 lines because the value function, its linkage rule and the compiled kernel
+(with its Fenwick trees for sampling by value) are one idea: the formulas above and the
+code that applies them at a million seeds stay on one page, so a reader can check one
+against the other.
 """
 
 from __future__ import annotations

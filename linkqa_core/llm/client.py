@@ -73,7 +73,7 @@ import queue
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import httpx2
@@ -89,6 +89,7 @@ from .ratelimit import Bucket, backoff, retry_after
 from .replies import BadBody, read_completion, split_reasoning
 from .scrub import display_url, guard_logs, scrubber_for
 from .settings import DEFAULT_BASE_URL, LLMSettings, load_settings, settings_from_mapping
+from .loopstate import Attempt, Control, Endpoint, Job, Outcome, Throughput, as_hit
 from .transport import FastTransport, base_and_query, proxied
 
 __all__ = [
@@ -115,81 +116,6 @@ __all__ = [
 log = logging.getLogger("linkqa_core.llm")
 
 _LANE_SIZE = 32  # connections per SDK client on the default transport (its pool scans are O(n))
-
-
-@dataclass(frozen=True)
-class Throughput:
-    requests: int
-    errors: int
-    seconds: float
-    requests_per_s: float
-    concurrency: int
-
-
-class _Endpoint:
-    def __init__(self, url: str, lanes: list[openai.AsyncOpenAI]):
-        self.url = url
-        self.display = display_url(url)
-        self.lanes = lanes
-        self.lane_load = [0] * len(lanes)
-        self.in_flight = 0
-        self.sent = 0
-        self.paused_until = 0.0
-        self.modes: dict[str, ModeState] = {}
-
-
-@dataclass
-class _Job:
-    index: int
-    key: str
-    body: dict[str, Any]  # the logical body (before the mode)
-    req: ChatRequest
-    structured: bool = False
-    wire: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def body_for(self, mode: Optional[str]) -> dict[str, Any]:
-        if mode is None:
-            return self.body
-        if mode not in self.wire:
-            self.wire[mode] = modes.shape(self.body, mode)
-        return self.wire[mode]
-
-
-@dataclass
-class _Outcome:
-    index: int
-    result: ChatResult
-    job: Optional[_Job]
-    fatal: bool = False  # the batch stops
-    logged: bool = True  # write an llm_calls row
-
-
-class _Control:
-    """Stop flags shared between the calling thread and the event loop."""
-
-    def __init__(self, stop_event: Optional[threading.Event]):
-        self.stop_event = stop_event
-        self.abort = False
-
-    def stopped(self) -> bool:
-        return self.stop_event is not None and self.stop_event.is_set()
-
-
-class _Attempt:
-    """What one request has cost so far over its attempts (blank answers are paid for)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.prompt = 0
-        self.completion = 0
-        self.reasoning = 0
-        self.estimated = False
-        self.blank = 0
-
-
-def _as_hit(r: ChatResult) -> ChatResult:
-    return replace(r, cached=True, prompt_tokens=0, completion_tokens=0, reasoning_tokens=0, latency_s=0.0,
-                   attempts=0, endpoint=None, estimated=False)
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -222,7 +148,7 @@ class LLMClient:
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
-        self._endpoints: list[_Endpoint] = []
+        self._endpoints: list[Endpoint] = []
         self._http: list[Any] = []
         self._closed = False
         self._finalizer: Optional[weakref.finalize] = None
@@ -318,7 +244,7 @@ class LLMClient:
                 self._http.append(http)
                 lanes.append(openai.AsyncOpenAI(base_url=base, api_key=api_key, max_retries=0, timeout=timeout,
                                                 http_client=http, default_query=query or None))
-            self._endpoints.append(_Endpoint(url, lanes))
+            self._endpoints.append(Endpoint(url, lanes))
 
     async def _aclose(self) -> None:
         for http in self._http:
@@ -386,9 +312,9 @@ class LLMClient:
 
     # -- the calling thread's side ---------------------------------------------------------
 
-    def _plan(self, reqs: list[ChatRequest]) -> tuple[list[_Job], dict[str, list[int]]]:
+    def _plan(self, reqs: list[ChatRequest]) -> tuple[list[Job], dict[str, list[int]]]:
         """One job per distinct request; identical cached requests follow their leader."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         followers: dict[str, list[int]] = {}
         leaders: set[str] = set()
         for i, req in enumerate(reqs):
@@ -399,7 +325,7 @@ class LLMClient:
                 continue
             if req.cache:
                 leaders.add(key)
-            jobs.append(_Job(i, key, body, req, structured=modes.structured(body)))
+            jobs.append(Job(i, key, body, req, structured=modes.structured(body)))
         return jobs, followers
 
     def _run(
@@ -417,29 +343,29 @@ class LLMClient:
         jobs, followers = self._plan(reqs)
         hits = self._cache_lookup([j for j in jobs if j.req.cache])
         misses = [j for j in jobs if j.key not in hits or not j.req.cache]
-        control = _Control(stop_event)
-        out: "queue.Queue[_Outcome]" = queue.Queue()
+        control = Control(stop_event)
+        out: "queue.Queue[Outcome]" = queue.Queue()
         future = None
         if misses:
             loop = self._ensure_loop()
             future = asyncio.run_coroutine_threadsafe(self._abatch(misses, out, control, fatal_all_4xx), loop)
 
         pending_error: Optional[BaseException] = None
-        fatal: Optional[_Outcome] = None
+        fatal: Optional[Outcome] = None
 
-        def deliver(outcomes: list[_Outcome]) -> None:
+        def deliver(outcomes: list[Outcome]) -> None:
             nonlocal pending_error, fatal
-            expanded: list[_Outcome] = []
+            expanded: list[Outcome] = []
             for o in outcomes:
                 expanded.append(o)
                 if o.job is not None and o.job.req.cache:
                     for fi in followers.get(o.job.key, ()):
                         if o.result.ok:
-                            expanded.append(_Outcome(fi, _as_hit(o.result), o.job, logged=True))
+                            expanded.append(Outcome(fi, as_hit(o.result), o.job, logged=True))
                             with self._lock:
                                 self._usage.cached += 1
                         else:
-                            expanded.append(_Outcome(fi, o.result, o.job, fatal=o.fatal, logged=False))
+                            expanded.append(Outcome(fi, o.result, o.job, fatal=o.fatal, logged=False))
             self._record(expanded)
             for o in expanded:
                 results[o.index] = o.result
@@ -455,7 +381,7 @@ class LLMClient:
                     control.abort = True
 
         # cache hits first, while the network works on the misses
-        hit_outcomes = [_Outcome(job.index, hits[job.key], job) for job in jobs if job.req.cache and job.key in hits]
+        hit_outcomes = [Outcome(job.index, hits[job.key], job) for job in jobs if job.req.cache and job.key in hits]
         for k in range(0, len(hit_outcomes), 500):
             deliver(hit_outcomes[k:k + 500])
 
@@ -498,7 +424,7 @@ class LLMClient:
                 results[i] = ChatResult(error="no result (client closed?)", key="", transient=True)
         return results  # type: ignore[return-value]
 
-    def _cache_lookup(self, jobs: list[_Job]) -> dict[str, ChatResult]:
+    def _cache_lookup(self, jobs: list[Job]) -> dict[str, ChatResult]:
         if self.store is None or not jobs:
             return {}
         found = {key: ledger.from_cache(key, data) for key, data in self.store.llm.cached([j.key for j in jobs]).items()
@@ -508,7 +434,7 @@ class LLMClient:
                 self._usage.cached += len(found)
         return found
 
-    def _record(self, outcomes: list[_Outcome]) -> None:
+    def _record(self, outcomes: list[Outcome]) -> None:
         """Write call-log rows and new cache entries in one short transaction."""
         if self.store is None:
             return
@@ -543,7 +469,7 @@ class LLMClient:
 
     # -- the event loop's side ---------------------------------------------------------------
 
-    async def _abatch(self, jobs: list[_Job], out: "queue.Queue[_Outcome]", control: _Control,
+    async def _abatch(self, jobs: list[Job], out: "queue.Queue[Outcome]", control: Control,
                       fatal_all_4xx: bool) -> None:
         it = iter(jobs)
         workers = [asyncio.create_task(self._aworker(it, out, control, fatal_all_4xx))
@@ -555,11 +481,11 @@ class LLMClient:
                 w.cancel()
             raise
 
-    def _unstarted(self, job: _Job, why: str) -> _Outcome:
-        return _Outcome(job.index, ChatResult(error=why, key=job.key, transient=why == ENDPOINT_DOWN), job,
+    def _unstarted(self, job: Job, why: str) -> Outcome:
+        return Outcome(job.index, ChatResult(error=why, key=job.key, transient=why == ENDPOINT_DOWN), job,
                         logged=False)
 
-    async def _aworker(self, it: Iterable[_Job], out: "queue.Queue[_Outcome]", control: _Control,
+    async def _aworker(self, it: Iterable[Job], out: "queue.Queue[Outcome]", control: Control,
                        fatal_all_4xx: bool) -> None:
         assert self._sem is not None
         for job in it:
@@ -588,9 +514,9 @@ class LLMClient:
             is_fatal = kind is Failure.BATCH or (fatal_all_4xx and kind is Failure.ITEM)
             if is_fatal:
                 control.abort = True  # every other request would fail the same way
-            out.put(_Outcome(job.index, result, job, fatal=is_fatal))
+            out.put(Outcome(job.index, result, job, fatal=is_fatal))
 
-    def _watch_outage(self, result: ChatResult, control: _Control) -> None:
+    def _watch_outage(self, result: ChatResult, control: Control) -> None:
         """Count requests that gave up in a row; past ``outage_after`` the endpoint is down."""
         if result.transient and result.attempts and not control.stopped():
             self._failed_in_row += 1
@@ -606,7 +532,7 @@ class LLMClient:
         if self._down is not None:
             control.abort = True
 
-    async def _admit(self, control: _Control) -> Optional[str]:
+    async def _admit(self, control: Control) -> Optional[str]:
         """``None`` if a new request may start, else why not. Waits while the requests in
         flight would probably spend the rest of the budget."""
         s = self.settings
@@ -662,13 +588,13 @@ class LLMClient:
         if self._done_event is not None:
             self._done_event.set()
 
-    def _pick(self) -> tuple[_Endpoint, int]:
+    def _pick(self) -> tuple[Endpoint, int]:
         now = time.monotonic()
         ep = min(self._endpoints, key=lambda e: (e.paused_until > now, e.in_flight, e.sent))
         lane = min(range(len(ep.lanes)), key=ep.lane_load.__getitem__) if len(ep.lanes) > 1 else 0
         return ep, lane
 
-    def _mode_state(self, ep: _Endpoint, model: str) -> ModeState:
+    def _mode_state(self, ep: Endpoint, model: str) -> ModeState:
         state = ep.modes.get(model)
         if state is None:
             forced = self.settings.structured_output
@@ -681,18 +607,18 @@ class LLMClient:
             ep.modes[model] = state
         return state
 
-    def _note_mode(self, ep: _Endpoint, model: str, state: ModeState, detail: str) -> None:
+    def _note_mode(self, ep: Endpoint, model: str, state: ModeState, detail: str) -> None:
         with self._lock:
             self._mode_events.append((ep.display, model, state.mode, detail))
         log.info("%s: structured output for %s is now %s (%s)", ep.display, model, state.mode, detail)  # pragma: no mutate
 
-    async def _acall(self, job: _Job, control: _Control) -> tuple[ChatResult, Optional[Failure]]:
+    async def _acall(self, job: Job, control: Control) -> tuple[ChatResult, Optional[Failure]]:
         """One request with its retries, mode changes and blank-answer retry; returns
         (result, what kind of failure it was, or ``None``)."""
         s = self.settings
         model = str(job.body.get("model"))
         started = time.monotonic()
-        spent = _Attempt()
+        spent = Attempt()
         last_error = ""
         status: Optional[int] = None
         refusals = 0
@@ -798,13 +724,13 @@ class LLMClient:
             await self._sleep(delay, control)
 
     @staticmethod
-    def _charge(spent: _Attempt, r: ChatResult) -> None:
+    def _charge(spent: Attempt, r: ChatResult) -> None:
         spent.prompt += r.prompt_tokens
         spent.completion += r.completion_tokens
         spent.reasoning += r.reasoning_tokens
         spent.estimated = spent.estimated or r.estimated
 
-    def _success(self, job: _Job, ep: _Endpoint, body: dict[str, Any], c: Any, spent: _Attempt, latency: float,
+    def _success(self, job: Job, ep: Endpoint, body: dict[str, Any], c: Any, spent: Attempt, latency: float,
                  mode: Optional[str]) -> ChatResult:
         estimated = c.prompt_tokens is None or c.completion_tokens is None
         prompt = c.prompt_tokens if c.prompt_tokens is not None else ledger.prompt_tokens_of(body)
@@ -820,7 +746,7 @@ class LLMClient:
             finish_reason=c.finish_reason, status=200, key=job.key, estimated=estimated or spent.estimated,
             mode=mode)
 
-    async def _sleep(self, seconds: float, control: _Control) -> None:
+    async def _sleep(self, seconds: float, control: Control) -> None:
         end = time.monotonic() + seconds
         for _ in range(int(seconds / 0.25) + 2):  # wake up to notice a stop
             left = end - time.monotonic()
@@ -828,7 +754,7 @@ class LLMClient:
                 return
             await asyncio.sleep(min(left, 0.25))
 
-    def _failure(self, job: _Job, ep: _Endpoint, spent: _Attempt, started: float, error: str,
+    def _failure(self, job: Job, ep: Endpoint, spent: Attempt, started: float, error: str,
                  status: Optional[int], *, transient: bool = False) -> ChatResult:
         return ChatResult(error=self._scrub(error), attempts=spent.count, endpoint=ep.display,
                           model=job.body.get("model"), latency_s=time.monotonic() - started, status=status,

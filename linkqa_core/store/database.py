@@ -20,6 +20,8 @@
 The SQL of each kind of data lives beside this module, one module per table group
 (:mod:`.seeds`, :mod:`.kps`, :mod:`.runs`, :mod:`.items`, :mod:`.llm`), reached as
 ``store.seeds``, ``store.kps``, ``store.runs``, ``store.items`` and ``store.llm``.
+This module is over ~500 lines because the connection rules above (writer, readers,
+damage, leases) share one lock and one state and are read together.
 
 >>> store = Store(":memory:")
 >>> store.counts()["seeds"]

@@ -245,6 +245,17 @@ class ItemStore:
         return {r[0] for r in self.store.query("SELECT slot FROM items WHERE run_id = ? AND slot LIKE ?",
                                                (run_id, f"%{suffix}"))}
 
+    def ids_for_slots(self, run_id: int, slots: Sequence[str]) -> dict[str, int]:
+        """Item ids of a run by slot (slots not stored are left out): a Ray run's import and gates."""
+        out: dict[str, int] = {}
+        slots = list(slots)
+        for k in range(0, len(slots), _CHUNK):
+            chunk = slots[k:k + _CHUNK]
+            for r in self.store.query(f"SELECT slot, id FROM items WHERE run_id = ? AND slot IN ({','.join('?' * len(chunk))})",
+                                      (run_id, *chunk)):
+                out[r[0]] = int(r[1])
+        return out
+
     def lineage(self, item: Item, depth: int = 20) -> list[Item]:
         """The item's parents, nearest first."""
         out: list[Item] = []

@@ -134,19 +134,30 @@ class KPStore:
         most of the graph build at a million seeds. Chunks are ranges of seed rids
         holding about ``_LINK_CHUNK`` links each.
         """
-        chunks = []
         with self.store.reading() as conn:
             lo, hi, total = conn.execute("SELECT min(seed_rid), max(seed_rid), count(*) FROM seed_kps").fetchone()
             if not total:
                 return np.zeros((0, 2), dtype=np.int64)
+            # one output array filled chunk by chunk: no list of chunks and no concatenated
+            # copy beside it (at ten million seeds each is 0.8 GB)
+            links = np.empty((total, 2), dtype=np.int64)
+            filled = 0
             span = max(1, -(-(hi - lo + 1) * _LINK_CHUNK // total))
             for start in range(lo, hi + 1, span):
                 rids, kps = conn.execute(
                     "SELECT group_concat(seed_rid), group_concat(kp_id) FROM seed_kps"
                     " WHERE seed_rid >= ? AND seed_rid < ?", (start, start + span)).fetchone()
                 if rids:
-                    chunks.append(np.stack([_ints(rids), _ints(kps)], axis=1))
-        links = np.concatenate(chunks)
+                    r = _ints(rids)
+                    del rids
+                    k = _ints(kps)
+                    del kps
+                    if filled + r.size > links.shape[0]:  # links added since the count: make room
+                        links = np.concatenate([links, np.empty((filled + r.size - links.shape[0], 2), np.int64)])
+                    links[filled:filled + r.size, 0] = r
+                    links[filled:filled + r.size, 1] = k
+                    filled += r.size
+        links = links[:filled]
         if links.shape[0] > 1 and np.any(links[1:, 0] < links[:-1, 0]):
             links = links[np.argsort(links[:, 0], kind="stable")]
         return links

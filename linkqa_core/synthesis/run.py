@@ -188,10 +188,7 @@ def synthesize(
     target = cfg.target_items or n_paths * cfg.per_bundle
     with store.lease(run_lease(run_id), f"synthesis of run {run_id}"):
         config = dict(run.config)
-        config["synthesis"] = {**cfg.to_dict(), "target_items": target, "model": model,
-                               "endpoints": len(getattr(settings, "base_urls", []) or []) if use_llm else 0,
-                               "budget_tokens": settings.budget_tokens if use_llm else None,
-                               "budget_usd": settings.budget_usd if use_llm else None}
+        config["synthesis"] = synthesis_record(cfg, target, settings if use_llm else None)
         store.runs.update(run_id, config=config, status="synthesizing")
         report = SynthesisReport(run_id=run_id, target_items=target, model=model)
         client = None
@@ -217,6 +214,16 @@ def synthesize(
             if client is not None:
                 client.close()
     return report
+
+
+def synthesis_record(cfg: SynthesisConfig, target: int, settings: Any) -> dict[str, Any]:
+    """What a run's config keeps of a synthesis (``settings`` None: offline), whichever backend
+    ran it, so exports of the same run are the same; never a credential."""
+    return {**cfg.to_dict(), "target_items": target,
+            "model": settings.model if settings is not None else OFFLINE_MODEL,
+            "endpoints": len(settings.base_urls or []) if settings is not None else 0,
+            "budget_tokens": settings.budget_tokens if settings is not None else None,
+            "budget_usd": settings.budget_usd if settings is not None else None}
 
 
 def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: Any, difficulty: float,
