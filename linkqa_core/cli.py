@@ -435,7 +435,7 @@ def check(store: Store, as_json: bool, progress: ProgressBar) -> None:
     damage = store.check(full=True)
     payload = {"path": store.path, "ok": damage is None, "damage": damage, "schema": store.schema_version,
                "working": store.leases()}
-    lines = [f"{store.path}: " + ("no damage found" if damage is None else damage)]
+    lines = [f"{store.path}: no damage found" if damage is None else damage]  # the damage names the file
     lines += [f"  {r['what']} (pid {r['pid']}, since {time.strftime('%H:%M', time.localtime(r['started_at']))})"
               for r in payload["working"]]
     _emit(as_json, payload, "\n".join(lines))

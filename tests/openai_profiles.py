@@ -4,10 +4,10 @@ A profile decides what a real server refuses before any generation (a ``response
 it does not support, a prompt without the word "json", an unknown model, an over-long
 prompt, a wrong key) and how it reshapes the model's answer (prose around the JSON, a
 ``<think>`` block, ``reasoning_content``, blank JSON-mode content), plus its wire habits.
-Each class says which documentation or source it follows.
+Each class says which documentation or source it follows. Used as::
 
->>> FakeOpenAI(profile="llama_cpp")                       # doctest: +SKIP
->>> FakeOpenAI(profile=HostedReasoning(blank_every=3))    # doctest: +SKIP
+    FakeOpenAI(profile="llama_cpp")
+    FakeOpenAI(profile=HostedReasoning(blank_every=3))
 
 Profiles: ``strict`` (OpenAI-like, accepts every format; the default), ``llama_cpp``,
 ``hosted_reasoning`` (DeepSeek-R1-like API), ``prose`` (local servers that ignore

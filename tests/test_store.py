@@ -179,6 +179,7 @@ def test_a_badly_damaged_file_is_refused_at_open_with_the_recovery_command(sampl
         Store(path)
     message = str(err.value)
     assert "is damaged" in message and ".recover" in message and "\n" not in message
+    assert "cannot be opened for reading either" in message and "export may still work" not in message
     if how == "truncated":
         assert "truncated" in message
 
@@ -203,6 +204,18 @@ def test_the_cli_reports_a_damaged_file_in_one_line(sample_store, tmp_path):
         assert out.returncode != 0
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
         assert out.stderr.startswith("error: ") and "is damaged" in out.stderr
+
+
+@pytest.mark.multiprocess
+def test_check_names_damage_in_the_middle_once_with_exit_status_2(sample_store):
+    path = _damaged(sample_store, "garbage_in_the_middle")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "linkqa_core", "check", "--db", path], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = out.stdout.strip().splitlines()
+    assert line.startswith(f"{path} is damaged (quick_check: ") and line.count(path) == 2  # the file, then .recover
+    assert f"sqlite3 {path} .recover" in line
 
 
 def test_a_sound_file_passes_the_check(sample_store):

@@ -129,12 +129,14 @@ def header_problem(path: str) -> str | None:
     return None
 
 
-def damage_message(path: str, what: str) -> str:
-    """The one message a curator gets for a damaged database: what, how to recover, what still works."""
+def damage_message(path: str, what: str, *, readable: bool = True) -> str:
+    """The one message a curator gets for a damaged database: what, how to recover, what still
+    works (``readable=False``: the file is refused at open, so reading does not work either)."""
     what = " ".join(what.split())
+    still = ("Reading and export may still work on the damaged file (linkqa export --run N --out FILE)."
+             if readable else "It cannot be opened for reading either; work from recovered.db.")
     return (f"{path} is damaged ({what}): it is refused for writing. To recover what SQLite can read: "
-            f"sqlite3 {path} .recover | sqlite3 recovered.db, then use recovered.db. "
-            f"Reading and export may still work on the damaged file (linkqa export --run N --out FILE).")
+            f"sqlite3 {path} .recover | sqlite3 recovered.db, then use recovered.db. {still}")
 
 
 class _ReaderSlot:
@@ -204,7 +206,7 @@ class Store:
                 if problem is not None:
                     if problem.startswith("is not an SQLite"):
                         raise InputError(f"{self.path} is not a LinkQA database (not an SQLite file)")
-                    raise DamagedDatabase(damage_message(self.path, problem.removeprefix("is ")))
+                    raise DamagedDatabase(damage_message(self.path, problem.removeprefix("is "), readable=False))
         try:
             self._writer = self._connect(check_same_thread=False)
             self._register()
@@ -218,7 +220,7 @@ class Store:
         except sqlite3.DatabaseError as err:
             self.close()
             if is_corruption(err):
-                raise DamagedDatabase(damage_message(self.path, str(err))) from None
+                raise DamagedDatabase(damage_message(self.path, str(err), readable=False)) from None
             if _is_busy(err):
                 raise DatabaseBusy(self._busy_message()) from None
             raise
