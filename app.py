@@ -1,7 +1,7 @@
 """LinkQA Studio: the entrypoint, which names the pages, and the Home page.
 
 Run with ``streamlit run app.py``. :func:`studio.ui.navigation` lists Home and the pages
-in ``app_pages/`` (``st.navigation``); a page other than Home runs there, and the rest of
+in ``pages/`` (``st.navigation``); a page other than Home runs there, and the rest of
 this file is the Home page: where the data is, how far each stage got, what to do next.
 """
 

@@ -10,7 +10,7 @@ stay thin and these functions can be tested and timed on their own.
 >>> from linkqa_core.store import Store
 >>> store = Store(":memory:")
 >>> next_step(store.counts())["page"]
-'app_pages/1_Seeds.py'
+'pages/1_Seeds.py'
 """
 
 from __future__ import annotations
@@ -106,23 +106,23 @@ def next_step(counts: Mapping[str, int]) -> dict[str, str]:
     the first stage with nothing in it is the next step.
     """
     if not counts.get("seeds"):
-        return {"page": "app_pages/1_Seeds.py", "title": "Seeds", "label": "Load seeds",
+        return {"page": "pages/1_Seeds.py", "title": "Seeds", "label": "Load seeds",
                 "why": "The database holds no seeds yet: upload a file or load the bundled sample."}
     if not counts.get("kps"):
-        return {"page": "app_pages/2_Knowledge_points.py", "title": "Knowledge points", "label": "Extract knowledge points",
+        return {"page": "pages/2_Knowledge_points.py", "title": "Knowledge points", "label": "Extract knowledge points",
                 "why": "Seeds are loaded; name their knowledge points to build the KP graph."}
     if not counts.get("runs"):
-        return {"page": "app_pages/4_Path_sampling.py", "title": "Path sampling", "label": "Sample KP paths",
+        return {"page": "pages/4_Path_sampling.py", "title": "Path sampling", "label": "Sample KP paths",
                 "why": "The KP graph is ready: look at it, then preview and save a sample of paths."}
     if not counts.get("items"):
-        return {"page": "app_pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
+        return {"page": "pages/5_Synthesis.py", "title": "Synthesis", "label": "Synthesise QA",
                 "why": "Paths are saved: write new QA items from the seed bundles of a saved run. With an "
                        "OpenAI-compatible endpoint configured (see LLM endpoint) a model writes them; without one the "
                        "offline composer asks two linked seeds together, so the pipeline runs with no key."}
     if not counts.get("accepted_items"):
-        return {"page": "app_pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
+        return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Review the generated QA",
                 "why": "Items are generated: accept, reject or edit them, then export the accepted ones as JSONL."}
-    return {"page": "app_pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
+    return {"page": "pages/6_Review_and_export.py", "title": "Review & export", "label": "Export accepted QA",
             "why": "Accepted items are ready: export them as JSONL with their provenance (run, path, seeds, model)."}
 
 

@@ -1,6 +1,6 @@
 """Streamlit helpers shared by the Studio pages: the store, the cached graph, page set-up.
 
-Lives at the top level (not in ``app_pages/`` with the pages, and not in
+Lives at the top level (not in ``pages/`` with the pages, and not in
 ``linkqa_core``, which never imports Streamlit). Over ~500 lines because it is the one
 place for what every page shares: navigation, the cached store and graph, the background
 warm-up, settings that stay put, messages beside their controls, and data shown as text.
@@ -48,12 +48,12 @@ _LOG = logging.getLogger(__name__)
 
 # name -> (file, title in the navigation, icon, URL path); the Home page is the rest of app.py
 PAGE_SPECS: dict[str, tuple[str, str, str, str]] = {
-    "seeds": ("app_pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
-    "kps": ("app_pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
-    "graph": ("app_pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
-    "sampling": ("app_pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
-    "synthesis": ("app_pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
-    "review": ("app_pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
+    "seeds": ("pages/1_Seeds.py", "Seeds", ":material/upload_file:", "Seeds"),
+    "kps": ("pages/2_Knowledge_points.py", "Knowledge points", ":material/label:", "Knowledge_points"),
+    "graph": ("pages/3_KP_graph.py", "KP graph", ":material/hub:", "KP_graph"),
+    "sampling": ("pages/4_Path_sampling.py", "Path sampling", ":material/route:", "Path_sampling"),
+    "synthesis": ("pages/5_Synthesis.py", "Synthesis", ":material/edit_note:", "Synthesis"),
+    "review": ("pages/6_Review_and_export.py", "Review & export", ":material/fact_check:", "Review_and_export"),
 }
 PAGES = {"home": "app.py", **{name: spec[0] for name, spec in PAGE_SPECS.items()}}
 HOME_TITLE = "Home"
@@ -69,11 +69,9 @@ def navigation() -> Any:
     ``st.navigation`` replaces the automatic page listing, which called the home page
     "app". app.py runs the page it returns and draws Home itself.
 
-    The page files live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder next
-    to app.py, Streamlit runs a process's first session the old way (the page file on
-    its own, with the folder's listing) until ``st.navigation`` has been called once,
-    and in that session a file upload never reaches the page (a curator's open tab
-    reconnecting after a restart is such a session).
+    The page files live in ``pages/`` next to app.py, as the client's layout has it;
+    ``st.navigation`` names them, so Streamlit's own listing of that folder is not used.
+    A tab left open across a restart reconnects and still uploads (a browser test).
     """
     st.set_page_config(page_title="LinkQA Studio", page_icon="🔗", layout="wide")
     home = st.Page(_home, title=HOME_TITLE, icon=":material/home:", default=True)

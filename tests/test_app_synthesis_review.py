@@ -25,8 +25,8 @@ from linkqa_core.store import Store
 from linkqa_core.synthesis.run import SynthesisConfig, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
-SYNTH = "app_pages/5_Synthesis.py"
-REVIEW = "app_pages/6_Review_and_export.py"
+SYNTH = "pages/5_Synthesis.py"
+REVIEW = "pages/6_Review_and_export.py"
 
 
 @pytest.fixture

@@ -302,6 +302,31 @@ def test_quiz_csv_is_mapped_by_guessing_and_imports(tmp_path, browser):
         assert rows == [("4", "Mathematics"), ("newton", "Physics"), ("mitochondrion", "Biology")]
 
 
+def test_an_open_tab_uploads_after_the_studio_restarts(tmp_path, browser):
+    """A curator's tab stays open while the studio restarts: the reconnected tab (the new
+    process's first session) maps and imports an upload like a fresh one."""
+    db = tmp_path / "restart.db"
+    csv = tmp_path / "quiz.csv"
+    csv.write_bytes(QUIZ_CSV)
+    server = StudioServer(db, autoload=False).start()
+    try:
+        page = new_page(browser, height=1400)
+        open_page(page, server, "seeds")
+        server.stop()
+        with page.expect_websocket(timeout=LONG):  # the open tab reconnects to the new process
+            server.start()  # on the same port
+        page.get_by_role("heading", name="Seeds").first.wait_for(timeout=LONG)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(csv))
+        page.get_by_role("button", name="Import").wait_for(state="visible", timeout=LONG)
+        idle(page)
+        page.get_by_role("button", name="Import").click()
+        page.get_by_text(re.compile(r"quiz\.csv: 3 seeds added")).wait_for(timeout=LONG)
+    finally:
+        server.stop()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM seeds").fetchone()[0] == 3
+
+
 def test_long_option_column_names_show_whole_in_the_mapping(tmp_path, browser):
     """The options selector shows full column names (no "hoice3")."""
     db = tmp_path / "chips.db"
