@@ -120,7 +120,7 @@ def test_review_queue_by_keyboard_only_ten_decisions_one_edit_and_the_export(tmp
         page.keyboard.press("Control+End")
         page.keyboard.type(" Checked by a curator.")
         page.keyboard.press("Control+Enter")  # in the form: save and accept
-        page.get_by_text(re.compile(rf"Item #{edited} saved .* and accepted")).wait_for(timeout=SHORT)
+        page.get_by_text(re.compile(rf"Item #{edited} saved .* and accepted")).wait_for(timeout=LONG)  # a save and a rerun
         idle(page)
         decided[edited] = "accepted"
         tall_screenshot(page, "curator_queue_keyboard")
