@@ -31,6 +31,7 @@ git revision REV instead (run against this tree's records and checks):
 from __future__ import annotations
 
 import argparse
+import os
 import json
 from collections import Counter
 import subprocess
@@ -54,7 +55,10 @@ from linkqa_core.kps.offline import OfflineExtractor  # noqa: E402
 from linkqa_core.kps.quality import judged_precision, kp_quality, load_judgements  # noqa: E402
 from linkqa_core.records import Extraction, Seed  # noqa: E402
 
-MMLU = ROOT.parent.parent / "shared" / "data" / "mmlu_test.jsonl"
+MMLU = next((p for p in ([Path(os.environ["LINKQA_MMLU"])] if os.environ.get("LINKQA_MMLU") else [])
+             + [ROOT.parent / "shared" / "data" / "mmlu_test.jsonl",  # beside a checkout, as the tests look
+                ROOT.parent.parent / "shared" / "data" / "mmlu_test.jsonl"]  # beside a worktree folder
+             if p.is_file()), ROOT.parent / "shared" / "data" / "mmlu_test.jsonl")
 JUDGEMENTS = ROOT / "tests" / "data" / "kp_judgements.jsonl"
 
 
