@@ -310,3 +310,16 @@ def test_the_last_round_still_asks_what_it_planned(sample_store, run6):
                             settings)
         assert len(srv.chat_requests) == 6
     assert (report.items_ok, report.paths_added) == (12, 0) and sample_store.runs.get(run6).status == "partial"
+
+
+def test_a_round_that_gives_almost_nothing_ends_the_top_ups(sample_store):
+    """A model whose every answer is unusable: after a round of 60 paths that gave no item,
+    the run stops and says why, instead of paying for five more rounds of new paths."""
+    run60 = sample(sample_store, WalkParams(), 60, seed=8, save=True).run_id
+    with FakeOpenAI(lambda body: Answer("no items today")) as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-x", model="fake-model")
+        report = synthesize(sample_store, run60, SynthesisConfig(per_bundle=2), settings)
+        assert len(srv.chat_requests) == 60  # the first round only
+    assert report.items_ok == 0 and report.items_failed == 60
+    assert report.errors[-1] == ("the last round's 60 paths gave 0 items: these seeds give no more new ones; "
+                                 "stopped at 0 of 120")

@@ -60,6 +60,11 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, str], None]
+EXHAUSTED_AFTER = 50
+EXHAUSTED_YIELD = 0.1
+"""A round that asked at least ``EXHAUSTED_AFTER`` paths and got under ``EXHAUSTED_YIELD``
+good items per path ends the run's top-ups: the bundles' seeds give no more new items (the
+offline composer never asks a pair twice), and more paths would only add failed rows."""
 STAGES = ("synthesis",)
 """The call-log stages a synthesis budget counts."""
 
@@ -244,7 +249,12 @@ def _rounds(store: Store, run_id: int, cfg: SynthesisConfig, task: Any, client: 
         todo = [p for p in store.runs.paths(run_id) if p.id not in done]
         # sample more paths when the paths left, at the last round's yield, cannot reach the
         # target; offline (free) rounds also ask by that yield, paid rounds for exactly what is missing
-        per_path = _yield_per_path(have - seen[0], len(done) - seen[1], cfg.per_bundle)
+        asked = len(done) - seen[1]
+        if asked >= EXHAUSTED_AFTER and have - seen[0] < EXHAUSTED_YIELD * asked:
+            report.errors.append(f"the last round's {asked:,} paths gave {have - seen[0]:,} items: these seeds give "
+                                 f"no more new ones; stopped at {have:,} of {target:,}")
+            return
+        per_path = _yield_per_path(have - seen[0], asked, cfg.per_bundle)
         missing = target - have
         want = math.ceil(missing * cfg.per_bundle / per_path) if client is None else missing
         plan, need = plan_asks(bundles_of(store, todo), want, cfg.per_bundle, difficulty, cfg.multiple_choice)
