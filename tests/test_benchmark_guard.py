@@ -249,7 +249,10 @@ def planted_guard(tmp_path_factory) -> Path:
 def test_guard_fails_on_the_check_a_planted_regression_breaks(tmp_path, planted_guard, plant, only, fails, phrase):
     code, report, stdout = _run_guard(tmp_path, "--guard", str(planted_guard), "--plant", plant, "--only", only)
     assert code == 1, stdout
-    assert sorted(report["failed"]) == sorted(fails), stdout
+    # the planted checks fail; another failing check may only be a speed reading that a busy
+    # machine moved (never a result check, which no load can move)
+    assert set(fails) <= set(report["failed"]), stdout
+    assert all(name in fails or name.endswith(" cpu") for name in report["failed"]), stdout
     assert phrase in _lines(report)[fails[0]], stdout
     assert "GUARD FAILED" in stdout and f"PLANTED: {plant}" in stdout
 
