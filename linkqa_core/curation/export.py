@@ -22,7 +22,7 @@ from ..graph.sampling import config_hash
 from ..records import Item, Run
 from ..store import Store
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_STATUSES", "export_run", "item_records", "path_records", "format_prompt",
+__all__ = ["EXPORT_FORMATS", "EXPORT_STATUSES", "check_export_options", "export_run", "item_records", "path_records", "format_prompt",
            "write_jsonl"]
 
 EXPORT_FORMATS = ("records", "messages")
@@ -60,13 +60,19 @@ def _provenance(run: Run, chash: str, item: Item, path_index: int | None, path_k
     }
 
 
-def item_records(store: Store, run_id: int, *, fmt: str = "records", status: str = "accepted"
-                 ) -> Iterator[dict[str, Any]]:
-    """Items of a run with the chosen statuses (failed attempts are never exported), streamed."""
+def check_export_options(fmt: str, status: str) -> None:
+    """Refuse an unknown format or status with one line, before anything is read (both the
+    SQLite export and the Ray backend's full export from Parquet take the same options)."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format '{fmt}': use {' or '.join(EXPORT_FORMATS)}")
     if status not in EXPORT_STATUSES:
         raise ConfigError(f"status must be one of {', '.join(EXPORT_STATUSES)}, not '{status}'")
+
+
+def item_records(store: Store, run_id: int, *, fmt: str = "records", status: str = "accepted"
+                 ) -> Iterator[dict[str, Any]]:
+    """Items of a run with the chosen statuses (failed attempts are never exported), streamed."""
+    check_export_options(fmt, status)
     run = store.runs.get(run_id)
     chash = config_hash(run.config)
     for item, path_index, path_kps in store.items.for_export(run_id, EXPORT_STATUSES[status]):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Any, Iterator
 
-from ..curation.export import EXPORT_FORMATS, EXPORT_STATUSES, format_prompt, write_jsonl
-from ..errors import ConfigError, NotFoundError
+from ..curation.export import EXPORT_STATUSES, check_export_options, format_prompt, write_jsonl
+from ..errors import NotFoundError
 from ..graph.sampling import config_hash
 from ..records import Item
 from ..store import Store
@@ -36,10 +36,7 @@ def _run_dir(store: Store, run_id: int) -> Storage:
 
 def full_records(store: Store, run_id: int, *, fmt: str = "records", status: str = "accepted"
                  ) -> Iterator[dict[str, Any]]:
-    if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"unknown export format '{fmt}': use {' or '.join(EXPORT_FORMATS)}")
-    if status not in EXPORT_STATUSES:
-        raise ConfigError(f"status must be one of {', '.join(EXPORT_STATUSES)}, not '{status}'")
+    check_export_options(fmt, status)
     run = store.runs.get(run_id)
     run_dir = _run_dir(store, run_id)
     chash = config_hash(run.config)
