@@ -119,7 +119,7 @@ def stage_throughput(out: dict[str, Any]) -> None:
     import pyarrow as pa
 
     from linkqa_core.llm.client import ChatRequest, LLMClient, LLMSettings
-    from linkqa_core.scale.actors import ModelWorker, WorkerJob, worker_settings
+    from linkqa_core.scale.actors import WorkerJob, model_pool, worker_settings
     from linkqa_core.scale.cluster import NAMESPACE, _quiet
     from linkqa_core.scale.limiter import LimitSettings, start_limiter
     from linkqa_core.scale.prompts import PromptStage
@@ -167,10 +167,7 @@ def stage_throughput(out: dict[str, Any]) -> None:
                 job = WorkerJob(settings=worker_settings(settings, per), stage=PromptStage(), storage=root.uri,
                                 run_storage=run_dir.uri, limiter=f"bench-{actors}", namespace=NAMESPACE)
                 batch = max(8, per // 2)
-                ds = ray.data.read_parquet(run_dir.uri_of("in")).map_batches(
-                    ModelWorker, fn_constructor_kwargs={"job": job}, batch_size=batch, batch_format="pyarrow",
-                    num_cpus=1, compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=-1,
-                    max_task_retries=-1)
+                ds = model_pool(ray.data.read_parquet(run_dir.uri_of("in")), job, actors=actors, batch_size=batch)
                 before = len(server.times())
                 procs = [p for p in _descendants(os.getpid()) if p != server.proc.pid]
                 cpu0 = sum(_cpu_of(p) for p in procs) + time.process_time()

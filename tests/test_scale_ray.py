@@ -241,3 +241,42 @@ def test_the_budget_holds_for_the_whole_cluster_and_a_bigger_one_finishes_the_ru
     assert budget <= spent <= budget + 8 * per_request * 1.5  # overshoot: at most the requests out at the time
     assert second.items_ok == 40 and second.stopped is None
     assert len(asked_all) == len(set(asked_all)) and asked_first < set(asked_all)
+
+
+def _one_item(body) -> Answer:
+    return Answer(json.dumps({"items": [
+        {"question": "Which of these is the answer to the question asked here?", "options": ["a", "b", "c", "d"],
+         "answer": "a", "solution": "s"}]}))
+
+
+@pytest.mark.ray_timeout(600)
+def test_a_model_actor_keeps_its_whole_concurrency_in_flight_not_one_block(ray_local, sample_store, tmp_path):
+    """An actor of the pool works on several blocks at once: with one block at a time (Ray
+    Data's default) its requests drain to nothing at the end of every block, and an actor
+    with 16 in flight and blocks of 8 rows never had more than 8 at the server."""
+    from linkqa_core.scale.synthesis import synthesize_on_ray
+
+    run_id = sample(sample_store, WalkParams(), 120, seed=11, save=True).run_id
+    with FakeOpenAI(_one_item, latency=0.4) as srv:
+        synthesize_on_ray(sample_store, run_id, SynthesisConfig(per_bundle=1), _settings(srv),
+                          _scale(tmp_path, actors=1, concurrency=16, batch_size=2))  # blocks of 4 x 2 rows
+        peak, asked = srv.max_in_flight, len(srv.chat_requests)
+    assert asked >= 60
+    assert 8 < peak <= 16, f"{peak} requests in flight at most; the actor may keep 16"
+
+
+@pytest.mark.ray_timeout(600)
+def test_the_cluster_client_keeps_each_actors_concurrency_in_flight(ray_local, tmp_path):
+    """Extraction and enhancement on Ray send chunks of requests to threaded actors: one
+    chunk at a time per actor would hold 8 in flight where the settings allow 24."""
+    from linkqa_core.llm.client import ChatRequest
+    from linkqa_core.scale.client import ClusterClient
+    from linkqa_core.scale.storage import open_storage
+
+    with FakeOpenAI(lambda body: Answer("fine"), latency=0.4) as srv:
+        scale = _scale(tmp_path, actors=1, concurrency=24)
+        with ClusterClient(_settings(srv), scale, open_storage(scale.storage), chunk=8) as client:
+            results = client.complete_many([ChatRequest.user(f"question {i}") for i in range(96)])
+        peak = srv.max_in_flight
+    assert [r.content for r in results] == ["fine"] * 96
+    assert 8 < peak <= 24, f"{peak} requests in flight at most; the actor may keep 24"

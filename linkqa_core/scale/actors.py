@@ -32,7 +32,7 @@ from ..tasks import Outcome, run_task
 from .cache import CacheStore
 from .storage import Storage
 
-__all__ = ["Stage", "WorkerJob", "ModelWorker", "plan_filter", "SUMMARY_SCHEMA", "worker_settings"]
+__all__ = ["Stage", "WorkerJob", "ModelWorker", "model_pool", "blocks_per_actor", "plan_filter", "SUMMARY_SCHEMA", "worker_settings"]
 
 SUMMARY_SCHEMA = pa.schema([("path_index", pa.int64()), ("status", pa.string()), ("items", pa.int64()),
                             ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
@@ -84,6 +84,39 @@ def worker_settings(settings: Any, concurrency: int) -> Any:
     """The client settings of one actor: its share of concurrency, no limits of its own
     (the cluster's limiter holds rate and budget for every actor at once)."""
     return replace(settings, concurrency=concurrency, rpm=None, tpm=None, budget_tokens=None, budget_usd=None)
+
+
+BATCHES_PER_BLOCK = 4  # a block is a few batches: a lost block is little work
+
+
+def model_pool(ds: Any, job: WorkerJob, *, actors: int, batch_size: int, actor_cpus: float = 1.0) -> Any:
+    """``ds`` answered by a pool of ``actors`` model actors, ``batch_size`` rows at a time.
+
+    The input is cut into blocks of a few batches first. Why: Ray Data hands an actor
+    pool whole blocks, and a Parquet read of small files can come back as one block --
+    then one actor gets every row and the others idle (measured: 4 actors gave the
+    throughput of one, 25 % of ideal). Small blocks also mean a lost block is little work.
+    """
+    import ray.data
+
+    ds = ds.repartition(target_num_rows_per_block=batch_size * BATCHES_PER_BLOCK)
+    pool = ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=blocks_per_actor(
+        job.settings.concurrency, batch_size))
+    return ds.map_batches(ModelWorker, fn_constructor_kwargs={"job": job}, batch_size=batch_size,
+                          batch_format="pyarrow", num_cpus=actor_cpus, compute=pool,
+                          max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD")
+
+
+def blocks_per_actor(concurrency: int, batch_size: int) -> int:
+    """Blocks an actor works on at once, so that it always has twice its ``concurrency`` in rows.
+
+    Why: a Ray Data actor runs one block at a time unless told otherwise, and the batches
+    of a block finish together (their results are returned in order), so with one block an
+    actor's requests drain to zero at the end of every block -- measured: one actor with 256
+    in flight kept 54 % of the ideal rate. Ray Data runs up to four batches of a block at once.
+    """
+    rows_per_block = BATCHES_PER_BLOCK * batch_size
+    return max(2, -(-2 * concurrency // rows_per_block))
 
 
 def plan_filter(table: pa.Table, done: Any, cutoff: int) -> pa.Table:

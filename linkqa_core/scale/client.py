@@ -89,12 +89,20 @@ class ClusterClient:
         limits = LimitSettings.of(settings, spent_tokens=spent_tokens)
         self._limiter_name = f"linkqa-limiter-{name}"
         self.limiter = start_limiter(self._limiter_name, limits, NAMESPACE)
-        actor = ray.remote(num_cpus=scale.actor_cpus, max_restarts=-1, max_task_retries=-1)(_RequestActor)
+        # a threaded actor: each takes as many chunks at once as it is sent (one at a time
+        # would keep only ``chunk`` requests in flight per actor, not ``concurrency``)
+        actor = ray.remote(num_cpus=scale.actor_cpus, max_restarts=-1, max_task_retries=-1,
+                           max_concurrency=self._chunks_per_actor())(_RequestActor)
         wsettings = worker_settings(settings, scale.concurrency)
         self.actors = [actor.options(scheduling_strategy="SPREAD").remote(wsettings, storage.uri, self._limiter_name,
                                                                           limits.limited)
                        for _ in range(scale.actors)]
         self._reached = False
+
+    def _chunks_per_actor(self) -> int:
+        """Chunks sent to one actor at once: its ``concurrency`` in requests, and one chunk more
+        so it has the next chunk at hand when one finishes."""
+        return max(2, self.scale.concurrency // self.chunk + 1)
 
     @property
     def usage(self) -> Usage:
@@ -114,7 +122,7 @@ class ClusterClient:
         reqs = list(reqs)
         results: list[Any] = [None] * len(reqs)
         chunks = [list(range(k, min(k + self.chunk, len(reqs)))) for k in range(0, len(reqs), self.chunk)]
-        per_actor = max(2, self.scale.concurrency // self.chunk + 1)
+        per_actor = self._chunks_per_actor()
         pending: dict[Any, list[int]] = {}
         load = {i: 0 for i in range(len(self.actors))}
         owner: dict[Any, int] = {}

@@ -31,7 +31,7 @@ from ..store.runs import run_lease
 from ..synthesis.compose import Ask, SynthesisTask
 from ..synthesis.run import SynthesisConfig, SynthesisReport, _difficulty, synthesis_record
 from ..tasks import Outcome
-from .actors import ModelWorker, WorkerJob, plan_filter, worker_settings
+from .actors import WorkerJob, model_pool, plan_filter, worker_settings
 from .bundles import BUNDLES, export_bundles
 from .cluster import NAMESPACE, connect
 from .importer import import_results, result_table
@@ -210,12 +210,7 @@ def _run_stage(ray: Any, stage: SynthesisStage, settings: Any, scale: ScaleSetti
     ds = ray.data.read_parquet(run_dir.uri_of(BUNDLES), partitioning=None)
     ds = ds.map_batches(plan_filter, fn_kwargs={"done": done, "cutoff": stage.cutoff}, batch_format="pyarrow",
                         batch_size=None, zero_copy_batch=True)
-    # blocks of a few batches: every actor gets work, and a lost block is little work
-    ds = ds.repartition(target_num_rows_per_block=scale.batch_size * 4)
-    ds = ds.map_batches(ModelWorker, fn_constructor_kwargs={"job": job}, batch_size=scale.batch_size,
-                        batch_format="pyarrow", num_cpus=scale.actor_cpus,
-                        compute=ray.data.ActorPoolStrategy(size=scale.actors),
-                        max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD")
+    ds = model_pool(ds, job, actors=scale.actors, batch_size=scale.batch_size, actor_cpus=scale.actor_cpus)
     t0 = time.monotonic()
     try:
         with Poller(limiter, manifest, STAGE, total=plan, on_progress=progress) as poller:
