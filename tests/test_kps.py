@@ -1,10 +1,12 @@
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linkqa_core.errors import InputError, NotFoundError
 from linkqa_core.kps.curate import kp_table, merge_kps, rename_kp
-from linkqa_core.kps.extract import estimate_difficulty, run_extraction
+from linkqa_core.kps.extract import estimate_difficulty, label_of, run_extraction
 from linkqa_core.kps.names import normalize_kp, singularize
 from linkqa_core.kps.offline import OfflineExtractor
 from linkqa_core.records import Seed
@@ -25,6 +27,34 @@ from linkqa_core.records import Seed
 )
 def test_normalize_kp_folds_case_space_punctuation_and_plurals(raw, expected):
     assert normalize_kp(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, key, label",
+    [
+        ("Big-O notation (O(n))", "big-o notation (o(n))", "Big-O notation (O(n))"),
+        ("f(x) and g(x)", "f(x) and g(x)", "f(x) and g(x)"),
+        ("(a) and (b)", "(a) and (b)", "(a) and (b)"),
+        ("(eigenvalue)", "eigenvalue", "eigenvalue"),
+        ("eigenvalue)", "eigenvalue", "eigenvalue"),
+        ("[(eigenvalue", "eigenvalue", "eigenvalue"),
+        ("{[(nested)]}.", "nested", "nested"),
+        ("C++", "c++", "C++"),
+        ("the C# language", "the c# language", "the C# language"),
+        ("vitamin C.", "vitamin c", "vitamin C"),
+    ],
+)
+def test_names_keep_the_brackets_and_signs_that_belong_to_them(raw, key, label):
+    assert normalize_kp(raw) == key
+    assert label_of(raw) == label
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab C+#()[]{}.,'-_ ", max_size=30))
+def test_normalize_kp_and_label_of_are_idempotent_whatever_the_brackets(raw):
+    key = normalize_kp(raw)
+    assert normalize_kp(key) == key
+    assert label_of(label_of(raw)) == label_of(raw)
 
 
 def test_singularize_leaves_words_that_end_in_s_by_nature():

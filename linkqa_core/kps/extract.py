@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 from ..errors import InputError
 from ..records import Extraction, ExtractReport, Seed
 from ..store import Store
-from .names import MAX_KPS, normalize_kp
+from .names import MAX_KPS, normalize_kp, trim_edges
 
 __all__ = ["Extractor", "estimate_difficulty", "label_of", "run_extraction"]
 
@@ -62,7 +62,10 @@ def estimate_difficulty(seed: Seed) -> float:
 def label_of(raw: str) -> str:
     """The name as a curator should read it: spacing tidied, edge punctuation gone, case kept."""
     text = " ".join(str(raw).replace("\u2019", "'").replace("\u2018", "'").split())
-    return text.strip(" .,;:!?\"()[]{}")
+    return trim_edges(text, _LABEL_EDGE.__contains__)
+
+
+_LABEL_EDGE = frozenset(" .,;:!?\"()[]{}")
 
 
 def run_extraction(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .lexicon import zipf
 
@@ -44,7 +44,6 @@ _IRREGULAR = {
     "lives": "life", "wives": "wife", "knives": "knife", "leaves": "leaf", "halves": "half",
     "selves": "self", "shelves": "shelf", "wolves": "wolf", "calves": "calf",
 }
-_PUNCT_EDGE = re.compile(r"^[\s\W_]+|[\s\W_]+$")
 _SPACES = re.compile(r"\s+")
 
 
@@ -95,10 +94,64 @@ def normalize_kp(name: str) -> str:
     """
     text = _SPACES.sub(" ", str(name)).strip().lower()
     text = text.replace("\u2019", "'").replace("\u2018", "'")
-    text = _PUNCT_EDGE.sub("", text)
+    text = trim_edges(text, _not_word)
     if text.endswith("'s"):
-        text = _PUNCT_EDGE.sub("", text[:-2])
+        text = trim_edges(text[:-2], _not_word)
     return key_of(text.split(" ")) if text else ""
+
+
+_OPENERS, _CLOSERS = "([{", ")]}"
+
+
+def _not_word(ch: str) -> bool:
+    return not ch.isalnum()
+
+
+def trim_edges(text: str, strip: Callable[[str], bool]) -> str:
+    """``text`` without the characters ``strip`` picks at either edge -- except brackets that
+    pair with one inside and the ``+``/``#`` of names like C++ and C#.
+
+    Why not ``str.strip``: a name such as "Big-O notation (O(n))" or "f(x) and g(x)" ends
+    in a bracket that belongs to it, and stripping every edge bracket made "f(x) and g(x".
+    A name wholly in brackets, "(eigenvalue)", loses them.
+    """
+    text = text.strip()
+    while text:
+        start, end = 0, len(text)
+        while start < end and strip(text[start]) and not (text[start] in _OPENERS and _pair(text, start) is not None):
+            start += 1
+        while end > start and strip(text[end - 1]) and not (
+                (text[end - 1] in _CLOSERS and _pair(text[:end], end - 1) is not None)
+                or (text[end - 1] in "+#" and _LANG_TAIL.search(text[start:end]))):
+            end -= 1
+        trimmed = text[start:end].strip()
+        if len(trimmed) > 1 and trimmed[0] in _OPENERS and _pair(trimmed, 0) == len(trimmed) - 1:
+            trimmed = trimmed[1:-1].strip()
+        if trimmed == text:
+            return text
+        text = trimmed
+    return text
+
+
+_LANG_TAIL = re.compile(r"(?:^|\s)[A-Za-z][+#]{1,2}$")
+
+
+def _pair(text: str, i: int) -> int | None:
+    """Index of the bracket that pairs with the one at ``i`` (same kind, nesting counted), if any."""
+    ch = text[i]
+    if ch in _OPENERS:
+        close, step, stop = _CLOSERS[_OPENERS.index(ch)], 1, len(text)
+    else:
+        close, step, stop = _OPENERS[_CLOSERS.index(ch)], -1, -1
+    depth = 0
+    for j in range(i, stop, step):
+        if text[j] == ch:
+            depth += 1
+        elif text[j] == close:
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
 
 
 def key_of(words: Sequence[str]) -> str:
