@@ -16,10 +16,14 @@ every verdict is the one the local gates give on the same items in the same orde
    The local gate is greedy in run order (an item is compared with the items kept before
    it), which depends only on an item's candidates, so each component is gated by the
    local code itself (one group-by task per component); singletons pass;
-4. **seed duplicates**: the surviving items' exact keys and band values are broadcast to
-   the map over the seeds, which keeps only the seeds that could match one; the driver
-   applies the local rule to those few (an exact match wins, then the highest Jaccard,
-   then the earliest seed).
+4. **seed duplicates**: the surviving items' exact keys, question keys and band values of
+   the seed gate's three views (question and options, question alone, the question's
+   words as a bag) are broadcast to the map over the seeds, which keeps only the seeds that
+   could match one; the driver runs the local seed rule on those few, in seed order.
+
+The MinHash signatures and LSH band shapes are the local index's own
+(:mod:`linkqa_core.quality.minhash`): a pair is a candidate on Ray exactly when it is one
+locally, which is what makes the verdicts equal, not merely close.
 
 :func:`gate_table` returns one verdict per item (``key``, ``passed``, ``gate``, ``reason``,
 ``match``, ``similarity``), in input order.
@@ -29,50 +33,78 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from ..quality.checks import GateConfig, check_answer_consistency, check_length, check_schema
+from ..quality.gates import VIEWS as SEED_VIEWS
 from ..quality.gates import GateResult, run_gates
-from ..quality.text import exact_key, fmt_sim, item_shingles, jaccard
+from ..quality.gates import _seed_hits as seed_hits  # noqa: PLC2701 - the local seed rule, on Ray's candidates
+from ..quality.gates import _thresholds as gate_thresholds  # noqa: PLC2701 - the thresholds of the three views
+from ..quality.gates import _Views as SeedViews  # noqa: PLC2701 - the three views of a question
+from ..quality.minhash import ShingleIndex, signatures
+from ..quality.text import exact_key, question_key
 from ..records import Item
 
 __all__ = ["lsh_shape", "signature_rows", "gate_table", "VERDICT_SCHEMA"]
-
-_LSH_SLACK = 0.1  # as quality.gates: candidates come from an index tuned this much below the threshold
 
 VERDICT_SCHEMA = pa.schema([("key", pa.string()), ("order", pa.int64()), ("passed", pa.bool_()),
                             ("gate", pa.string()), ("reason", pa.string()), ("match", pa.string()),
                             ("similarity", pa.float64())])
 
 
-def lsh_shape(cfg: GateConfig) -> tuple[int, int]:
-    """``(bands, rows per band)`` of the local gates' LSH index for ``cfg``."""
-    from datasketch import MinHashLSH
-
-    t = max(cfg.near_dup_threshold - _LSH_SLACK, cfg.near_dup_threshold / 2)
-    lsh = MinHashLSH(threshold=t, num_perm=cfg.num_perm)
-    return lsh.b, lsh.r
+def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
+    """``(bands, rows per band)`` of the local gates' LSH index (:class:`ShingleIndex`) for ``threshold``."""
+    index = ShingleIndex(num_perm, threshold)
+    return index.lsh.b, index.lsh.r
 
 
 class _Signer:
-    """MinHash bands of a shingle set, exactly as the local index hashes it."""
+    """LSH band values of shingle sets, from the local gates' own MinHash signatures.
+
+    Why the same signatures (:func:`~linkqa_core.quality.minhash.signatures`) and the same
+    band shape: two items are candidates on Ray exactly when they are candidates in the
+    local index, so the components hold every pair the local gate compares and the
+    verdicts are the same (with datasketch's own hashing 1.2 % of 100k verdicts differed).
+    A band value is a 64-bit hash of the view, the band number and the band's slice of the
+    signature, computed for a whole batch at once: equal bands give equal values, and the
+    rare unequal bands that collide only add a candidate that the exact Jaccard then
+    dismisses.
+    """
 
     def __init__(self, cfg: GateConfig):
-        from datasketch import MinHash
+        self.num_perm = cfg.num_perm
+        self.shapes = {how: lsh_shape(t, cfg.num_perm) for how, t in gate_thresholds(cfg).items()}
 
-        self.cfg = cfg
-        self._minhash = MinHash
-        self.perm = MinHash(cfg.num_perm).permutations
-        self.b, self.r = lsh_shape(cfg)
+    def bands(self, sets: Sequence[set[str]], how: str = "near") -> np.ndarray:
+        """A (sets x bands) int64 array of band values; the rows of empty sets are never read."""
+        b, r = self.shapes[how]
+        out = np.zeros((len(sets), b), np.int64)
+        full = [i for i, sh in enumerate(sets) if sh]
+        if full:
+            sig = signatures([sets[i] for i in full], self.num_perm)[:, : b * r].reshape(len(full), b, r)
+            h = (sig * _MULT[:r]).sum(axis=2, dtype=np.uint64)
+            h ^= np.arange(b, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(_VIEW_TAG[how])
+            out[full] = _mix64(h).view(np.int64)
+        return out
 
-    def bands(self, sh: set[str]) -> list[bytes]:
-        m = self._minhash(self.cfg.num_perm, permutations=self.perm, scheme="affine32")
-        m.update_batch([s.encode("utf-8") for s in sorted(sh)])
-        hv = m.hashvalues
-        return [i.to_bytes(2, "little") + hv[i * self.r:(i + 1) * self.r].tobytes() for i in range(self.b)]
+
+_MULT = np.random.RandomState(7).randint(1, 1 << 62, size=512, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_VIEW_TAG = {"near": 0x1F0A, "question": 0x2E1B, "reordered": 0x3D2C}
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, on an array: spreads every input bit over the output."""
+    with np.errstate(over="ignore"):
+        h = h.copy()
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
 
 
 def _options(text: Any) -> tuple[str, ...] | None:
@@ -94,7 +126,9 @@ def signature_rows(table: pa.Table, cfg: GateConfig, reference: tuple[bytes, str
     """The map step: per-item verdicts, exact keys and LSH bands of a batch of items.
 
     Input columns: ``key`` (str), ``order`` (int), ``question``, ``options`` (JSON list or
-    null), ``answer``, ``solution``.
+    null), ``answer``, ``solution``. ``bands`` are the near-duplicate view's band values;
+    ``qkey`` and ``seed_bands`` (every view of the seed gate) let the seeds that could
+    match an item be found without the items.
     """
     ref = None
     if reference is not None:
@@ -102,40 +136,69 @@ def signature_rows(table: pa.Table, cfg: GateConfig, reference: tuple[bytes, str
 
         ref = load_reference(reference[0], name=reference[1], decontam_ngram=cfg.decontam_ngram)
     signer = _Signer(cfg)
-    out: dict[str, list[Any]] = {k: [] for k in ("key", "order", "gate", "reason", "match", "ekey", "bands",
+    out: dict[str, list[Any]] = {k: [] for k in ("key", "order", "gate", "reason", "match", "ekey", "qkey",
                                                  "question", "options", "answer")}
-    for r in table.to_pylist():
+    views: dict[int, SeedViews] = {}
+    for n, r in enumerate(table.to_pylist()):
         options = _options(r.get("options"))
         item = Item(question=r.get("question") or "", answer=r.get("answer") or "", options=options,
                     solution=r.get("solution") or "")
-        gate = reason = match = None
-        reason = check_schema(item)
-        gate = "schema"
-        if reason is None:
-            reason, gate = check_answer_consistency(item), "answer"
-        if reason is None:
-            reason, gate = check_length(item, cfg), "length"
-        if reason is None and ref is not None:
-            line = ref.match("\n".join([item.question, *(item.options or ())]))
-            if line is not None:
-                gate, match = "contamination", str(line)
-                reason = f"contaminated: shares a {ref.decontam_ngram}-gram with reference line {line}"
-        if reason is None:
-            gate = None
-        bands: list[bytes] = []
-        ekey = None
+        gate, reason, match = _item_gate(item, cfg, ref)
+        ekey = qkey = None
         if gate is None:
-            ekey = exact_key(item.question, item.options)
-            sh = item_shingles(item.question, item.options, cfg.shingle_size)
-            bands = signer.bands(sh) if sh else []
+            ekey, qkey = exact_key(item.question, item.options), question_key(item.question)
+            views[n] = SeedViews.of(item.question, item.options, cfg.shingle_size)
         for k, v in (("key", str(r["key"])), ("order", int(r["order"])), ("gate", gate), ("reason", reason),
-                     ("match", match), ("ekey", ekey), ("bands", bands), ("question", item.question),
+                     ("match", match), ("ekey", ekey), ("qkey", qkey), ("question", item.question),
                      ("options", r.get("options")), ("answer", item.answer)):
             out[k].append(v)
-    return pa.table(out, schema=pa.schema([("key", pa.string()), ("order", pa.int64()), ("gate", pa.string()),
-                                           ("reason", pa.string()), ("match", pa.string()), ("ekey", pa.string()),
-                                           ("bands", pa.list_(pa.binary())), ("question", pa.string()),
-                                           ("options", pa.string()), ("answer", pa.string())]))
+    bands, seed_bands = _view_bands(signer, views, table.num_rows)
+    schema = pa.schema([("key", pa.string()), ("order", pa.int64()), ("gate", pa.string()), ("reason", pa.string()),
+                        ("match", pa.string()), ("ekey", pa.string()), ("qkey", pa.string()),
+                        ("question", pa.string()), ("options", pa.string()), ("answer", pa.string())])
+    return pa.table(out, schema=schema).append_column("bands", bands).append_column("seed_bands", seed_bands)
+
+
+def _item_gate(item: Item, cfg: GateConfig, ref: Any) -> tuple[str | None, str | None, str | None]:
+    """``(gate, reason, match)`` of the per-item gates (schema, answer, length, contamination), as run locally."""
+    reason, gate = check_schema(item), "schema"
+    if reason is None:
+        reason, gate = check_answer_consistency(item), "answer"
+    if reason is None:
+        reason, gate = check_length(item, cfg), "length"
+    if reason is None and ref is not None:
+        line = ref.match("\n".join([item.question, *(item.options or ())]))
+        if line is not None:
+            return "contamination", f"contaminated: shares a {ref.decontam_ngram}-gram with reference line {line}", \
+                str(line)
+    return (gate, reason, None) if reason is not None else (None, None, None)
+
+
+def _view_bands(signer: _Signer, views: dict[int, SeedViews], n: int) -> tuple[pa.ListArray, pa.ListArray]:
+    """Per row: the near view's band values, and the band values of every view the seed gate
+    uses (a row without views, or a view whose set is empty, has none)."""
+    rows = sorted(views)
+    near: list[np.ndarray] = [_NONE] * n
+    every: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for how in SEED_VIEWS:
+        sets = [getattr(views[i], how) for i in rows]
+        for i, sh, got in zip(rows, sets, signer.bands(sets, how)):
+            if sh:
+                every[i].append(got)
+                if how == "near":
+                    near[i] = got
+    return _list_column(near), _list_column([np.concatenate(parts) if parts else _NONE for parts in every])
+
+
+_NONE = np.zeros(0, np.int64)
+
+
+def _list_column(values: list[np.ndarray]) -> pa.ListArray:
+    """A list<int64> column from one array per row, without a Python object per element."""
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    flat = np.concatenate(values) if values else _NONE
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat, pa.int64()))
 
 
 # -- group-by steps (each a function of one group) ----------------------------------------
@@ -181,71 +244,64 @@ def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     return sorted_values[idx] == values
 
 
-def _seed_candidates(table: pa.Table, cfg: GateConfig, ekeys: np.ndarray, bands: np.ndarray) -> pa.Table:
-    """Seeds that share an exact key or an LSH band value with a surviving item (a semi-join)."""
+def _seed_candidates(table: pa.Table, cfg: GateConfig, ekeys: np.ndarray, qkeys: np.ndarray,
+                     bands: np.ndarray) -> pa.Table:
+    """Seeds that share an exact key, a question key or an LSH band value of any view with a
+    surviving item (a semi-join): the only seeds the seed gate could match."""
     signer = _Signer(cfg)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    views: dict[int, SeedViews] = {}
     for r in table.to_pylist():
-        question = r["question"]
-        if not isinstance(question, str):
+        if not isinstance(r["question"], str):
             continue
-        options = _options(r.get("options"))
-        sh = item_shingles(question, options, cfg.shingle_size)
-        rows.append((r, exact_key(question, options), signer.bands(sh) if sh else []))
-    exact_hit = _member(ekeys, _hash64([ek for _, ek, _ in rows])) if rows else np.zeros(0, bool)
-    flat = [b for _, _, bs in rows for b in bs]
-    owner = np.repeat(np.arange(len(rows)), [len(bs) for _, _, bs in rows]) if rows else np.zeros(0, np.int64)
-    band_hit = np.zeros(len(rows), bool)
-    if flat:
-        band_hit[owner[_member(bands, _hash64(flat))]] = True
-    out: dict[str, list[Any]] = {"order": [], "seed_id": [], "ekey": [], "bands": [], "question": [], "options": []}
-    for (r, ek, bs), hit in zip(rows, exact_hit | band_hit):
-        if not hit:
-            continue
-        out["order"].append(int(r["order"]))
-        out["seed_id"].append(str(r["seed_id"]))
-        out["ekey"].append(ek)
-        out["bands"].append(bs)
-        out["question"].append(r["question"])
-        out["options"].append(r.get("options"))
-    return pa.table(out, schema=pa.schema([("order", pa.int64()), ("seed_id", pa.string()), ("ekey", pa.string()),
-                                           ("bands", pa.list_(pa.binary())), ("question", pa.string()),
-                                           ("options", pa.string())]))
-
-
-def _seed_hits(alive: pa.Table, seeds: pa.Table, cfg: GateConfig) -> dict[str, tuple[str, float | None]]:
-    """The local seed-duplicate rule over the candidate seeds, in seed order."""
-    t = cfg.near_dup_threshold
-    by_key: dict[str, list[int]] = {}
-    by_band: dict[bytes, list[int]] = {}
-    rows = alive.to_pylist()
-    sets: dict[int, set[str]] = {}
-    for i, r in enumerate(rows):
-        by_key.setdefault(r["ekey"], []).append(i)
-        if r["bands"]:
-            sets[i] = item_shingles(r["question"], _options(r["options"]), cfg.shingle_size)
-            for b in r["bands"]:
-                by_band.setdefault(b, []).append(i)
-    hits: dict[int, tuple[str, float | None]] = {}
-    seed_rows = sorted(seeds.to_pylist(), key=lambda r: r["order"])
-    for s in seed_rows:
-        for i in by_key.get(s["ekey"], ()):
-            prev = hits.get(i)
-            if prev is None or prev[1] is not None:
-                hits[i] = (s["seed_id"], None)
-        if not s["bands"]:
-            continue
-        sh = item_shingles(s["question"], _options(s["options"]), cfg.shingle_size)
-        cands = sorted({i for b in s["bands"] for i in by_band.get(b, ())})
-        for i in cands:
-            sim = jaccard(sh, sets[i])
-            prev = hits.get(i)
-            if sim >= t and (prev is None or (prev[1] is not None and sim > prev[1])):
-                hits[i] = (s["seed_id"], sim)
-    return {rows[i]["key"]: hit for i, hit in hits.items()}
+        views[len(rows)] = SeedViews.of(r["question"], _options(r.get("options")), cfg.shingle_size)
+        rows.append(r)
+    schema = pa.schema([("order", pa.int64()), ("seed_id", pa.string()), ("question", pa.string()),
+                        ("options", pa.string())])
+    if not rows:
+        return schema.empty_table()
+    opts = [_options(r.get("options")) for r in rows]
+    hit = _member(ekeys, _hash64([exact_key(r["question"], o) for r, o in zip(rows, opts)]))
+    hit |= _member(qkeys, _hash64([question_key(r["question"]) for r in rows]))
+    _, every = _view_bands(signer, views, len(rows))
+    flat = every.flatten().to_numpy()
+    if len(flat):
+        lengths = np.diff(every.offsets.to_numpy())
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        hit[owner[_member(bands, flat)]] = True
+    kept = [r for r, h in zip(rows, hit) if h]
+    return pa.table({"order": [int(r["order"]) for r in kept], "seed_id": [str(r["seed_id"]) for r in kept],
+                     "question": [r["question"] for r in kept], "options": [r.get("options") for r in kept]},
+                    schema=schema)
 
 
 # -- the driver ----------------------------------------------------------------------------
+
+
+def _seed_verdicts(alive: pa.Table, seeds: Any, cfg: GateConfig) -> dict[str, GateResult]:
+    """The seed gate: the seeds that could match a surviving item are found on the workers
+    (a semi-join on broadcast keys and band values), then the local rule
+    (:func:`~linkqa_core.quality.gates.seed_hits`) runs on them, in seed order."""
+    import ray
+
+    ekeys = np.sort(_hash64(alive.column("ekey").to_pylist()))
+    qkeys = np.sort(_hash64([q for q in alive.column("qkey").to_pylist() if q]))
+    bands = np.unique(alive.column("seed_bands").combine_chunks().flatten().to_numpy())
+    cands = seeds.map_batches(_seed_candidates, fn_kwargs={"cfg": cfg, "ekeys": ekeys, "qkeys": qkeys,
+                                                           "bands": bands}, batch_format="pyarrow", batch_size=5000)
+    refs = cands.to_arrow_refs()
+    table = pa.concat_tables(ray.get(refs)).sort_by("order") if refs else None
+    if table is None or not table.num_rows:
+        return {}
+    rows = alive.to_pylist()
+    items = [Item(question=r["question"], answer=r["answer"], options=_options(r["options"]), id=r["key"])
+             for r in rows]
+    views = {i: SeedViews.of(it.question, it.options, cfg.shingle_size) for i, it in enumerate(items)}
+    ekeys_of = {i: r["ekey"] for i, r in enumerate(rows)}
+    found = seed_hits(items, views, ekeys_of, {}, ((r["seed_id"], r["question"], _options(r["options"]))
+                                                   for r in table.to_pylist()), cfg)
+    return {rows[i]["key"]: GateResult(rows[i]["key"], False, hit.reason(), "seed_duplicate", hit.seed_id,
+                                       hit.similarity) for i, hit in found.items()}
 
 
 def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
@@ -295,8 +351,9 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
 
     # near duplicates: LSH buckets -> star edges -> components -> the local gate per component
     def explode(t: pa.Table) -> pa.Table:
-        lengths = np.array([len(b) for b in t.column("bands").to_pylist()], dtype=np.int64)
-        flat = pa.chunked_array(t.column("bands")).combine_chunks().flatten() if t.num_rows else pa.array([], pa.binary())
+        bands = t.column("bands").combine_chunks()
+        lengths = np.diff(bands.offsets.to_numpy()) if t.num_rows else _NONE
+        flat = bands.flatten() if t.num_rows else pa.array([], pa.int64())
         return pa.table({"band": flat, "order": np.repeat(t.column("order").to_numpy(), lengths)})
 
     edges = live.map_batches(explode, batch_format="pyarrow", batch_size=None).groupby(
@@ -332,20 +389,7 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
         if alive is not None:
             alive = alive.filter(pa.array([k not in verdicts for k in alive.column("key").to_pylist()]))
         if alive is not None and alive.num_rows:
-            ekeys = np.sort(_hash64(alive.column("ekey").to_pylist()))
-            flat = [b for bs in alive.column("bands").to_pylist() for b in bs]
-            bands = np.sort(_hash64(flat)) if flat else np.zeros(0, np.int64)
-            cands = seeds.map_batches(_seed_candidates, fn_kwargs={"cfg": cfg, "ekeys": ekeys, "bands": bands},
-                                      batch_format="pyarrow", batch_size=5000)
-            refs = cands.to_arrow_refs()
-            seed_table = pa.concat_tables(ray.get(refs)) if refs else None
-            if seed_table is not None and seed_table.num_rows:
-                for key, (seed_id, sim) in _seed_hits(alive, seed_table, cfg).items():
-                    if sim is None:
-                        reason, sim = f"exact duplicate of seed {seed_id}", 1.0
-                    else:
-                        reason = f"near-duplicate of seed {seed_id} (Jaccard {fmt_sim(sim)})"
-                    verdicts[key] = GateResult(key, False, reason, "seed_duplicate", seed_id, sim)
+            verdicts.update(_seed_verdicts(alive, seeds, cfg))
 
     out: dict[str, list[Any]] = {f.name: [] for f in VERDICT_SCHEMA}
     for key, order in zip(base.column("key").to_pylist(), base.column("order").to_pylist()):
