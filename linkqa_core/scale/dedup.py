@@ -278,30 +278,81 @@ def _seed_candidates(table: pa.Table, cfg: GateConfig, ekeys: np.ndarray, qkeys:
 # -- the driver ----------------------------------------------------------------------------
 
 
-def _seed_verdicts(alive: pa.Table, seeds: Any, cfg: GateConfig) -> dict[str, GateResult]:
-    """The seed gate: the seeds that could match a surviving item are found on the workers
-    (a semi-join on broadcast keys and band values), then the local rule
-    (:func:`~linkqa_core.quality.gates.seed_hits`) runs on them, in seed order."""
+def _seed_verdicts(alive: Any, seeds: Any, cfg: GateConfig) -> dict[str, GateResult]:
+    """The seed gate, on the workers: the seeds that could match a surviving item are found
+    by a semi-join on broadcast keys and band values, broadcast in turn, and each block of
+    items runs the local rule (:func:`~linkqa_core.quality.gates.seed_hits`) against them.
+
+    Exact per block: whether an item copies a seed, and which seed is the best evidence,
+    depends on that item and the seeds alone.
+    """
     import ray
 
-    ekeys = np.sort(_hash64(alive.column("ekey").to_pylist()))
-    qkeys = np.sort(_hash64([q for q in alive.column("qkey").to_pylist() if q]))
-    bands = np.unique(alive.column("seed_bands").combine_chunks().flatten().to_numpy())
+    refs = alive.map_batches(_seed_keys, batch_format="pyarrow", batch_size=None).to_arrow_refs()
+    if not refs:
+        return {}
+    keys = pa.concat_tables(ray.get(refs))
+    ekeys, qkeys, bands = (np.unique(keys.column(c).combine_chunks().flatten().to_numpy())
+                           for c in ("ekeys", "qkeys", "bands"))
+    if not len(ekeys):
+        return {}
     cands = seeds.map_batches(_seed_candidates, fn_kwargs={"cfg": cfg, "ekeys": ekeys, "qkeys": qkeys,
                                                            "bands": bands}, batch_format="pyarrow", batch_size=5000)
     refs = cands.to_arrow_refs()
     table = pa.concat_tables(ray.get(refs)).sort_by("order") if refs else None
     if table is None or not table.num_rows:
         return {}
-    rows = alive.to_pylist()
+    shared = ray.put(table)
+    # big batches: each one hashes every candidate seed once
+    hits = alive.map_batches(_seed_block, fn_kwargs={"cfg": cfg, "seeds": shared}, batch_format="pyarrow",
+                             batch_size=SEED_BLOCK)
+    return {r["key"]: GateResult(r["key"], False, r["reason"], "seed_duplicate", r["match"], r["similarity"])
+            for r in hits.take_all()}
+
+
+SEED_BLOCK = 50_000  # items per task of the seed gate
+
+
+def _dropping(keys: Iterable[str]) -> Any:
+    """A batch function that drops the rows whose ``key`` is in ``keys`` (taken now, not when it runs)."""
+    gone = pa.array(sorted(keys), pa.string())
+
+    def keep(t: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        return t.filter(pc.invert(pc.is_in(t.column("key"), value_set=gone))) if len(gone) else t
+
+    return keep
+
+
+def _seed_keys(t: pa.Table) -> pa.Table:
+    """One row per block: the hashes of its exact keys, question keys and seed-view band
+    values (what the seeds are joined on), as three lists."""
+    ekeys = _hash64(t.column("ekey").to_pylist())
+    qkeys = _hash64([q for q in t.column("qkey").to_pylist() if q])
+    bands = t.column("seed_bands").combine_chunks().flatten().to_numpy() if t.num_rows else _NONE
+    return pa.table({"ekeys": _list_column([ekeys]), "qkeys": _list_column([qkeys]), "bands": _list_column([bands])})
+
+
+def _seed_block(t: pa.Table, cfg: GateConfig, seeds: Any) -> pa.Table:
+    """The local seed rule for one block of surviving items against the candidate seeds."""
+    import ray
+
+    schema = pa.schema([("key", pa.string()), ("reason", pa.string()), ("match", pa.string()),
+                        ("similarity", pa.float64())])
+    rows = t.select(["key", "question", "options", "answer", "ekey"]).to_pylist()
+    if not rows:
+        return schema.empty_table()
+    table = ray.get(seeds) if isinstance(seeds, ray.ObjectRef) else seeds
     items = [Item(question=r["question"], answer=r["answer"], options=_options(r["options"]), id=r["key"])
              for r in rows]
     views = {i: SeedViews.of(it.question, it.options, cfg.shingle_size) for i, it in enumerate(items)}
-    ekeys_of = {i: r["ekey"] for i, r in enumerate(rows)}
-    found = seed_hits(items, views, ekeys_of, {}, ((r["seed_id"], r["question"], _options(r["options"]))
-                                                   for r in table.to_pylist()), cfg)
-    return {rows[i]["key"]: GateResult(rows[i]["key"], False, hit.reason(), "seed_duplicate", hit.seed_id,
-                                       hit.similarity) for i, hit in found.items()}
+    found = seed_hits(items, views, {i: r["ekey"] for i, r in enumerate(rows)}, {},
+                      ((r["seed_id"], r["question"], _options(r["options"])) for r in table.to_pylist()), cfg)
+    got = sorted(found.items())
+    return pa.table({"key": [rows[i]["key"] for i, _ in got], "reason": [h.reason() for _, h in got],
+                     "match": [str(h.seed_id) for _, h in got], "similarity": [float(h.similarity) for _, h in got]},
+                    schema=schema)
 
 
 def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
@@ -338,16 +389,7 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
     for r in exact.take_all():
         verdicts[r["key"]] = GateResult(r["key"], False, f"exact duplicate of item {r['match']}", "exact_duplicate",
                                         r["match"], 1.0)
-    rejected = np.array(sorted(verdicts), dtype=object)
-
-    def not_rejected(t: pa.Table) -> pa.Table:
-        import pyarrow.compute as pc
-
-        if not len(rejected):
-            return t
-        return t.filter(pc.invert(pc.is_in(t.column("key"), value_set=pa.array(list(rejected), pa.string()))))
-
-    live = survivors.map_batches(not_rejected, batch_format="pyarrow", batch_size=None).materialize()
+    live = survivors.map_batches(_dropping(verdicts), batch_format="pyarrow", batch_size=None).materialize()
 
     # near duplicates: LSH buckets -> star edges -> components -> the local gate per component
     def explode(t: pa.Table) -> pa.Table:
@@ -359,10 +401,11 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
     edges = live.map_batches(explode, batch_format="pyarrow", batch_size=None).groupby(
         "band", num_partitions=parts).map_groups(
         _bucket_edges, batch_format="pyarrow")
-    pairs = [(r["a"], r["b"]) for r in edges.iter_rows()]
-    if pairs:
-        a = np.array([p[0] for p in pairs], np.int64)
-        b = np.array([p[1] for p in pairs], np.int64)
+    edge_refs = edges.to_arrow_refs()
+    pairs = pa.concat_tables(ray.get(edge_refs)) if edge_refs else None
+    if pairs is not None and pairs.num_rows:
+        a = pairs.column("a").to_numpy().astype(np.int64)
+        b = pairs.column("b").to_numpy().astype(np.int64)
         nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
         m = len(nodes)
         graph = coo_matrix((np.ones(len(a)), (inv[: len(a)], inv[len(a):])), shape=(m, m))
@@ -385,11 +428,8 @@ def gate_table(ds: Any, cfg: GateConfig = GateConfig(), *, seeds: Any = None,
 
     # seed duplicates: broadcast the survivors' keys and bands, keep the seeds that could match
     if cfg.check_seeds and seeds is not None:
-        alive = pa.concat_tables(ray.get(live.to_arrow_refs())) if live.count() else None
-        if alive is not None:
-            alive = alive.filter(pa.array([k not in verdicts for k in alive.column("key").to_pylist()]))
-        if alive is not None and alive.num_rows:
-            verdicts.update(_seed_verdicts(alive, seeds, cfg))
+        verdicts.update(_seed_verdicts(live.map_batches(_dropping(verdicts), batch_format="pyarrow", batch_size=None),
+                                       seeds, cfg))
 
     out: dict[str, list[Any]] = {f.name: [] for f in VERDICT_SCHEMA}
     for key, order in zip(base.column("key").to_pylist(), base.column("order").to_pylist()):
