@@ -28,17 +28,17 @@ def stored(store: Store) -> list[tuple]:
 def spy(monkeypatch):
     """Counts of lines the columnar path built itself and handed to the row path."""
     counts = {"blocks": 0, "row_path": 0}
-    real_rows, real_row_path = Columnar.rows, Columnar._row_path
+    real_segments, real_row_path = Columnar.segments, Columnar._row_path
 
-    def rows(self, block, ends, before):
+    def segments(self, block, ends, before):
         counts["blocks"] += 1
-        return real_rows(self, block, ends, before)
+        return real_segments(self, block, ends, before)
 
     def row_path(self, lines, before, i):
         counts["row_path"] += 1
         return real_row_path(self, lines, before, i)
 
-    monkeypatch.setattr(Columnar, "rows", rows)
+    monkeypatch.setattr(Columnar, "segments", segments)
     monkeypatch.setattr(Columnar, "_row_path", row_path)
     return counts
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, 
 from ..errors import InputError
 from ..records import BadRow, IngestReport, Seed
 from ..taxonomy import match_discipline
+from .ahead import ahead
 from .formats import FORMATS, open_reader
 from .read_jsonl import CHUNK_BYTES
 from .mapping import FIELDS, ColumnMap, guess_mapping, resolve_plan
@@ -43,6 +44,10 @@ from .sources import Source, SourceLike
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .columnar import Columnar
+    from ..store.packed import PackedRows
+
+    Rows = list[tuple] | PackedRows
 
 __all__ = [
     "FORMATS",
@@ -162,29 +167,37 @@ class _Load:
         for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records):
             yield seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
 
-    def row_batches(self, added_at: float) -> Generator[list[tuple], None, None]:
-        """All rows in lists of :data:`BATCH` (JSON lines: through the columnar path)."""
+    def columnar(self, added_at: float) -> Columnar | None:
+        """The columnar path for this load, or None when it is not one for it."""
         from .columnar import Columnar
 
-        if self.format == "jsonl":
-            columnar = Columnar.for_load(self, added_at)
-            if columnar is not None:
-                for before, block, ends in self.reader.blocks(BATCH):  # type: ignore[attr-defined]
-                    rows, bad, read = columnar.rows(block, ends, before)
-                    self.bad_rows.extend(bad)
-                    self.rows_read += read
-                    yield rows
-                return
+        return Columnar.for_load(self, added_at) if self.format == "jsonl" else None
+
+    def row_batches(self, added_at: float, *, threaded: bool = False) -> Generator[list[Rows], None, None]:
+        """All rows, a batch of :data:`BATCH` lines at a time (JSON lines: through the
+        columnar path); a batch is a list of runs of rows in file order, each a list of
+        ``seed_row`` tuples or a :class:`~linkqa_core.store.packed.PackedRows`.
+        ``threaded``: the columnar path parses in a thread, ahead of the caller
+        (:mod:`.ahead`); the tallies are still kept on the caller's thread."""
+        columnar = self.columnar(added_at)
+        if columnar is not None:
+            blocks = (columnar.segments(block, ends, before)
+                      for before, block, ends in self.reader.blocks(BATCH))  # type: ignore[attr-defined]
+            for parts, bad, read in ahead(blocks) if threaded else blocks:
+                self.bad_rows.extend(bad)
+                self.rows_read += read
+                yield parts
+            return
         batch: list[tuple] = []
         size = 0
         for row in self.rows(added_at):
             batch.append(row)
             size += len(row[1]) + len(row[2]) + len(row[3] or "") + len(row[10] or "")
             if len(batch) >= BATCH or size >= CHUNK_BYTES:  # long rows: fewer a batch
-                yield batch
+                yield [batch]
                 batch, size = [], 0
         if batch:
-            yield batch
+            yield [batch]
 
     def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:
         """What the parsing children need to read this source as this load does, or None
@@ -336,15 +349,18 @@ def ingest(
     total = load.reader.estimate() if progress else 0
     name = load.src.name
     now = time.time()
-    spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES) if parallel is not False else None
-    batches = _from_worker(load, spec) if spec is not None else load.row_batches(now)
+    spec = None
+    if parallel or (parallel is None and load.columnar(now) is None):
+        spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES)
+    batches = _from_worker(load, spec) if spec is not None else load.row_batches(now, threaded=parallel is None)
     n_seeds = 0
     with store.lease(f"ingest:{os.getpid()}", f"ingest of {name}"), store.transaction(), store.seeds.bulk() as bulk:
         try:
-            for rows in batches:
-                if rows:
-                    store.seeds.add_rows(rows)
-                    n_seeds += len(rows)
+            for parts in batches:
+                for rows in parts:
+                    if len(rows):
+                        store.seeds.add_rows(rows)
+                        n_seeds += len(rows)
                 if progress:
                     done = load.rows_read
                     progress(done, max(total, done), f"{n_seeds:,} seeds read from {name}")
@@ -362,7 +378,7 @@ def ingest(
     )
 
 
-def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], None, None]:
+def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[Rows], None, None]:
     """Row batches parsed by the children, keeping ``load``'s tallies as if parsed here."""
     from .workers import worker_batches
 
@@ -373,10 +389,10 @@ def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], No
             spill.write(load.src.data or b"")
         spec = dict(spec, path=spill.name)
     try:
-        for rows, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
+        for parts, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
             load.bad_rows.extend(bad)
             load.rows_read += rows_read
-            yield rows
+            yield parts
     finally:
         if spill is not None:
             os.unlink(spill.name)
