@@ -319,7 +319,7 @@ class Columnar:
         difficulty = None
         if self.f_col:
             d = table.column(self.f_col)
-            blank = pc.or_(pc.is_null(d), pc.is_nan(d))
+            blank = pc.fill_null(pc.is_nan(d), True)  # null or NaN (is_nan of a null is null)
             in_range = pc.and_(pc.greater_equal(d, 1.0), pc.less_equal(d, 5.0))
             good = pc.and_(good, pc.or_(blank, pc.fill_null(in_range, False)))
             difficulty = pc.if_else(blank, pa.scalar(None, pa.float64()), d)
