@@ -17,6 +17,12 @@ where that is easy to be sure of, and hands every other line to the row path:
 So bad-row reasons and line numbers are the row path's by construction; the tests run
 both paths over broken and generated files and compare rows and reports.
 Whitespace is stripped and collapsed with Python's own definition of whitespace.
+
+The rows built here are not turned into Python tuples: a block's texts stay in their
+Arrow buffers and go to the store as :class:`~linkqa_core.store.packed.PackedRows`
+(one ``INSERT ... SELECT`` a block); only the id hash runs once a row in Python.
+:meth:`Columnar.segments` gives a block as runs in file order, packed runs and lists of
+row-path tuples; :meth:`Columnar.rows` gives the same rows as tuples.
 """
 
 from __future__ import annotations
