@@ -188,6 +188,20 @@ def test_an_insert_failure_stops_the_children_and_rolls_back(seeded_store_path, 
     assert children and all(c.proc.returncode is not None for c in children)  # stopped and reaped
 
 
+def test_an_insert_failure_stops_the_parse_thread_and_rolls_back(seeded_store_path, monkeypatch):
+    import threading
+
+    store, path = seeded_store_path
+    before = store.seeds.count()
+    monkeypatch.setattr(seeds_module, "BATCH", 50)
+    monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)  # the default path: a parse thread
+    fail_add_rows_on_call(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ingest(store, path)
+    assert store.seeds.count() == before
+    assert not [t for t in threading.enumerate() if t.name == "linkqa-ingest-parse"]  # stopped and joined
+
+
 def test_a_damaged_gzip_fails_with_the_same_message_either_way(tmp_path):
     whole = gzip.compress(messy_jsonl() * 20)
     path = tmp_path / "damaged.jsonl.gz"
