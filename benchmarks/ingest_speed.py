@@ -12,9 +12,12 @@ cores. The ratio to the reference is given for both. The reference is the one of
 ``benchmarks/run.py`` (``raw_ingest``): ``json.loads`` per line, the four options as a
 JSON list, a SHA-256 id, ``executemany`` INSERT OR IGNORE in one transaction, no checks.
 
-Variants: ``default`` is ``ingest(store, path)`` as the CLI and the studio call it;
-``serial`` is ``ingest(..., parallel=False)`` (no parsing children). The last stdout line
-is the JSON of all figures.
+Variants: ``default`` is ``ingest(store, path)`` as the CLI and the studio call it (a
+file of ``WORKER_MIN_BYTES`` or more is parsed by a thread beside the inserts);
+``serial`` is ``ingest(..., parallel=False)`` (one thread); ``children`` is
+``ingest(..., parallel=True)`` (parsing child processes). Runs alternate variant by
+variant with the reference, so load elsewhere lands on all of them alike. The last
+stdout line is the JSON of all figures.
 """
 
 from __future__ import annotations
@@ -115,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1M", help="rows to generate: 10k, 100k, 1M, or a number")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jsonl", default=None, help="ingest this MMLU-shaped JSONL file instead of generated data")
-    ap.add_argument("--variants", default="default", help="comma list of: default, serial")
+    ap.add_argument("--variants", default="default", help="comma list of: default, serial, children")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each (best is reported)")
     ap.add_argument("--workdir", default=None, help="folder for the temporary databases (default: a temp dir)")
     args = ap.parse_args(argv)
     path = dataset(args)
-    variants = {"default": engine(path, None), "serial": engine(path, False)}
+    variants = {"default": engine(path, None), "serial": engine(path, False), "children": engine(path, True)}
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in chosen:
         if v not in variants:

@@ -9,12 +9,14 @@ Stages (each a row of the table; the figure, the baseline's figure, their ratio,
 target and whether it is met):
 
 - ``ingest``: rows/s of :func:`linkqa_core.ingest.load.ingest` from a generated MMLU-shaped
-  JSONL into a fresh SQLite file. Files of ``WORKER_MIN_BYTES`` and more are parsed by
-  child processes while the parent inserts (``linkqa_core.ingest.workers``); for those the
-  row's note also gives the same ingest parsed in process (``parallel=False``), and CPU
-  figures include the children's CPU. Baseline: a raw reference (``json.loads`` + one
-  INSERT per row of the same columns, no validation, one process); its ratio is guarded,
-  not targeted.
+  JSONL into a fresh SQLite file. Files of ``WORKER_MIN_BYTES`` and more are parsed by a
+  thread while the caller inserts (``linkqa_core.ingest.ahead``; the columnar path takes
+  these files); for those the row's note also gives the same ingest parsed on one thread
+  (``parallel=False``). CPU figures count every thread (and any child). Baseline: a raw
+  reference (``json.loads`` + one INSERT per row of the same columns into the same table
+  of the same store, so the same PRAGMAs and id index; no validation, one thread); the
+  target at 1M is both a rate and a wall-time ratio to it (issue 13), and the CPU ratio
+  is reported beside it.
 - ``graph``: seconds of :func:`linkqa_core.graph.build_graph` (stored links -> walkable
   graph, median of 3 after an untimed warm-up call for its numba kernels) against networkx edge by edge (:func:`baselines.nx_build_graph`,
   best of 2, one run at 1M, in a child process so that its millions of objects do not
@@ -79,7 +81,8 @@ SIZED_STAGES = ("ingest", "graph", "walks", "bundles", "distribution", "memory")
 # baseline walk paths per size (the baseline's rate is extrapolated from them)
 BASELINE_PATHS = {10_000: 20_000, 100_000: 5_000, 1_000_000: 2_000}
 TARGETS = {
-    "ingest_rows_per_s": 50_000,
+    "ingest_rows_per_s": 150_000,  # issue 13, with ingest_ratio: >= 2x the raw reference in the same run
+    "ingest_ratio": 2.0,
     "graph_ratio": 10.0,
     "graph_seconds": 10.0,
     "walks_ratio": 20.0,
@@ -285,9 +288,9 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
     rate = max(rates)
     row = {"stage": "ingest", "size": n, "figure": rate, "unit": "rows/s", "times_rows_per_s": rates,
            "cpu_rows_per_s": cpu_rates,
-           "parsing": f"{WORKER_PROCESSES} child processes" if parallel else "in process (file under the size for children)",
+           "parsing": "a parse thread beside the inserts" if parallel else "on one thread (file under the size for a thread)",
            "added": report.added, "bad_rows": len(report.bad_rows), "rows_read": report.rows_read,
-           "target": f">= {TARGETS['ingest_rows_per_s']:,} rows/s",
+           "target": f">= {TARGETS['ingest_rows_per_s']:,} rows/s and >= {TARGETS['ingest_ratio']:g}x the reference",
            "pass": rate >= TARGETS["ingest_rows_per_s"]}
     if report.added != n:
         row["note"] = f"expected {n} seeds added, got {report.added}"
@@ -295,8 +298,9 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
     if parallel and with_baseline:
         serial, dt, _ = _timed_ingest(path, workdir / f"ingest-{n}-serial.db", False)
         row["serial_rows_per_s"] = serial.rows_read / dt
-        row["note"] = (f"{WORKER_PROCESSES} parsing children; the same ingest parsed in process"
-                       f" (parallel=False): {row['serial_rows_per_s']:,.0f} rows/s")
+        row["note"] = (f"parse thread; the same ingest on one thread (parallel=False): {row['serial_rows_per_s']:,.0f}"
+                       f" rows/s ({WORKER_PROCESSES} parsing children, parallel=True, remain for files the columnar"
+                       " path does not take)")
     if with_baseline:
         db = workdir / f"raw-{n}.db"
         gc.collect()
@@ -306,8 +310,9 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
         base_cpu = rows / (time.process_time() - c)
         for p in workdir.glob(f"raw-{n}.db*"):
             p.unlink()
-        row.update(baseline=base, ratio=rate / base, cpu_ratio=max(cpu_rates) / base_cpu,
-                   baseline_note="raw json.loads + INSERT, no validation")
+        row.update(baseline=base, baseline_cpu_rows_per_s=base_cpu, ratio=rate / base,
+                   cpu_ratio=max(cpu_rates) / base_cpu, baseline_note="raw json.loads + INSERT, no validation")
+        row["pass"] = row["pass"] and row["ratio"] >= TARGETS["ingest_ratio"]
     return row
 
 

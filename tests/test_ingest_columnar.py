@@ -28,17 +28,17 @@ def stored(store: Store) -> list[tuple]:
 def spy(monkeypatch):
     """Counts of lines the columnar path built itself and handed to the row path."""
     counts = {"blocks": 0, "row_path": 0}
-    real_rows, real_row_path = Columnar.rows, Columnar._row_path
+    real_segments, real_row_path = Columnar.segments, Columnar._row_path
 
-    def rows(self, block, ends, before):
+    def segments(self, block, ends, before):
         counts["blocks"] += 1
-        return real_rows(self, block, ends, before)
+        return real_segments(self, block, ends, before)
 
     def row_path(self, lines, before, i):
         counts["row_path"] += 1
         return real_row_path(self, lines, before, i)
 
-    monkeypatch.setattr(Columnar, "rows", rows)
+    monkeypatch.setattr(Columnar, "segments", segments)
     monkeypatch.setattr(Columnar, "_row_path", row_path)
     return counts
 
@@ -192,17 +192,25 @@ def test_a_database_of_schema_5_gets_the_named_index_and_keeps_its_seeds(tmp_pat
     assert not hasattr(columnar_module, "nothing")
 
 
-def test_blocks_and_chunks_cut_a_file_at_the_same_lines_by_count_and_by_size(tmp_path, monkeypatch):
+@pytest.mark.parametrize("read_bytes", [8 << 20, 997, 1, 4096])
+@pytest.mark.parametrize("last_newline", [False, True])
+def test_blocks_and_chunks_cut_a_file_at_the_same_lines_by_count_and_by_size(tmp_path, monkeypatch, read_bytes,
+                                                                            last_newline):
     from linkqa_core.ingest import read_jsonl
     from linkqa_core.ingest.sources import Source
 
     monkeypatch.setattr(read_jsonl, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(read_jsonl, "READ_BYTES", read_bytes)  # file reads that end inside lines
     rng = random.Random(5)
     lines = [json.dumps({"question": "q" * rng.choice([5, 50, 400, 1500]), "answer": "a"}) for _ in range(300)]
     path = tmp_path / "cut.jsonl"
-    path.write_bytes(("\n".join(lines)).encode())  # no newline at the end
+    path.write_bytes(("\n".join(lines) + ("\n" if last_newline else "")).encode())
     reader = read_jsonl.JsonlReader(Source(path, None))
     chunks = [(before, b"".join(part)) for before, part in reader.chunks(7)]
-    blocks = [(before, block) for before, block, _ in reader.blocks(7)]
+    got = list(reader.blocks(7))
+    blocks = [(before, block) for before, block, _ in got]
     assert chunks == blocks and len(blocks) > 300 / 7
     assert b"".join(b for _, b in blocks) == path.read_bytes()
+    for _, block, ends in got:  # a line end is a newline, or the end of the file's last line
+        assert [block[e:e + 1] for e in ends.tolist()] == [b"\n"] * (len(ends) - 1) + [block[ends[-1]:ends[-1] + 1]]
+        assert block.count(b"\n") == len(ends) - (0 if block.endswith(b"\n") else 1)

@@ -101,12 +101,39 @@ def test_a_mapping_and_discipline_map_reach_the_children(tmp_path, monkeypatch, 
 
 def test_small_files_are_parsed_in_process_unless_parallel_is_asked_for(store, tmp_path, monkeypatch, children):
     path = tmp_path / "small.jsonl"
-    path.write_bytes(messy_jsonl())
+    path.write_bytes(choices_jsonl())
     ingest(store, path)
     assert children == []
     monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)
     ingest(Store(tmp_path / "other.db"), path)
     assert len(children) == seeds_module.WORKER_PROCESSES
+
+
+def choices_jsonl() -> bytes:
+    """Rows whose options sit in one list column: a plan the columnar path does not take."""
+    rows = [{"question": f"q{i}?", "choices": ["a", "b", f"c{i}"], "answer": "B"} for i in range(300)]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def test_a_big_file_the_columnar_path_takes_is_parsed_by_a_thread_not_children(tmp_path, monkeypatch, children):
+    monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(seeds_module, "BATCH", 37)
+    threads = []
+    real_ahead = seeds_module.ahead
+
+    def spy(items, *a, **kw):
+        threads.append(1)
+        return real_ahead(items, *a, **kw)
+
+    monkeypatch.setattr(seeds_module, "ahead", spy)
+    path = tmp_path / "messy.jsonl"
+    path.write_bytes(messy_jsonl())
+    serial = ingest(Store(tmp_path / "serial.db"), path, parallel=False)
+    store = Store(tmp_path / "default.db")
+    report = ingest(store, path)
+    assert children == [] and threads == [1]
+    assert stored(store) == stored(Store(tmp_path / "serial.db"))
+    assert (report.bad_rows, report.added, report.duplicates) == (serial.bad_rows, serial.added, serial.duplicates)
 
 
 def test_other_formats_never_start_children(store, tmp_path, children):
@@ -159,6 +186,20 @@ def test_an_insert_failure_stops_the_children_and_rolls_back(seeded_store_path, 
         ingest(store, path, parallel=True)
     assert store.seeds.count() == before
     assert children and all(c.proc.returncode is not None for c in children)  # stopped and reaped
+
+
+def test_an_insert_failure_stops_the_parse_thread_and_rolls_back(seeded_store_path, monkeypatch):
+    import threading
+
+    store, path = seeded_store_path
+    before = store.seeds.count()
+    monkeypatch.setattr(seeds_module, "BATCH", 50)
+    monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)  # the default path: a parse thread
+    fail_add_rows_on_call(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ingest(store, path)
+    assert store.seeds.count() == before
+    assert not [t for t in threading.enumerate() if t.name == "linkqa-ingest-parse"]  # stopped and joined
 
 
 def test_a_damaged_gzip_fails_with_the_same_message_either_way(tmp_path):

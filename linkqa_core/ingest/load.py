@@ -10,9 +10,11 @@ it claims, no question column, no usable row) raises one :class:`InputError` and
 nothing in the database.
 
 Every format streams, so :func:`ingest` reads a file of any size in bounded memory.
-Large JSON-lines files are parsed column-wise with Arrow (:mod:`.columnar`) and by child
-processes (:mod:`.workers`) while this one inserts; the stored rows and the bad-row
-report are the same whichever path a row takes.
+JSON-lines files are parsed column-wise with Arrow (:mod:`.columnar`) and stored a block
+at a time by one ``INSERT ... SELECT`` (:mod:`linkqa_core.store.packed`); a large one is
+parsed by a thread (:mod:`.ahead`), or by child processes (:mod:`.workers`) when its
+columns are not ones the columnar path takes, while this thread inserts. The stored rows
+and the bad-row report are the same whichever path a row takes.
 
 Ids are content hashes (:func:`seed_id`), so loading the same file twice adds nothing.
 
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, 
 from ..errors import InputError
 from ..records import BadRow, IngestReport, Seed
 from ..taxonomy import match_discipline
+from .ahead import ahead
 from .formats import FORMATS, open_reader
 from .read_jsonl import CHUNK_BYTES
 from .mapping import FIELDS, ColumnMap, guess_mapping, resolve_plan
@@ -43,6 +46,10 @@ from .sources import Source, SourceLike
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .columnar import Columnar
+    from ..store.packed import PackedRows
+
+    Rows = list[tuple] | PackedRows
 
 __all__ = [
     "FORMATS",
@@ -65,9 +72,10 @@ Progress = Callable[[int, int, str], None]
 # this many lines (a parsing child's chunk, a block of the columnar path, whose Arrow
 # start-up it amortises); also how often progress fires.
 BATCH = 20000
-# JSON-lines files at least this big (on disk; gzip counted 4x) are parsed by child
-# processes while this one writes SQLite: see workers. Below it, the children's start-up
-# (~60 ms) is not worth it.
+# JSON-lines files at least this big (on disk; gzip counted 4x) are parsed while this
+# thread writes SQLite: by a thread (see ahead) when the columnar path takes the file,
+# else by child processes (see workers). Below it, the thread's hand-offs (a third more
+# CPU at 10k rows) or the children's start-up (~60 ms) are not worth it.
 WORKER_MIN_BYTES = 8 << 20
 # Parsing children: with two, parsing keeps up with SQLite on a 2-core machine; past
 # four the parent's inserts are the limit.
@@ -162,29 +170,45 @@ class _Load:
         for i, q, a, o, letter, d, subject, diff, source, meta in self.fields(records):
             yield seed_row(i, q, a, o, letter, d, subject, diff, False, source, meta, added_at)
 
-    def row_batches(self, added_at: float) -> Generator[list[tuple], None, None]:
-        """All rows in lists of :data:`BATCH` (JSON lines: through the columnar path)."""
+    def columnar(self, added_at: float) -> Columnar | None:
+        """The columnar path for this load, or None when it is not one for it."""
         from .columnar import Columnar
 
-        if self.format == "jsonl":
-            columnar = Columnar.for_load(self, added_at)
-            if columnar is not None:
-                for before, block, ends in self.reader.blocks(BATCH):  # type: ignore[attr-defined]
-                    rows, bad, read = columnar.rows(block, ends, before)
-                    self.bad_rows.extend(bad)
-                    self.rows_read += read
-                    yield rows
-                return
+        # Arrow's own threads off: they cost more CPU than they save once a parse thread
+        # runs beside the inserts (10k rows: 10.8 against 8.3 us a row)
+        return Columnar.for_load(self, added_at, threads=False) if self.format == "jsonl" else None
+
+    def big(self, min_bytes: int) -> bool:
+        """The source has at least ``min_bytes`` (on disk; gzip counted 4x); False when
+        its size is unknown."""
+        size = self.src.size_on_disk()
+        return size is not None and size * (4 if self.src.gzipped else 1) >= min_bytes
+
+    def row_batches(self, added_at: float, *, threaded: bool = False) -> Generator[list[Rows], None, None]:
+        """All rows, a batch of :data:`BATCH` lines at a time (JSON lines: through the
+        columnar path); a batch is a list of runs of rows in file order, each a list of
+        ``seed_row`` tuples or a :class:`~linkqa_core.store.packed.PackedRows`.
+        ``threaded``: the columnar path parses in a thread, ahead of the caller
+        (:mod:`.ahead`); the tallies are still kept on the caller's thread."""
+        columnar = self.columnar(added_at)
+        if columnar is not None:
+            blocks = (columnar.segments(block, ends, before)
+                      for before, block, ends in self.reader.blocks(BATCH))  # type: ignore[attr-defined]
+            for parts, bad, read in ahead(blocks) if threaded else blocks:
+                self.bad_rows.extend(bad)
+                self.rows_read += read
+                yield parts
+            return
         batch: list[tuple] = []
         size = 0
         for row in self.rows(added_at):
             batch.append(row)
             size += len(row[1]) + len(row[2]) + len(row[3] or "") + len(row[10] or "")
             if len(batch) >= BATCH or size >= CHUNK_BYTES:  # long rows: fewer a batch
-                yield batch
+                yield [batch]
                 batch, size = [], 0
         if batch:
-            yield batch
+            yield [batch]
 
     def worker_spec(self, added_at: float, min_bytes: int) -> dict[str, Any] | None:
         """What the parsing children need to read this source as this load does, or None
@@ -196,8 +220,7 @@ class _Load:
             return None  # another format, or UTF-16 text transcoded on the fly
         if not sys.executable:  # an embedded interpreter cannot start a child
             return None
-        size = src.size_on_disk()
-        if size is None or size * (4 if src.gzipped else 1) < min_bytes:
+        if not self.big(min_bytes):
             return None
         return {
             "path": str(src.path) if src.path is not None else None, "filename": self.filename or src.name,
@@ -318,11 +341,12 @@ def ingest(
     Rows stream from the file into the store in batches of :data:`BATCH`, so a
     million-row file never sits in memory. ``progress(done, total, message)`` is called
     once a batch with rows read so far (``total`` is an estimate until the last call).
-    ``parallel`` parses in child processes while this one inserts (see
-    :mod:`linkqa_core.ingest.workers`); the default does so for JSON-lines sources (files
-    or uploads) of at least :data:`WORKER_MIN_BYTES`, ``False`` never does, ``True``
-    does for any JSON-lines source. Either way the stored rows and the bad-row report
-    are the same. Takes the same arguments as :func:`load_seeds`.
+    ``parallel`` None (the default) parses a JSON-lines source (file or upload) of at
+    least :data:`WORKER_MIN_BYTES` while this thread inserts: in a thread when the
+    columnar path takes its columns (:mod:`linkqa_core.ingest.ahead`; no rows to pickle),
+    else in child processes (:mod:`linkqa_core.ingest.workers`). ``False`` parses on this
+    thread; ``True`` uses the children for any JSON-lines source. Either way the stored
+    rows and the bad-row report are the same. Takes the same arguments as :func:`load_seeds`.
 
     >>> from linkqa_core.store import Store
     >>> report = ingest(Store(":memory:"), sample_path())
@@ -336,15 +360,21 @@ def ingest(
     total = load.reader.estimate() if progress else 0
     name = load.src.name
     now = time.time()
-    spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES) if parallel is not False else None
-    batches = _from_worker(load, spec) if spec is not None else load.row_batches(now)
+    spec = None
+    if parallel or (parallel is None and load.columnar(now) is None):
+        spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES)
+    if spec is not None:
+        batches = _from_worker(load, spec)
+    else:  # a big file the columnar path takes: parsed by a thread while this one inserts
+        batches = load.row_batches(now, threaded=parallel is None and load.big(WORKER_MIN_BYTES))
     n_seeds = 0
     with store.lease(f"ingest:{os.getpid()}", f"ingest of {name}"), store.transaction(), store.seeds.bulk() as bulk:
         try:
-            for rows in batches:
-                if rows:
-                    store.seeds.add_rows(rows)
-                    n_seeds += len(rows)
+            for parts in batches:
+                for rows in parts:
+                    if len(rows):
+                        store.seeds.add_rows(rows)
+                        n_seeds += len(rows)
                 if progress:
                     done = load.rows_read
                     progress(done, max(total, done), f"{n_seeds:,} seeds read from {name}")
@@ -362,7 +392,7 @@ def ingest(
     )
 
 
-def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], None, None]:
+def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[Rows], None, None]:
     """Row batches parsed by the children, keeping ``load``'s tallies as if parsed here."""
     from .workers import worker_batches
 
@@ -373,10 +403,10 @@ def _from_worker(load: _Load, spec: dict[str, Any]) -> Generator[list[tuple], No
             spill.write(load.src.data or b"")
         spec = dict(spec, path=spill.name)
     try:
-        for rows, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
+        for parts, bad, rows_read in worker_batches(spec, WORKER_PROCESSES):
             load.bad_rows.extend(bad)
             load.rows_read += rows_read
-            yield rows
+            yield parts
     finally:
         if spill is not None:
             os.unlink(spill.name)

@@ -20,6 +20,7 @@ from .text import Problem, nul_reason, parse_json, utf8_reason
 __all__ = ["JsonlReader", "jsonl_records", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 16 << 20  # a chunk of lines ends early past this size, so long rows stay in bounded memory
+READ_BYTES = 8 << 20  # what JsonlReader.blocks reads at a time
 
 
 def jsonl_records(lines: Iterable[bytes], before: int = 0) -> Iterator[tuple[int, Any]]:
@@ -93,35 +94,46 @@ class JsonlReader(Reader):
         try:
             with self._open() as fh:
                 before = index = 0
-                pending, found, scan, eof = b"", [], 0, False
+                buf, pos = b"", 0  # bytes read; the next block starts at pos
+                ends = np.zeros(0, dtype=np.int64)  # offsets in buf of the newlines after pos
+                eof = False
                 while True:
-                    while True:  # find the next cut: size lines, or the line that passes CHUNK_BYTES
-                        while len(found) < size and not (found and found[-1] + 1 >= CHUNK_BYTES):
-                            at = pending.find(b"\n", scan)
-                            if at < 0:
-                                break
-                            found.append(at)
-                            scan = at + 1
-                        if eof or len(found) >= size or (found and found[-1] + 1 >= CHUNK_BYTES):
+                    # the next cut: size lines, or the first line that ends past CHUNK_BYTES
+                    while True:
+                        past = int(np.searchsorted(ends, pos + CHUNK_BYTES - 1))
+                        want = min(size, past + 1)
+                        if len(ends) >= want or eof:
                             break
-                        piece = fh.read(1 << 23)
-                        if piece:
-                            pending += piece
-                        else:
+                        piece = fh.read(READ_BYTES)
+                        if not piece:
                             eof = True
-                    if found and (len(found) >= size or found[-1] + 1 >= CHUNK_BYTES or
-                                  found[-1] + 1 == len(pending)):
-                        cut = found[-1] + 1
-                        block, ends = pending[:cut], found
-                        pending, found, scan = pending[cut:], [], 0
-                    elif pending:  # the end of the file, its last line without a newline
-                        block, ends = pending, found + [len(pending)]
-                        pending, found = b"", []
+                            continue
+                        # newlines found once, with numpy; buf keeps only what is not yet cut
+                        found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 10)
+                        ends = np.concatenate([ends - pos, found + (len(buf) - pos)])
+                        buf, pos = buf[pos:] + piece, 0
+                    if len(ends):
+                        take = ends[:want]
+                        cut = int(take[-1]) + 1
+                        block = buf[pos:cut]
+                        line_ends = take - pos
+                        ends = ends[want:]
+                    elif pos < len(buf):  # the end of the file, its last line without a newline
+                        block = buf[pos:]
+                        cut = len(buf)
+                        line_ends = np.asarray([len(block)], dtype=np.int64)
                     else:
                         return
+                    if (len(ends) == 0 and eof and cut < len(buf) and len(line_ends) < size
+                            and line_ends[-1] + 1 < CHUNK_BYTES):
+                        # the last lines and the one after them, without a newline, are one block
+                        block = buf[pos:]
+                        line_ends = np.append(line_ends, len(block))
+                        cut = len(buf)
+                    pos = cut
                     if keep is None or keep(index):
-                        yield before, block, np.asarray(ends, dtype=np.int64)
-                    before += len(ends)
+                        yield before, block, line_ends
+                    before += len(line_ends)
                     index += 1
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise self.src.unreadable(err) from err

@@ -13,7 +13,7 @@ whose ``__main__`` is not ours to re-import.
 Protocol: the parent writes one pickled spec to a child's stdin; the child writes
 pickled messages to its stdout (the real stdout is moved to stderr first, so a stray
 print cannot corrupt the stream): ``("rows", rows, bad_rows, rows_read)`` per chunk
-it owns, then ``("done",)``, or ``("input_error", message)`` / ``("error", traceback)``.
+it owns (``rows``: lists of seed rows or ``PackedRows``, in file order), then ``("done",)``, or ``("input_error", message)`` / ``("error", traceback)``.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
     reader = load.reader
     if columnar is not None:  # this child's blocks only; the others' are skimmed
         for before, block, ends in reader.blocks(spec["batch"], lambda k: k % parts == part):  # type: ignore
-            rows, bad, read = columnar.rows(block, ends, before)
-            pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
+            segments, bad, read = columnar.segments(block, ends, before)
+            pickle.dump(("rows", segments, bad, read), out, _PROTOCOL)
             out.flush()
         return
     for index, (before, lines) in enumerate(reader.chunks(spec["batch"])):  # type: ignore[attr-defined]
@@ -143,7 +143,7 @@ def _serve(spec: dict[str, Any], out: BinaryIO) -> None:
         bad_before, read_before = len(load.bad_rows), load.rows_read
         rows = list(load.rows(added_at, jsonl_records(lines, before)))
         bad, read = load.bad_rows[bad_before:], load.rows_read - read_before
-        pickle.dump(("rows", rows, bad, read), out, _PROTOCOL)
+        pickle.dump(("rows", [rows], bad, read), out, _PROTOCOL)
         out.flush()
 
 
