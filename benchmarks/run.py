@@ -39,9 +39,10 @@ target and whether it is met):
   warm, and the 1,000-path preview (``tests/browser_support.py``'s helpers, in a child
   process), on each database of ``--app-data`` (default ``mmlu``: the full MMLU file built
   by ``linkqa ingest`` + ``extract``; ``1m`` / ``10m``: generated scale data of that many
-  seeds, e.g. ``--stages app --app-data mmlu,1m``), each built once and cached. Targets:
-  every page within 2 s warm and 3 s on first visit, the preview within 1 s. Skipped
-  without Chromium (an MMLU row is skipped without the MMLU file).
+  seeds, e.g. ``--stages app --app-data mmlu,1m``), each built once and cached. Targets
+  (``APP_TARGETS``): on MMLU every visit within 2 s; at 1M seeds 2 s warm and 3 s on a
+  first visit; at 10M 5 s; the preview within 1 s. Skipped without Chromium (an MMLU
+  row is skipped without the MMLU file).
 
 Every row also carries CPU seconds; the ``cpu ratio`` column divides those, which
 contention on a shared machine barely moves (the guard uses CPU ratios only).
@@ -677,7 +678,9 @@ def print_llm(rows: list[dict[str, Any]]) -> None:
 
 MMLU_PATH = Path(os.environ.get("LINKQA_MMLU", "/work/shared/data/mmlu_test.jsonl"))
 APP_PAGE_S = 2.0
-APP_FIRST_S = 3.0
+# (warm, first visit) page targets per --app-data: every visit of full MMLU within 2 s; at 1M
+# seeds 2 s warm and 3 s on a first visit; at 10M "usable", 5 s (issue 13)
+APP_TARGETS = {"mmlu": (2.0, 2.0), "1m": (2.0, 3.0), "10m": (5.0, 5.0)}
 APP_PREVIEW_S = 1.0
 APP_ROUNDS = 3
 APP_PREVIEWS = 5
@@ -798,12 +801,12 @@ def stage_app(args: argparse.Namespace, rows: list[dict], details: dict) -> None
         details.setdefault("app", {})[label] = res
         for name, first in res["first_s"].items():
             warm = res["warm_s"].get(name, [])
-            worst = max([first, *warm])
+            warm_t, first_t = APP_TARGETS[label]
             row = {"stage": "app", "size": None, "data": label, "page": APP_PAGE_TITLES.get(name, name),
                    "figure": statistics.median(warm), "unit": "s warm median", "first_visit_s": first,
                    "warm_s": warm, "warm_max_s": max(warm),
-                   "target": f"<= {APP_PAGE_S:g} s warm, <= {APP_FIRST_S:g} s first",
-                   "pass": bool(max(warm) <= APP_PAGE_S and first <= APP_FIRST_S)}
+                   "target": f"<= {warm_t:g} s warm, <= {first_t:g} s first",
+                   "pass": bool(max(warm) <= warm_t and first <= first_t)}
             if name in res["exceptions"]:
                 row["pass"] = False
                 row["note"] = f"exception on the page: {res['exceptions'][name][0][:120]}"
