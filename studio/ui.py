@@ -207,12 +207,14 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
     return [
         ("plotly", True, _warm_plotly),
         ("arrow", True, _warm_arrow),
-        ("numba", True, _warm_imports("numba", "linkqa_core.graph.build")),
+        # the pages' order: the data the Seeds and Knowledge points pages read comes before
+        # numba's import, which only the graph needs
         ("seed summary", big, store.seeds.attributes),  # the Seeds page's filters and charts, the KP table
         ("kp frequencies", big, store.kps.frequencies),
         ("kp table", big, lambda: _kp_table(key(), 100, "")),
         ("kp quality", big, lambda: _kp_quality(key())),  # wordfreq's first use: ~0.7 s
         ("merge suggestions", big, lambda: _suggestions(key())),
+        ("numba", True, _warm_imports("numba", "linkqa_core.graph.build")),
         ("graph", big, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
         ("pyvis", big, _warm_imports("networkx", "pyvis.network")),
         ("graph statistics", big, lambda: _stats(key())),
