@@ -419,6 +419,7 @@ def write_store(data: ScaleData, store, fit: dict[str, Any] | None = None, *, te
         conn.executemany("INSERT INTO seed_kps (seed_rid, kp_id) VALUES (?, ?)",
                          zip(rid.tolist(), kp_id.tolist()))
         conn.execute("CREATE INDEX IF NOT EXISTS seed_kps_kp ON seed_kps(kp_id)")
+        store.bump()  # what the store keeps per data version (counts, KP frequencies) is stale now
     return {"seeds": data.n, "kps": int(used.size), "links": data.n_links}
 
 

@@ -176,19 +176,26 @@ top_of = st.expander("Top KPs of each discipline (by the seeds of that disciplin
                      key="top_by_discipline_open", on_change="rerun")
 if top_of.open:  # drawn when opened: a table costs a visit ~0.1 s of drawing in the browser
     top_of.dataframe(pd.DataFrame([{"discipline": d, "top KPs (seeds)": ", ".join(f"{name} ({n})" for name, n in kps)}
-                               for d, kps in q.top_by_discipline.items()]),
+                                   for d, kps in ui.get_top_by_discipline(store).items()]),
                      hide_index=True, width="stretch", key="top_by_discipline",
                      column_config={"top KPs (seeds)": st.column_config.TextColumn(width="large")})
 
 # -- distribution -----------------------------------------------------------------------------
 
 st.subheader("Frequency distribution")
-g = ui.get_graph(store)
-hist = support.freq_histogram(g.freq)
+spectrum = ui.get_kp_frequencies(store)  # (seeds naming a KP, KPs): an SQL aggregate, no graph
+freq = np.array([f for f, _ in spectrum], dtype=np.int64)
+n_of = np.array([n for _, n in spectrum], dtype=np.int64)
+n_kps = int(n_of.sum())
+hist = support.freq_histogram(freq, n_of)
 fig = ui.bar_figure(hist, "seeds naming the KP", "KPs", log_y=True, height=360,
                     order={"seeds naming the KP": [h["seeds naming the KP"] for h in hist]},
-                    title=f"{g.n_nodes:,} KPs by how many seeds name them (log scale)")
+                    title=f"{n_kps:,} KPs by how many seeds name them (log scale)")
 st.plotly_chart(fig, key="freq_hist")
-single = int((g.freq == 1).sum())
-st.caption(f"{single:,} KPs ({single / max(g.n_nodes, 1):.0%}) are named by one seed only: they link nothing. "
-           f"Median frequency {float(np.median(g.freq)) if g.n_nodes else 0:g}, max {int(g.freq.max()) if g.n_nodes else 0:,}.")
+single = int(n_of[freq == 1].sum()) if n_kps else 0
+# the median KP: the first frequency whose cumulative count passes half of the KPs
+half = np.cumsum(n_of)
+median = float((freq[np.searchsorted(half, (n_kps - 1) // 2, side="right")]
+                + freq[np.searchsorted(half, n_kps // 2, side="right")]) / 2) if n_kps else 0.0
+st.caption(f"{single:,} KPs ({single / max(n_kps, 1):.0%}) are named by one seed only: they link nothing. "
+           f"Median frequency {median:g}, max {int(freq.max()) if n_kps else 0:,}.")

@@ -258,15 +258,18 @@ def make_llm_extractor(store: Store, config: Mapping[str, Any], batch_size: int 
 # -- knowledge points -------------------------------------------------------------------
 
 
-def freq_histogram(freq: np.ndarray) -> list[dict[str, Any]]:
-    """KPs per frequency band (1, 2, 3-4, 5-8, … doubling), for a log-scale chart."""
+def freq_histogram(freq: np.ndarray, weights: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """KPs per frequency band (1, 2, 3-4, 5-8, … doubling), for a log-scale chart.
+
+    ``freq`` holds one frequency per KP, or with ``weights`` each distinct frequency
+    once and how many KPs have it (:meth:`KPStore.frequency_histogram`, an aggregate)."""
     freq = np.asarray(freq)
     if freq.size == 0:
         return []
     edges = [1, 2, 3]
     while edges[-1] <= freq.max():
         edges.append((edges[-1] - 1) * 2 + 1)
-    counts, _ = np.histogram(freq, bins=edges)
+    counts, _ = np.histogram(freq, bins=edges, weights=weights)
     out = []
     for lo, hi, c in zip(edges[:-1], edges[1:], counts):
         label = str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}"
@@ -288,14 +291,17 @@ def search_kp_names(g: KPGraph, text: str, limit: int = 50) -> list[int]:
     return hits[:limit]
 
 
-def stored_kp_quality(store: Store, *, top: int = 200, per_discipline: int = 10) -> Any:
+def stored_kp_quality(store: Store, *, top: int = 200, per_discipline: int = 10, by_discipline: bool = True) -> Any:
     """:class:`~linkqa_core.kps.quality.KPQuality` of the KPs stored now, from SQL counts
     (:meth:`KPStore.quality_counts`): the same measures the extraction report gives,
-    without extracting again. The KP page caches it on the store's version."""
+    without extracting again. The KP page caches it on the store's version, and asks for
+    the top KPs of each discipline (every link counted by its seed's discipline) apart,
+    when that table is opened (``by_discipline=False`` leaves it empty)."""
     from linkqa_core.kps.names import MAX_KPS, MIN_KPS
     from linkqa_core.kps.quality import KPQuality, is_general_word
 
-    c = store.kps.quality_counts(top=top, per_discipline=per_discipline, min_kps=MIN_KPS, max_kps=MAX_KPS)
+    c = store.kps.quality_counts(top=top, per_discipline=per_discipline, min_kps=MIN_KPS, max_kps=MAX_KPS,
+                                 by_discipline=by_discipline)
     general = tuple(label for key, label, _ in c["top"] if is_general_word(key))
     n = c["kps"]
     return KPQuality(

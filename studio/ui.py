@@ -176,6 +176,8 @@ def _warm_imports(*modules: str) -> Callable[[], None]:
 # fresh browser keeps it busy drawing for up to ~1.5 s after the page's script has ended
 # (plotly.js alone), and on a small machine a warm-up then would take CPU from it.
 QUIET_S = 1.5
+# seeds from which the warm-up does not wait for a quiet moment (see _warm_steps)
+BIG_SEEDS = 100_000
 
 
 def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
@@ -183,7 +185,7 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
 
     ``soon`` steps run as soon as no page script runs (the next page likely needs them:
     ~0.3 s in all); the others wait for the server to have been quiet for :data:`QUIET_S`
-    once (see :func:`_warm_up`).
+    once (see :func:`_warm_up`), except on a database of :data:`BIG_SEEDS` seeds or more.
     """
 
     def key() -> tuple:
@@ -194,18 +196,30 @@ def _warm_steps(path: str) -> list[tuple[str, bool, Callable[[], Any]]]:
         nodes = drawing.top_nodes(_graph(k), 100)
         _graph_html(k, tuple(int(v) for v in nodes), "discipline", ())
 
+    store = _open_store(path)
+    # on a big database the data steps cannot wait for a quiet moment: a first visit would
+    # otherwise scan a million seeds itself (or build the graph: 4 s at 1M seeds); their
+    # SQL runs outside the GIL, beside the page being drawn
+    try:
+        big = store.counts()["seeds"] >= BIG_SEEDS
+    except Exception:  # a damaged or busy file: the pages say so themselves
+        big = False
     return [
         ("plotly", True, _warm_plotly),
         ("arrow", True, _warm_arrow),
+        # the pages' order: the data the Seeds and Knowledge points pages read comes before
+        # numba's import, which only the graph needs
+        ("seed summary", big, store.seeds.attributes),  # the Seeds page's filters and charts, the KP table
+        ("kp frequencies", big, store.kps.frequencies),
+        ("kp table", big, lambda: _kp_table(key(), 100, "")),
+        ("kp quality", big, lambda: _kp_quality(key())),  # wordfreq's first use: ~0.7 s
+        ("merge suggestions", big, lambda: _suggestions(key())),
         ("numba", True, _warm_imports("numba", "linkqa_core.graph.build")),
-        ("graph", False, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
-        ("kp table", False, lambda: _kp_table(key(), 100, "")),
-        ("merge suggestions", False, lambda: _suggestions(key())),
-        ("kp quality", False, lambda: _kp_quality(key())),  # wordfreq's first use: ~0.7 s
-        ("pyvis", False, _warm_imports("networkx", "pyvis.network")),
-        ("graph statistics", False, lambda: _stats(key())),
-        ("graph drawing", False, graph_page_view),
-        ("walk kernels", False, support.warm_up),
+        ("graph", big, lambda: _graph(key())),  # the first numba call (~0.3 s of numba's own set-up)
+        ("pyvis", big, _warm_imports("networkx", "pyvis.network")),
+        ("graph statistics", big, lambda: _stats(key())),
+        ("graph drawing", big, graph_page_view),
+        ("walk kernels", big, support.warm_up),
         ("synthesis and review", False, _warm_imports("linkqa_core.synthesis.run", "linkqa_core.difficulty.enhance",
                                                       "linkqa_core.quality.gates", "linkqa_core.curation.review",
                                                       "linkqa_core.curation.export", "studio.jobs")),
@@ -354,12 +368,24 @@ def get_merge_suggestions(store: Store) -> list[tuple[str, str]]:
 
 @st.cache_data(show_spinner="Measuring the KPs…", max_entries=4)
 def _kp_quality(key: tuple) -> Any:
-    return support.stored_kp_quality(_open_store(key[0]))
+    return support.stored_kp_quality(_open_store(key[0]), by_discipline=False)
 
 
 def get_kp_quality(store: Store) -> Any:
-    """The stored KPs' quality measures, recomputed only when the KPs changed."""
+    """The stored KPs' quality measures, recomputed only when the KPs changed (without
+    the top KPs of each discipline: :func:`get_top_by_discipline`)."""
     return _kp_quality(support.graph_key(store))
+
+
+def get_top_by_discipline(store: Store, per_discipline: int = 10) -> dict[str, list[tuple[str, int]]]:
+    """discipline -> its most named KPs ``(label, seeds)``; the store keeps it per data version."""
+    return store.kps.top_by_discipline(per_discipline)
+
+
+def get_kp_frequencies(store: Store) -> list[tuple[int, int]]:
+    """``(seeds naming a KP, KPs)`` for the frequency chart, from an SQL aggregate the store
+    keeps per data version (no graph needed)."""
+    return store.kps.frequency_histogram()
 
 
 def read_secrets() -> dict[str, Any]:

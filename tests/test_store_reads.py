@@ -89,8 +89,8 @@ def test_seed_filters_combine(db, filters, ids):
 
 def test_filter_options_list_disciplines_levels_and_unknown(db):
     assert db.seeds.filter_options() == {"disciplines": ["Chemistry", "Physics"], "difficulties": [1, 2, 4, "unknown"]}
-    with db.transaction() as conn:
-        conn.execute("UPDATE seeds SET difficulty = 5 WHERE difficulty IS NULL")
+    unknown = [(5.0, r[0]) for r in db.query("SELECT rid FROM seeds WHERE difficulty IS NULL")]
+    db.seeds.set_estimates(unknown, [])  # the options are kept per data version: this write moves it
     assert db.seeds.filter_options()["difficulties"] == [1, 2, 4, 5]
 
 

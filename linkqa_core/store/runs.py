@@ -176,9 +176,11 @@ class RunStore:
 
     def cumulative_coverage(self) -> float:
         """Share of today's KPs that some saved run has visited."""
-        total = self.store.scalar("SELECT count(DISTINCT kp_id) FROM seed_kps") or 0
+        total = self.store.counts()["kps"]
         if not total:
             return 0.0
+        # the visited KPs (distinct, from the path index), each probed in the links' KP index
         seen = self.store.scalar(
-            "SELECT count(DISTINCT kp_id) FROM path_kps WHERE kp_id IN (SELECT kp_id FROM seed_kps)")
+            "SELECT count(*) FROM (SELECT DISTINCT kp_id FROM path_kps) p"
+            " WHERE EXISTS (SELECT 1 FROM seed_kps l WHERE l.kp_id = p.kp_id)")
         return round(seen / total, 4)

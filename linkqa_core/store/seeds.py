@@ -252,6 +252,8 @@ class SeedStore:
         with self.store.transaction() as conn:
             conn.executemany("UPDATE seeds SET difficulty = ?, difficulty_estimated = 1 WHERE rid = ?", difficulties)
             conn.executemany("UPDATE seeds SET discipline = ? WHERE rid = ?", disciplines)
+            if difficulties or disciplines:
+                self.store.bump()  # the graph, the seed summary and the KP table read them
 
     # -- reading -----------------------------------------------------------------------
 
@@ -332,19 +334,66 @@ class SeedStore:
 
     # -- browsing (the Seeds page) -------------------------------------------------------
 
+    def attributes(self) -> dict[str, Any]:
+        """Every seed's discipline and difficulty as arrays by rid, and the seed summary.
+
+        One scan of the seeds table grouped by (discipline, rounded difficulty,
+        estimated), kept per data version (:meth:`Store._memo`): ``disciplines`` (sorted),
+        ``discipline`` (int16 index into it, by rid), ``difficulty`` (float, NaN when
+        unknown, by rid) and ``summary`` (see :meth:`summary`). The arrays let the KP table
+        and the per-discipline KP counts read a KP's seeds from the link index alone,
+        instead of joining each link with its seed row. Shared: do not modify.
+        """
+        return self.store._memo("seed_attributes", self._attributes)
+
+    def _attributes(self) -> dict[str, Any]:
+        with self.store.reading() as conn:
+            max_rid = int(conn.execute("SELECT max(rid) FROM seeds").fetchone()[0] or 0)
+            groups = conn.execute(
+                "SELECT discipline, CAST(round(difficulty) AS INTEGER), difficulty_estimated, count(*),"
+                " group_concat(rid), group_concat(difficulty) FROM seeds GROUP BY 1, 2, 3").fetchall()
+        disciplines = sorted({g[0] for g in groups})
+        index = {d: i for i, d in enumerate(disciplines)}
+        disc = np.zeros(max_rid + 1, dtype=np.int16)
+        diff = np.full(max_rid + 1, np.nan)
+        for d, lvl, _, _, rids, values in groups:
+            r = np.fromstring(rids, dtype=np.int64, sep=",")
+            disc[r] = index[d]
+            if lvl is not None and values:
+                diff[r] = np.fromstring(values, dtype=np.float64, sep=",")
+        disc.flags.writeable = False
+        diff.flags.writeable = False
+        summary = [(g[0], None if g[1] is None else int(g[1]), int(g[2]), int(g[3])) for g in groups]
+        return {"disciplines": disciplines, "discipline": disc, "difficulty": diff, "summary": summary}
+
+    def summary(self) -> list[tuple[str, int | None, int, int]]:
+        """``(discipline, rounded difficulty or None, estimated 0/1, seeds)`` over every seed.
+
+        From :meth:`attributes`: the Seeds page's filters, its two charts and the match
+        count of a discipline or difficulty filter come from it, so a rerun scans no seeds.
+        """
+        return self.attributes()["summary"]
+
     def filter_options(self) -> dict[str, list]:
         """Disciplines and difficulty levels present, for the Seeds page's filters."""
-        disciplines = [r[0] for r in self.store.query("SELECT DISTINCT discipline FROM seeds ORDER BY discipline")]
-        levels = [r[0] for r in self.store.query(
-            "SELECT DISTINCT CAST(round(difficulty) AS INTEGER) FROM seeds WHERE difficulty IS NOT NULL ORDER BY 1")]
-        has_unknown = bool(self.store.scalar("SELECT 1 FROM seeds WHERE difficulty IS NULL LIMIT 1"))
-        return {"disciplines": disciplines, "difficulties": levels + ([UNKNOWN_DIFFICULTY] if has_unknown else [])}
+        rows = self.summary()
+        levels = sorted({lvl for _, lvl, _, _ in rows if lvl is not None})
+        has_unknown = any(lvl is None for _, lvl, _, _ in rows)
+        return {"disciplines": sorted({d for d, _, _, _ in rows}),
+                "difficulties": levels + ([UNKNOWN_DIFFICULTY] if has_unknown else [])}
 
     def page(self, *, disciplines: Sequence[str] | None = None, difficulties: Sequence[Any] | None = None,
              search: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """One page of seeds matching the filters (as table rows), and how many match in all."""
+        """One page of seeds matching the filters (as table rows), and how many match in all.
+
+        Without a text search the count comes from :meth:`summary` (no scan); the page's
+        rows are read in rid order and stop at the page's end.
+        """
         where, params = _seed_where(disciplines, difficulties, search)
-        total = int(self.store.scalar(f"SELECT count(*) FROM seeds{where}", params) or 0)
+        if search and search.strip():
+            total = int(self.store.scalar(f"SELECT count(*) FROM seeds{where}", params) or 0)
+        else:
+            total = _summary_total(self.summary(), disciplines, difficulties)
         if limit <= 0:
             return [], total
         rows = self.store.query(
@@ -366,15 +415,33 @@ class SeedStore:
         return out, total
 
     def discipline_counts(self) -> list[dict[str, Any]]:
-        return [{"discipline": r[0], "seeds": r[1]} for r in self.store.query(
-            "SELECT discipline, count(*) FROM seeds GROUP BY discipline ORDER BY count(*) DESC, discipline")]
+        per: dict[str, int] = {}
+        for d, _, _, n in self.summary():
+            per[d] = per.get(d, 0) + n
+        return [{"discipline": d, "seeds": n} for d, n in sorted(per.items(), key=lambda x: (-x[1], x[0]))]
 
     def difficulty_counts(self) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT CASE WHEN difficulty IS NULL THEN 'unknown' ELSE CAST(CAST(round(difficulty) AS INTEGER) AS TEXT)"
-            " END, CASE WHEN difficulty IS NULL THEN 'missing' WHEN difficulty_estimated THEN 'estimated'"
-            " ELSE 'given' END, count(*) FROM seeds GROUP BY 1, 2 ORDER BY 1, 2")
-        return [{"difficulty": r[0], "kind": r[1], "seeds": r[2]} for r in rows]
+        per: dict[tuple[str, str], int] = {}
+        for _, lvl, est, n in self.summary():
+            key = ("unknown", "missing") if lvl is None else (str(lvl), "estimated" if est else "given")
+            per[key] = per.get(key, 0) + n
+        return [{"difficulty": d, "kind": k, "seeds": n} for (d, k), n in sorted(per.items())]
+
+
+def _summary_total(rows: Sequence[tuple[str, int | None, int, int]], disciplines: Sequence[str] | None,
+                   difficulties: Sequence[Any] | None) -> int:
+    """Seeds matching a discipline and difficulty filter, counted from :meth:`SeedStore.summary`."""
+    want_d = set(disciplines) if disciplines else None
+    want_l = {int(d) for d in difficulties if d != UNKNOWN_DIFFICULTY} if difficulties else None
+    unknown = bool(difficulties) and UNKNOWN_DIFFICULTY in difficulties
+    total = 0
+    for d, lvl, _, n in rows:
+        if want_d is not None and d not in want_d:
+            continue
+        if want_l is not None and not ((lvl is None and unknown) or (lvl is not None and lvl in want_l)):
+            continue
+        total += n
+    return total
 
 
 def _seed_where(disciplines: Sequence[str] | None, difficulties: Sequence[Any] | None,
