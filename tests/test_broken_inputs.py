@@ -59,6 +59,18 @@ def test_a_utf16_csv_with_a_byte_order_mark_loads(tmp_path):
     assert load_seeds(path).seeds[0].question == "Über?"
 
 
+def test_utf16_in_both_byte_orders_loads_and_a_stray_bom_line_in_utf8_loses_no_row():
+    for codec in ("utf-16-le", "utf-16-be"):
+        bom = b"\xff\xfe" if codec.endswith("le") else b"\xfe\xff"
+        data = bom + '{"question": "Über was?", "answer": "ja"}\n'.encode(codec)
+        assert load_seeds(data, filename="u.jsonl").seeds[0].question == "Über was?"
+    # a UTF-8 file whose first line happens to be the two bytes of a UTF-16 mark
+    stray = b"\xfe\xff\n" + jsonl_bytes(sample_rows(2))
+    result = load_seeds(stray, filename="s.jsonl")
+    assert len(result.seeds) == 2
+    assert [b.line for b in result.bad_rows] == [1]
+
+
 def test_a_utf8_bom_is_not_part_of_the_first_column_or_line():
     bom = b"\xef\xbb\xbf"
     assert load_seeds(bom + b"question,answer\nq?,a\n", filename="b.csv").seeds[0].question == "q?"

@@ -27,6 +27,23 @@ BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
 HEAD = 1 << 16  # bytes looked at to sniff the format and to tell text from binary
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _reads_as_utf16(body: bytes) -> bool:
+    """Whether bytes after a UTF-16 byte order mark are UTF-16 text.
+
+    Why ask: the two bytes can also be a stray first line of a UTF-8 file, and reading that
+    file as UTF-16 would lose every good row. JSON, JSON lines and CSV always hold ASCII
+    punctuation and line ends, which are NUL-padded in UTF-16; a body without a NUL byte
+    that is valid UTF-8 is UTF-8.
+    """
+    if b"\x00" in body:
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(body, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
 # Bytes that do not occur in text (tab, newlines, form feed and escape do), NUL included.
 _CONTROL = frozenset(range(32)) - {9, 10, 11, 12, 13, 27}
 # A head with more than 1 in 20 such bytes is binary (a picture, an archive, a database);
@@ -128,7 +145,7 @@ class Source:
     def sniff(self) -> bytes:
         """The head of the content, noting UTF-16 text so that :meth:`open` transcodes it."""
         raw = self.head()
-        if raw.startswith(_UTF16_BOMS):
+        if raw.startswith(_UTF16_BOMS) and _reads_as_utf16(raw[2:]):
             self.utf16 = True
             return self.head()
         return raw
