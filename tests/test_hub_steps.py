@@ -36,23 +36,19 @@ def zipf():
 @njit
 def _draw_steps(n, u, p, indptr, indices, wpow, w_build, w_now, stamp, linking, link, path, n_path,
                 seed_indptr, seed_rids, scan, rng_seed):
-    """The kernel's hub step from ``u`` ``n`` times: a table built with ``w_build``, draws
+    """The kernel's hub step from ``u`` ``n`` times: prefix sums taken with ``w_build``, draws
     against ``w_now`` (visits since the build), the exact scan when the table gives up."""
     np.random.seed(rng_seed)
     pos, total = hub_layout(indptr, 0)
     deg = indptr[u + 1] - indptr[u]
-    q = np.empty(total)
-    prob = np.empty(total)
-    alias = np.empty(total, np.int32)
-    small = np.empty(deg, np.int32)
-    large = np.empty(deg, np.int32)
+    tab = np.empty(total)
     refusals = np.zeros(indptr.shape[0] - 1, np.int64)
     cum = np.empty(deg + 1)
-    build_row(u, indptr, indices, wpow, w_build, pos[u], q, prob, alias, small, large)
+    build_row(u, indptr, indices, wpow, w_build, pos[u], tab)
     counts = np.zeros(deg, np.int64)
     scans = 0
     for _ in range(n):
-        e = hub_step(u, p, indptr, indices, wpow, w_now, pos[u], q, prob, alias, stamp, linking, link,
+        e = hub_step(u, p, indptr, indices, wpow, w_now, pos[u], tab, stamp, linking, link,
                      path, 0, n_path, seed_indptr, seed_rids, scan, refusals)
         if e < 0:
             scans += 1

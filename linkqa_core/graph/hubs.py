@@ -5,30 +5,34 @@ The exact step from ``u`` weighs every neighbour ``v`` not yet on the path by
 O(degree). At ten million seeds the popular KPs that the value function favours have
 tens of thousands of neighbours, and such scans were nearly all of the walk's time.
 
-For a row of more than ``hub_degree`` neighbours the kernel instead keeps a Walker alias
-table of the *proposal* ``q(e) = wpow(e)·w(v)`` with ``w`` as it was when the table was
-built, and draws:
+For a row of more than ``hub_degree`` neighbours the kernel instead keeps the prefix sums
+of the *proposal* ``q(e) = wpow(e)·w(v)``, with ``w`` as it was when the sums were taken
+(the first time a walk leaves the hub: one pass, the cost of one exact step), and draws:
 
-1. ``e`` from the alias table (O(1));
+1. ``e`` ∝ ``q(e)`` by binary search of the sums (O(log degree));
 2. reject when ``v`` is on the path;
 3. with ``r`` uniform in ``[0, q(e))``: reject when ``r >= wpow(e)·w(v)`` (``v`` was
-   visited since the table was built), accept when ``r·link < wpow(e)·w(v)``, otherwise
-   accept exactly when ``v`` is fresh (the freshness look-up is needed for that band only).
+   visited since the sums were taken), accept when ``r·link < wpow(e)·w(v)``, otherwise
+   accept exactly when ``v`` is fresh (the freshness look-up is needed in that band only).
 
-An accepted ``e`` has probability ∝ ``q(e)·target(e)/(q(e)·link)`` ∝ ``target(e)``: the
-exact step's distribution, because ``w(v)`` never grows during a run (visits only rise,
-and coverage ``(1+visits)^-gamma`` falls with them), so ``q(e)`` stays an upper bound
-of ``wpow(e)·w(v)``. Two bounds keep the cost low when the bound goes stale:
+A draw accepts ``e`` with probability ``q(e)/Q · target(e)/(q(e)·link)`` ∝ ``target(e)``:
+the exact step's distribution, because ``w(v)`` never grows during a run (visits only
+rise, and coverage ``(1+visits)^-gamma`` falls with them), so ``q(e)`` stays an upper
+bound of ``wpow(e)·w(v)``. Draws are independent, so the accepted one follows the target
+whatever the refusals before it. Two bounds keep the cost low when the bound goes stale:
 
 - a row whose draws were refused for coverage more than a quarter of its degree times
-  since it was built is rebuilt from the current weights (O(degree), paid for by those
-  refusals), so its acceptance climbs back;
+  since its sums were taken takes them again from the current weights (O(degree), paid
+  for by those refusals), so its acceptance climbs back;
 - a step that has drawn ``max(32, degree/8)`` times without acceptance gives up and the
-  kernel sums the exact weights (the same distribution, since each draw is independent of
-  the refusals before it); a step therefore never costs much more than a scan.
+  kernel sums the exact weights (the same distribution, as the draws before it were
+  refused whatever they drew); a step never costs much more than a scan.
 
-Tables are built the first time a walk leaves a hub, in arrays allocated once per call;
-pages of hubs no walk leaves are never touched, so they cost no memory.
+The sums of all hub rows share one array allocated per call (8 bytes per hub edge);
+pages of hubs no walk leaves are never touched, so they cost no memory. Prefix sums
+rather than alias tables: taking them costs what one scan costs (an alias table cost
+five times more to build at 10M seeds, where most hubs are left only a few times in a
+run), and a binary search over a hub visited often stays in cache.
 """
 
 from __future__ import annotations
@@ -38,14 +42,14 @@ from numba import njit
 
 __all__ = ["HUB_DEGREE", "MIN_TRIES", "hub_layout", "build_row", "hub_step", "fresh"]
 
-HUB_DEGREE = 64  # rows with more neighbours step by the alias table; fewer: the exact scan
+HUB_DEGREE = 64  # rows with more neighbours step by prefix sums and rejection; fewer: the exact scan
 MIN_TRIES = 32  # draws a hub step makes before it sums the exact weights (or degree/8, if more)
 
 
 @njit(cache=True)
 def hub_layout(indptr, hub_degree):
-    """Offset of each hub row's table (-1 for a row stepped by the exact scan), and the
-    total table length."""
+    """Offset of each hub row's prefix sums (-1 for a row stepped by the exact scan), and
+    the total length."""
     k = indptr.shape[0] - 1
     pos = np.full(k, -1, np.int64)
     total = 0
@@ -58,70 +62,49 @@ def hub_layout(indptr, hub_degree):
 
 
 @njit(cache=True)
-def build_row(u, indptr, indices, wpow, w, off, q, prob, alias, small, large):
-    """Fill the alias table of row ``u`` at ``off`` for ``q(e) = wpow(e)·w(v)`` (Vose's
-    method); returns the row's total proposal weight (0: nothing to draw)."""
+def build_row(u, indptr, indices, wpow, w, off, cum):
+    """Store the prefix sums of row ``u``'s proposal ``q(e) = wpow(e)·w(v)`` at ``off``
+    (one pass, the cost of one exact step); returns the row's total (0: nothing to draw)."""
     lo = indptr[u]
     n = indptr[u + 1] - lo
     total = 0.0
     for i in range(n):
-        x = wpow[lo + i] * w[indices[lo + i]]
-        q[off + i] = x
-        total += x
-    if total <= 0.0:
-        return 0.0
-    scale = n / total
-    ns = 0
-    nl = 0
-    for i in range(n):
-        x = q[off + i] * scale
-        prob[off + i] = x
-        alias[off + i] = i
-        if x < 1.0:
-            small[ns] = i
-            ns += 1
-        else:
-            large[nl] = i
-            nl += 1
-    while ns > 0 and nl > 0:
-        ns -= 1
-        s = small[ns]
-        g = large[nl - 1]
-        alias[off + s] = g
-        x = (prob[off + g] + prob[off + s]) - 1.0
-        prob[off + g] = x
-        if x < 1.0:
-            nl -= 1
-            small[ns] = g
-            ns += 1
-    # what is left is 1 up to rounding
-    for i in range(nl):
-        prob[off + large[i]] = 1.0
-    for i in range(ns):
-        prob[off + small[i]] = 1.0
+        total += wpow[lo + i] * w[indices[lo + i]]
+        cum[off + i] = total
     return total
 
 
 @njit(cache=True)
-def hub_step(u, p, indptr, indices, wpow, w, off, q, prob, alias, stamp, linking, link,
+def hub_step(u, p, indptr, indices, wpow, w, off, cum, stamp, linking, link,
              path, first, n_path, seed_indptr, seed_rids, scan, refusals):
     """One step out of hub ``u`` on path ``p``: the chosen edge (CSR index), or -1 when
     ``max(MIN_TRIES, degree/8)`` draws were refused (the caller sums the exact weights).
 
-    ``refusals[u]`` counts draws refused for coverage since the row's table was built.
+    A draw picks entry ``i`` with probability ``q(i)/total`` (binary search of the prefix
+    sums), and ``q(i)`` is read back as the difference of two prefix sums: the width of the
+    interval that was drawn in, so the correction divides by exactly the proposal used.
+    ``refusals[u]`` counts draws refused for coverage since the row's sums were taken.
     """
     lo = indptr[u]
     n = indptr[u + 1] - lo
+    total = cum[off + n - 1]
     tries = max(MIN_TRIES, n >> 3)
     for _ in range(tries):
-        i = np.random.randint(0, n)
-        if np.random.random() >= prob[off + i]:
-            i = alias[off + i]
-        e = lo + i
+        x = np.random.random() * total
+        a = 0
+        b = n - 1
+        while a < b:
+            m = (a + b) >> 1
+            if cum[off + m] > x:
+                b = m
+            else:
+                a = m + 1
+        e = lo + a
         v = indices[e]
         if stamp[v] == p:
             continue
-        r = np.random.random() * q[off + i]
+        q = cum[off + a] - (cum[off + a - 1] if a > 0 else 0.0)
+        r = np.random.random() * q
         t = wpow[e] * w[v]
         if r >= t:
             refusals[u] += 1

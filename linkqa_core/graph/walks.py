@@ -426,15 +426,12 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
         if dv > max_deg:
             max_deg = dv
     cum = np.empty(max_deg + 1)
-    # hub rows: alias tables built when a walk first leaves the hub (see hubs.py)
+    # hub rows: prefix sums taken when a walk first leaves the hub (see hubs.py); pages of
+    # hubs no walk leaves are never touched
     hub_pos, tab_len = hub_layout(indptr, hub_degree)
-    tab_q = np.empty(tab_len)
-    tab_prob = np.empty(tab_len)
-    tab_alias = np.empty(tab_len, np.int32)
-    row_total = np.full(k, -1.0)  # -1: table not built yet
+    tab = np.empty(tab_len)
+    row_total = np.full(k, -1.0)  # -1: not taken yet
     refusals = np.zeros(k, np.int64)
-    small = np.empty(max_deg + 1, np.int32)
-    large = np.empty(max_deg + 1, np.int32)
     stamp = np.full(k, -1, np.int64)
     per_disc = np.zeros(n_disc)
     cursor = 0
@@ -472,12 +469,11 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
             off = hub_pos[u]
             if off >= 0:
                 if row_total[u] < 0.0 or refusals[u] > (indptr[u + 1] - indptr[u]) >> 2:
-                    row_total[u] = build_row(u, indptr, indices, wpow, w, off, tab_q, tab_prob, tab_alias,
-                                             small, large)
+                    row_total[u] = build_row(u, indptr, indices, wpow, w, off, tab)
                     refusals[u] = 0
                 if row_total[u] > 0.0:
-                    e = hub_step(u, p, indptr, indices, wpow, w, off, tab_q, tab_prob, tab_alias, stamp,
-                                 linking, link, out_nodes, cursor, length, seed_indptr, seed_rids, scan, refusals)
+                    e = hub_step(u, p, indptr, indices, wpow, w, off, tab, stamp, linking, link,
+                                 out_nodes, cursor, length, seed_indptr, seed_rids, scan, refusals)
             if e < 0:
                 e = _scan_step(u, p, indptr, indices, wpow, w, stamp, cum, linking, link,
                                out_nodes, cursor, length, seed_indptr, seed_rids, scan)
