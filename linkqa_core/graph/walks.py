@@ -17,10 +17,12 @@ a seed that does not name it). With ``l(v)`` = 1 for a linked KP, else 0::
     step  ∝ weight(u,v)**alpha · exp((V(v) + w_link·l(v)) / tau)   over unvisited neighbours
 
 for a length drawn in ``[min_len, max_len]``. Visits update after every path. To decide
-``l(v)`` cheaply, each KP added to a path marks its first ``LINK_SCAN`` (64) seeds, and a
+``l(v)`` cheaply, each KP of a path counts by its first ``LINK_SCAN`` (64) seeds, and a
 KP named by more than ``LINK_SCAN`` seeds always counts as linked. The loop is compiled
 with numba: start draws use one Fenwick tree per discipline (O(log K) to draw and to
-update after a path), steps scan the neighbours of the current KP only.
+update after a path); a step out of a KP of at most ``hub_degree`` (64) neighbours sums
+their weights, a step out of a hub draws from prefix sums corrected by rejection
+(:mod:`.hubs`: the same distribution, O(log degree) per draw instead of O(degree)).
 
 On the bundled sample:
 
@@ -69,7 +71,7 @@ KNOBS: tuple[tuple[str, float, float, float, str], ...] = (
                               "gathered yet, so each bundle joins several seeds sharing KPs"),
 )
 
-LINK_SCAN = 64  # seeds of a KP marked / scanned when deciding linkage
+LINK_SCAN = 64  # seeds of a path KP that count, and of a candidate that are looked up, when deciding linkage
 REJECTS = 32  # linked steps: rejection draws before the exact weights are summed
 
 
