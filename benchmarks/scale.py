@@ -21,7 +21,7 @@ so exact and near duplicates occur) and MMLU's questions as seeds, locally
 (``graph.build_graph``) and value-guided walks at 10M seeds, with peak RSS; beside them the
 same at 1M seeds (the in-run baseline: 10x the seeds should cost about 10x). Walks are also
 timed with every step scanning its neighbours (``hub_degree`` above the largest degree, on
-``--scan-walks`` paths): the exact step that the hub tables replace, the walks' baseline.
+``--scan-walks`` paths): the exact step that the hub sampler replaces, the walks' baseline.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ value_walks(g, p, 1000, seed=0)  # compile / warm
 n, n_scan = int(sys.argv[3]), int(sys.argv[4])
 c = time.process_time(); t = time.perf_counter(); w = value_walks(g, p, n, seed=1)
 t_walk, c_walk = time.perf_counter() - t, time.process_time() - c
-# in-run baseline: every step sums its neighbours' weights (no hub tables), as before them
+# in-run baseline: every step sums its neighbours' weights (no hub sampler), as before it
 every_row_scanned = int(g.degree.max()) + 1
 c = time.process_time(); t = time.perf_counter(); value_walks(g, p, n_scan, seed=1, hub_degree=every_row_scanned)
 t_scan, c_scan = time.perf_counter() - t, time.process_time() - c
@@ -331,9 +331,9 @@ def stage_seeds(out: dict[str, Any], db: Path, baseline_db: Path, walks: int, sc
                    f"{r['build_s']:.1f} ({r['build_cpu_s']:.1f})", f"{r['walks']:,}", f"{r['paths_per_s']:,.0f}",
                    f"{r['paths_per_cpu_s']:,.0f}", f"{r['scan_walks']:,}", f"{r['scan_paths_per_s']:,.0f}",
                    f"{r['scan_paths_per_cpu_s']:,.0f}", f"{r['peak_rss_bytes'] / 2**30:.2f}") for r in rows]))
-    print("walks: steps out of KPs of more than 64 neighbours draw from alias tables corrected by rejection "
+    print("walks: steps out of KPs of more than 64 neighbours draw from prefix sums corrected by rejection "
           "(graph/hubs.py); 'scans only' is the same walk with every step summing its neighbours' weights, "
-          "the exact step the tables replace (in-run baseline, same process)")
+          "the exact step the sums replace (in-run baseline, same process)")
     if len(rows) == 2:
         print(f"10M / 1M: build x{rows[1]['build_s'] / rows[0]['build_s']:.1f}, "
               f"memory x{rows[1]['peak_rss_bytes'] / rows[0]['peak_rss_bytes']:.1f}; targets at 10M: build < 60 s, "
