@@ -19,7 +19,9 @@ so exact and near duplicates occur) and MMLU's questions as seeds, locally
 
 ``seeds10m``: on one machine, a fresh process per measurement: the KP graph build
 (``graph.build_graph``) and value-guided walks at 10M seeds, with peak RSS; beside them the
-same at 1M seeds (the in-run baseline: 10x the seeds should cost about 10x).
+same at 1M seeds (the in-run baseline: 10x the seeds should cost about 10x). Walks are also
+timed with every step scanning its neighbours (``hub_degree`` above the largest degree, on
+``--scan-walks`` paths): the exact step that the hub sampler replaces, the walks' baseline.
 """
 
 from __future__ import annotations
@@ -286,16 +288,21 @@ c = time.process_time(); t = time.perf_counter(); g = build_graph(store)
 t_build, c_build = time.perf_counter() - t, time.process_time() - c
 p = WalkParams()
 value_walks(g, p, 1000, seed=0)  # compile / warm
-n = int(sys.argv[3])
+n, n_scan = int(sys.argv[3]), int(sys.argv[4])
 c = time.process_time(); t = time.perf_counter(); w = value_walks(g, p, n, seed=1)
 t_walk, c_walk = time.perf_counter() - t, time.process_time() - c
+# in-run baseline: every step sums its neighbours' weights (no hub sampler), as before it
+every_row_scanned = int(g.degree.max()) + 1
+c = time.process_time(); t = time.perf_counter(); value_walks(g, p, n_scan, seed=1, hub_degree=every_row_scanned)
+t_scan, c_scan = time.perf_counter() - t, time.process_time() - c
 def hwm():
     for line in open('/proc/self/status'):
         if line.startswith('VmHWM'):
             return int(line.split()[1]) * 1024
 print(json.dumps({"links_s": t_links, "build_s": t_build, "nodes": g.n_nodes, "edges": g.n_edges, "walks": n,
                   "walk_s": t_walk, "paths_per_s": n / t_walk, "peak_rss_bytes": hwm(), "links_cpu_s": c_links,
-                  "build_cpu_s": c_build, "walk_cpu_s": c_walk, "paths_per_cpu_s": n / c_walk}))
+                  "build_cpu_s": c_build, "walk_cpu_s": c_walk, "paths_per_cpu_s": n / c_walk,
+                  "scan_walks": n_scan, "scan_paths_per_s": n_scan / t_scan, "scan_paths_per_cpu_s": n_scan / c_scan}))
 """
 
 
@@ -308,11 +315,12 @@ def _ensure_db(path: Path, size: str) -> Path:
     return path
 
 
-def stage_seeds(out: dict[str, Any], db: Path, baseline_db: Path, walks: int) -> None:
+def stage_seeds(out: dict[str, Any], db: Path, baseline_db: Path, walks: int, scan_walks: int) -> None:
     rows = []
     for label, path in (("1M (baseline)", _ensure_db(baseline_db, "1M")), ("10M", _ensure_db(db, "10M"))):
         say(f"[seeds] {label}: build + {walks:,} walks in a fresh process …")
-        got = subprocess.run([sys.executable, "-c", _MEASURE, str(ROOT), str(path), str(walks)],
+        got = subprocess.run([sys.executable, "-c", _MEASURE, str(ROOT), str(path), str(walks),
+                              str(min(walks, scan_walks))],
                              capture_output=True, text=True, check=True)
         m = json.loads(got.stdout.strip().splitlines()[-1])
         m["label"] = label
@@ -320,10 +328,14 @@ def stage_seeds(out: dict[str, Any], db: Path, baseline_db: Path, walks: int) ->
     print("\nOne machine: KP graph build and value-guided walks (fresh process each; peak RSS = VmHWM; "
           "CPU s beside wall s, since other work on the machine stretches wall time)")
     print(_table(("seeds", "KPs", "edges", "read links s (CPU)", "graph build s (CPU)", "walks", "paths/s",
-                  "paths/CPU-s", "peak RSS GB"),
+                  "paths/CPU-s", "scans only: walks", "paths/s", "paths/CPU-s", "peak RSS GB"),
                  [(r["label"], f"{r['nodes']:,}", f"{r['edges']:,}", f"{r['links_s']:.1f} ({r['links_cpu_s']:.1f})",
                    f"{r['build_s']:.1f} ({r['build_cpu_s']:.1f})", f"{r['walks']:,}", f"{r['paths_per_s']:,.0f}",
-                   f"{r['paths_per_cpu_s']:,.0f}", f"{r['peak_rss_bytes'] / 2**30:.2f}") for r in rows]))
+                   f"{r['paths_per_cpu_s']:,.0f}", f"{r['scan_walks']:,}", f"{r['scan_paths_per_s']:,.0f}",
+                   f"{r['scan_paths_per_cpu_s']:,.0f}", f"{r['peak_rss_bytes'] / 2**30:.2f}") for r in rows]))
+    print("walks: steps out of KPs of more than 64 neighbours draw from prefix sums corrected by rejection "
+          "(graph/hubs.py); 'scans only' is the same walk with every step summing its neighbours' weights, "
+          "the exact step the sums replace (in-run baseline, same process)")
     if len(rows) == 2:
         print(f"10M / 1M: build x{rows[1]['build_s'] / rows[0]['build_s']:.1f}, "
               f"memory x{rows[1]['peak_rss_bytes'] / rows[0]['peak_rss_bytes']:.1f}; targets at 10M: build < 60 s, "
@@ -339,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", default="/tmp/lq10m/b10m.db", help="10M-seed database (generated if missing)")
     ap.add_argument("--baseline-db", default="/tmp/lq10m/b1m.db", help="1M-seed database (generated if missing)")
     ap.add_argument("--walks", type=int, default=1_000_000)
+    ap.add_argument("--scan-walks", type=int, default=200_000,
+                    help="paths of the in-run baseline walk (every step scans its neighbours; slow at 10M)")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     from generate import parse_size  # benchmarks/generate.py
@@ -350,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if "gates" in stages:
         stage_gates(out, parse_size(args.gates_size), parse_size(args.gates_local_limit))
     if "seeds10m" in stages:
-        stage_seeds(out, Path(args.db), Path(args.baseline_db), args.walks)
+        stage_seeds(out, Path(args.db), Path(args.baseline_db), args.walks, args.scan_walks)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))

@@ -17,10 +17,12 @@ a seed that does not name it). With ``l(v)`` = 1 for a linked KP, else 0::
     step  ∝ weight(u,v)**alpha · exp((V(v) + w_link·l(v)) / tau)   over unvisited neighbours
 
 for a length drawn in ``[min_len, max_len]``. Visits update after every path. To decide
-``l(v)`` cheaply, each KP added to a path marks its first ``LINK_SCAN`` (64) seeds, and a
+``l(v)`` cheaply, each KP of a path counts by its first ``LINK_SCAN`` (64) seeds, and a
 KP named by more than ``LINK_SCAN`` seeds always counts as linked. The loop is compiled
 with numba: start draws use one Fenwick tree per discipline (O(log K) to draw and to
-update after a path), steps scan the neighbours of the current KP only.
+update after a path); a step out of a KP of at most ``hub_degree`` (64) neighbours sums
+their weights, a step out of a hub draws from prefix sums corrected by rejection
+(:mod:`.hubs`: the same distribution, O(log degree) per draw instead of O(degree)).
 
 On the bundled sample:
 
@@ -49,6 +51,7 @@ from numba import njit
 
 from ..errors import ConfigError
 from .build import KPGraph
+from .hubs import HUB_DEGREE, build_row, fresh as _fresh, hub_layout, hub_step
 
 __all__ = ["WalkParams", "Walks", "value_walks", "uniform_walks", "target_shares", "parse_mix", "KNOBS", "LINK_SCAN"]
 
@@ -68,7 +71,7 @@ KNOBS: tuple[tuple[str, float, float, float, str], ...] = (
                               "gathered yet, so each bundle joins several seeds sharing KPs"),
 )
 
-LINK_SCAN = 64  # seeds of a KP marked / scanned when deciding linkage
+LINK_SCAN = 64  # seeds of a path KP that count, and of a candidate that are looked up, when deciding linkage
 REJECTS = 32  # linked steps: rejection draws before the exact weights are summed
 
 
@@ -208,26 +211,33 @@ def _prepare(graph: KPGraph, params: WalkParams, n_paths: int, seed: int) -> tup
 
 
 def value_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int = 0,
-                prior_visits: np.ndarray | None = None) -> Walks:
-    """Walk ``n_paths`` value-guided paths; ``prior_visits`` is the coverage ledger."""
+                prior_visits: np.ndarray | None = None, hub_degree: int = HUB_DEGREE) -> Walks:
+    """Walk ``n_paths`` value-guided paths; ``prior_visits`` is the coverage ledger.
+
+    Steps out of KPs with more than ``hub_degree`` neighbours draw from an alias table
+    corrected by rejection (:mod:`.hubs`), the others sum their neighbours' weights: the
+    same distribution either way (0 sends every step through the tables, a degree above
+    the largest through the sums; the tests compare the two).
+    """
     lengths, eligible = _prepare(graph, params, n_paths, seed)
     targets = target_shares(graph, params)
     visits = np.zeros(graph.n_nodes, dtype=np.int64) if prior_visits is None else prior_visits.astype(np.int64).copy()
     start_visits = visits.copy()
-    wpow = graph.weights ** params.alpha if params.alpha != 1 else graph.weights.copy()
+    wpow = graph.weights ** params.alpha if params.alpha != 1 else graph.weights  # read only: no copy
     vmax = params.w_pop + params.w_cov + params.w_diff + params.w_link
     nodes, ptr, disc = _walk_kernel(
         graph.indptr, graph.indices, wpow, _static_value(graph, params), visits,
         float(params.w_cov), float(params.gamma), float(params.tau), float(vmax),
         graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
         lengths, np.uint32(seed % (2**32)), False,
-        graph.seed_indptr, graph.seed_rids, graph.weights, _link_factor(params), LINK_SCAN,
+        graph.seed_indptr, graph.seed_rids, graph.weights, _link_factor(params), LINK_SCAN, int(hub_degree),
     )
     return Walks(nodes, ptr, disc, visits - start_visits, targets)
 
 
-def uniform_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int = 0) -> Walks:
-    """The baseline: uniform start, uniform step to an unvisited neighbour, same lengths."""
+def uniform_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int = 0,
+                  hub_degree: int = HUB_DEGREE) -> Walks:
+    """The baseline: uniform start, a step to an unvisited neighbour ∝ edge weight, same lengths."""
     lengths, eligible = _prepare(graph, params, n_paths, seed)
     targets = target_shares(graph, params)
     visits = np.zeros(graph.n_nodes, dtype=np.int64)
@@ -235,7 +245,7 @@ def uniform_walks(graph: KPGraph, params: WalkParams, n_paths: int, *, seed: int
         graph.indptr, graph.indices, graph.weights, np.zeros(graph.n_nodes), visits,
         0.0, 0.0, 1.0, 0.0, graph.discipline.astype(np.int64), len(graph.disciplines), targets, eligible,
         lengths, np.uint32((seed + 1) % (2**32)), True,
-        graph.seed_indptr, graph.seed_rids, graph.weights, 1.0, LINK_SCAN,
+        graph.seed_indptr, graph.seed_rids, graph.weights, 1.0, LINK_SCAN, int(hub_degree),
     )
     return Walks(nodes, ptr, disc, visits, targets)
 
@@ -297,45 +307,62 @@ def _search(cum, n, r):
 
 
 @njit(cache=True)
-def _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p):
-    """Does some seed naming ``v`` name no KP of path ``p`` so far (marked seeds)?
-
-    ``first_seed[v]`` is -1 for a KP named by more than LINK_SCAN seeds (always fresh),
-    else its first seed: one look-up settles almost every case.
-    """
-    fs = first_seed[v]
-    if fs < 0 or seed_stamp[fs] != p:
-        return True
-    for t in range(seed_indptr[v] + 1, seed_indptr[v + 1]):
-        if seed_stamp[seed_rids[t]] != p:
-            return True
-    return False
-
-
-@njit(cache=True)
-def _mark(v, seed_indptr, seed_rids, seed_stamp, p, scan):
-    lo = seed_indptr[v]
-    hi = min(seed_indptr[v + 1], lo + scan)
-    for t in range(lo, hi):
-        seed_stamp[seed_rids[t]] = p
+def _scan_step(u, p, indptr, indices, wpow, w, stamp, cum, linking, link,
+               path, first, n_path, seed_indptr, seed_rids, scan):
+    """The exact step: sum the weights of ``u``'s neighbours off the path and draw one;
+    returns its CSR index, or -1 when every neighbour is on the path."""
+    lo = indptr[u]
+    hi = indptr[u + 1]
+    s = 0.0
+    for e in range(lo, hi):
+        v = indices[e]
+        if stamp[v] != p:
+            s += wpow[e] * w[v]
+        cum[e - lo] = s
+    if s <= 0.0:
+        # every neighbour is on the path (or weighs nothing): try uniform, else stop
+        cnt = 0
+        for e in range(lo, hi):
+            if stamp[indices[e]] != p:
+                cnt += 1
+        if cnt == 0:
+            return -1
+        pick = np.random.randint(0, cnt)
+        for e in range(lo, hi):
+            if stamp[indices[e]] != p:
+                if pick == 0:
+                    return e
+                pick -= 1
+    if not linking:
+        return lo + _search(cum, hi - lo, np.random.random() * s)
+    # draw ∝ weight·(link if fresh else 1) by rejection from the draw without linkage
+    # (accept a fresh KP always, another with probability 1/link): exact, and it looks up
+    # freshness for a few KPs instead of every neighbour; after REJECTS refusals the
+    # exact weights are summed (same distribution)
+    for _ in range(REJECTS):
+        c = _search(cum, hi - lo, np.random.random() * s)
+        v = indices[lo + c]
+        if _fresh(v, path, first, n_path, seed_indptr, seed_rids, scan) or np.random.random() * link < 1.0:
+            return lo + c
+    s = 0.0
+    for e in range(lo, hi):
+        v = indices[e]
+        if stamp[v] != p:
+            if _fresh(v, path, first, n_path, seed_indptr, seed_rids, scan):
+                s += wpow[e] * w[v] * link
+            else:
+                s += wpow[e] * w[v]
+        cum[e - lo] = s
+    return lo + _search(cum, hi - lo, np.random.random() * s)
 
 
 @njit(cache=True)
 def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
                  disc, n_disc, targets, eligible, lengths, seed, uniform,
-                 seed_indptr, seed_rids, wpow_raw, link, scan):
+                 seed_indptr, seed_rids, wpow_raw, link, scan, hub_degree):
     np.random.seed(seed)
     k = indptr.shape[0] - 1
     linking = (not uniform) and link != 1.0
-    n_rid = 1
-    if linking and seed_rids.shape[0] > 0:
-        n_rid = seed_rids.max() + 1
-    seed_stamp = np.full(n_rid, -1, np.int32)
-    first_seed = np.full(k, -1, np.int64)
-    if linking:
-        for v in range(k):
-            if 0 < seed_indptr[v + 1] - seed_indptr[v] <= scan:
-                first_seed[v] = seed_rids[seed_indptr[v]]
     # start weights: a KP is linked when a path from it can gather two seeds (it is named by
     # two or more, or a neighbour is named by a seed that does not name it)
     start_mult = np.ones(k)
@@ -394,12 +421,19 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
             s += vals[i]
         tot[d] = s
 
+    resum_every = max(8192, n_elig // 8)
     max_deg = 0
     for v in range(k):
         dv = indptr[v + 1] - indptr[v]
         if dv > max_deg:
             max_deg = dv
     cum = np.empty(max_deg + 1)
+    # hub rows: prefix sums taken when a walk first leaves the hub (see hubs.py); pages of
+    # hubs no walk leaves are never touched
+    hub_pos, tab_len = hub_layout(indptr, hub_degree)
+    tab = np.empty(tab_len)
+    row_total = np.full(k, -1.0)  # -1: not taken yet
+    refusals = np.zeros(k, np.int64)
     stamp = np.full(k, -1, np.int64)
     per_disc = np.zeros(n_disc)
     cursor = 0
@@ -430,63 +464,25 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
         out_disc[p] = d0
         out_nodes[cursor] = start
         stamp[start] = p
-        if linking:
-            _mark(start, seed_indptr, seed_rids, seed_stamp, p, scan)
         length = 1
         u = start
         while length < lengths[p]:
-            lo = indptr[u]
-            hi = indptr[u + 1]
-            s = 0.0
-            for e in range(lo, hi):
-                v = indices[e]
-                if stamp[v] != p:
-                    s += wpow[e] * w[v]
-                cum[e - lo] = s
-            if s <= 0.0:
-                # every neighbour is on the path (or weighs nothing): try uniform, else stop
-                cnt = 0
-                for e in range(lo, hi):
-                    if stamp[indices[e]] != p:
-                        cnt += 1
-                if cnt == 0:
-                    break
-                pick = np.random.randint(0, cnt)
-                for e in range(lo, hi):
-                    if stamp[indices[e]] != p:
-                        if pick == 0:
-                            u = indices[e]
-                            break
-                        pick -= 1
-            elif not linking:
-                u = indices[lo + _search(cum, hi - lo, np.random.random() * s)]
-            else:
-                # draw ∝ weight·(link if fresh else 1) by rejection from the draw without
-                # linkage (accept a fresh KP always, another with probability 1/link): exact,
-                # and it looks up freshness for a few KPs instead of every neighbour; after
-                # REJECTS refusals the exact weights are summed (same distribution)
-                a = -1
-                for _ in range(REJECTS):
-                    c = _search(cum, hi - lo, np.random.random() * s)
-                    v = indices[lo + c]
-                    if _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p) or np.random.random() * link < 1.0:
-                        a = c
-                        break
-                if a < 0:
-                    s = 0.0
-                    for e in range(lo, hi):
-                        v = indices[e]
-                        if stamp[v] != p:
-                            if _fresh(v, first_seed, seed_indptr, seed_rids, seed_stamp, p):
-                                s += wpow[e] * w[v] * link
-                            else:
-                                s += wpow[e] * w[v]
-                        cum[e - lo] = s
-                    a = _search(cum, hi - lo, np.random.random() * s)
-                u = indices[lo + a]
+            e = -1
+            off = hub_pos[u]
+            if off >= 0:
+                if row_total[u] < 0.0 or refusals[u] > (indptr[u + 1] - indptr[u]) >> 2:
+                    row_total[u] = build_row(u, indptr, indices, wpow, w, off, tab)
+                    refusals[u] = 0
+                if row_total[u] > 0.0:
+                    e = hub_step(u, p, indptr, indices, wpow, w, off, tab, stamp, linking, link,
+                                 out_nodes, cursor, length, seed_indptr, seed_rids, scan, refusals)
+            if e < 0:
+                e = _scan_step(u, p, indptr, indices, wpow, w, stamp, cum, linking, link,
+                               out_nodes, cursor, length, seed_indptr, seed_rids, scan)
+                if e < 0:
+                    break  # every neighbour is on the path
+            u = indices[e]
             stamp[u] = p
-            if linking:
-                _mark(u, seed_indptr, seed_rids, seed_stamp, p, scan)
             out_nodes[cursor + length] = u
             length += 1
         # coverage moves after every path
@@ -503,7 +499,9 @@ def _walk_kernel(indptr, indices, wpow, static, visits, w_cov, gamma, tau, vmax,
                 w[v] = nw
         cursor += length
         out_ptr[p + 1] = cursor
-        if not uniform and (p + 1) % 8192 == 0:  # re-sum to stop floating-point drift
+        # re-sum to stop floating-point drift; a re-sum costs O(KPs), so on big graphs it
+        # comes every n_elig/8 paths (millions of updates still drift by ~1e-10 of a total)
+        if not uniform and (p + 1) % resum_every == 0:
             for i in range(n_elig):
                 vals[i] = w[order[i]] * start_mult[order[i]]
             for d in range(n_disc):
