@@ -248,15 +248,22 @@ def test_an_offline_preview_shows_the_items_as_indented_json(sample_store, run6)
 
 
 def test_the_cost_estimate_averages_the_first_20_prompts_at_4_characters_a_token(sample_store):
-    run30 = sample(sample_store, WalkParams(difficulty_target=4.0), 30, seed=8, save=True).run_id
-    cfg = SynthesisConfig(per_bundle=3, target_items=10_000_000, multiple_choice=False)
+    run30 = sample(sample_store, WalkParams(difficulty_target=3.5), 30, seed=8, save=True).run_id
+    cfg = SynthesisConfig(per_bundle=3, target_items=10_000_000)
     llm = LLMSettings(base_urls="http://127.0.0.1:9/v1", model="m", price_in_per_mtok=2.0, price_out_per_mtok=10.0)
     est = estimate_synthesis_cost(sample_store, run30, cfg, llm)
-    paths = sample_store.runs.paths(run30)
     task = SynthesisTask(cfg.template)
-    lengths = [len(task.prompt(Ask(b, 3, 4.0, False))) for b in bundles_of(sample_store, paths)]
-    assert est["prompt_tokens_each"] == int(sum(lengths[:20]) / 20 / 4)
-    assert int(sum(lengths[:21]) / 21 / 4) != est["prompt_tokens_each"]  # the 21st path would change it
+    bundles = bundles_of(sample_store, sample_store.runs.paths(run30))
+
+    def tokens(asks) -> int:
+        return int(sum(len(task.prompt(a)) for a in asks) / len(asks) / 4)
+
+    assert est["prompt_tokens_each"] == tokens([Ask(b, 3, 3.5, True) for b in bundles[:20]])
+    # the figure tells apart the 21st path, the run's difficulty (3.5, not the default 3) and the
+    # number of items asked: each changes the prompts enough to move it by a token
+    assert est["prompt_tokens_each"] not in (tokens([Ask(b, 3, 3.5, True) for b in bundles[:21]]),
+                                             tokens([Ask(b, 3, 3.0, True) for b in bundles[:20]]),
+                                             tokens([Ask(b, None, 3.5, True) for b in bundles[:20]]))
     requests = -(-10_000_000 // 3)
     assert (est["requests"], est["output_tokens_each"], est["reasoning_tokens_each"]) == (requests, 350 * 3, 1500)
     tokens_in, tokens_out = requests * est["prompt_tokens_each"], requests * (350 * 3 + 1500)
@@ -295,3 +302,22 @@ def test_a_refused_request_gives_a_failed_row_with_no_tokens():
     refused = Outcome(0, error="HTTP 413: too large", result=ChatResult(error="x", attempts=1, status=413))
     [row] = items_to_store(7, ask, refused, "m")
     assert (row.status, row.prompt_tokens, row.completion_tokens) == ("failed", 0, 0)
+
+
+def test_top_ups_end_when_the_last_round_of_50_paths_gave_under_5_items(sample_store):
+    """Round 0 asks 60 paths and 10 answer (20 items: a yield of 1/3, so the run goes on);
+    the top-up round asks 50 new paths and 1 answers (2 items): under a tenth of an item per
+    path, so the run stops and says so, counting that round's items and paths only."""
+    run60 = sample(sample_store, WalkParams(), 60, seed=8, save=True).run_id
+    asked = {"n": 0}
+
+    def answers(body):
+        asked["n"] += 1
+        return two_items(body) if asked["n"] <= 10 or asked["n"] == 61 else Answer("no items today")
+
+    with FakeOpenAI(answers) as srv:
+        report = synthesize(sample_store, run60, SynthesisConfig(per_bundle=2), settings(srv))
+        assert len(srv.chat_requests) == 60 + 50
+    assert (report.items_ok, report.items_failed) == (22, 60 + 50 - 11)
+    assert report.errors[-1] == ("the last round's 50 paths gave 2 items: these seeds give no more new ones; "
+                                 "stopped at 22 of 120")

@@ -253,3 +253,9 @@ def test_each_seed_draws_its_own_starts_even_when_lengths_are_fixed():
     p = WalkParams(**ONE_KP, w_pop=0.0, w_cov=0.0, w_diff=0.0)  # both KPs alike: starts are coin flips
     starts = {seed: value_walks(g, p, 64, seed=seed).nodes.tolist() for seed in (1, 2, 65)}
     assert starts[1] != starts[2] and starts[1] != starts[65]
+
+
+def test_each_seed_draws_its_own_uniform_starts_even_when_lengths_are_fixed():
+    g = two_kp_graph()
+    starts = {seed: uniform_walks(g, WalkParams(**ONE_KP), 64, seed=seed).nodes.tolist() for seed in (0, 1, 64)}
+    assert starts[0] != starts[1] and starts[0] != starts[64]
