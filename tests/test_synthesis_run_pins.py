@@ -321,3 +321,35 @@ def test_top_ups_end_when_the_last_round_of_50_paths_gave_under_5_items(sample_s
     assert (report.items_ok, report.items_failed) == (22, 60 + 50 - 11)
     assert report.errors[-1] == ("the last round's 50 paths gave 2 items: these seeds give no more new ones; "
                                  "stopped at 22 of 120")
+
+
+def test_a_top_up_round_that_gave_a_tenth_of_an_item_per_path_goes_on(sample_store):
+    """As above, but the top-up round's 50 paths give 5 items: exactly a tenth per path is
+    not under it, so the run goes on and asks again in its last round."""
+    run60 = sample(sample_store, WalkParams(), 60, seed=8, save=True).run_id
+    asked = {"n": 0}
+
+    def answers(body):
+        asked["n"] += 1
+        if asked["n"] <= 10:
+            return two_items(body)
+        if 61 <= asked["n"] <= 65:
+            one = json.loads(two_items(body).content)
+            return Answer(json.dumps({"items": one["items"][:1]}), prompt_tokens=100, completion_tokens=50)
+        return Answer("no items today")
+
+    with FakeOpenAI(answers) as srv:
+        report = synthesize(sample_store, run60, SynthesisConfig(per_bundle=2, max_top_up_rounds=3), settings(srv))
+        requests = len(srv.chat_requests)
+    assert report.items_ok == 25 and requests > 60 + 50
+    assert not any("give no more new ones" in e for e in report.errors)
+
+
+def test_an_offline_preview_keeps_non_ascii_text_readable(sample_store, run6):
+    path = sample_store.runs.paths(run6, index=1)[0]
+    with sample_store.transaction() as conn:
+        conn.executemany("UPDATE seeds SET question = question || ' (α-amylase, ≥ 37 °C)' WHERE id = ?",
+                         [(sid,) for sid in path.seed_ids])
+    out = preview_bundle(sample_store, run6, 1, SynthesisConfig(per_bundle=2))
+    assert "α-amylase, ≥ 37 °C" in out["content"]  # as text, not \\u escapes
+    assert out["content"] == json.dumps({"items": out["items"]}, ensure_ascii=False, indent=1)
