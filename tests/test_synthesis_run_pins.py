@@ -353,3 +353,23 @@ def test_an_offline_preview_keeps_non_ascii_text_readable(sample_store, run6):
     out = preview_bundle(sample_store, run6, 1, SynthesisConfig(per_bundle=2))
     assert "α-amylase, ≥ 37 °C" in out["content"]  # as text, not \\u escapes
     assert out["content"] == json.dumps({"items": out["items"]}, ensure_ascii=False, indent=1)
+
+
+@pytest.mark.parametrize("multiple_choice", [True, False])
+def test_the_cost_estimate_renders_the_prompts_the_run_will_send(sample_store, multiple_choice):
+    """A template that repeats the question form and the number of items, so that a prompt
+    rendered with another form or count is many tokens longer or shorter."""
+    from linkqa_core.synthesis.prompt import DEFAULT_TEMPLATE
+
+    run = sample(sample_store, WalkParams(difficulty_target=3.5), 20, seed=8, save=True).run_id
+    template = DEFAULT_TEMPLATE + " {format_rules}" * 20 + " {n_items}" * 20
+    cfg = SynthesisConfig(per_bundle=3, template=template, multiple_choice=multiple_choice)
+    est = estimate_synthesis_cost(sample_store, run, cfg, None)
+    task = SynthesisTask(template)
+    bundles = bundles_of(sample_store, sample_store.runs.paths(run))
+
+    def tokens(n_items, difficulty, mc) -> int:
+        return int(sum(len(task.prompt(Ask(b, n_items, difficulty, mc))) for b in bundles) / len(bundles) / 4)
+
+    assert est["prompt_tokens_each"] == tokens(3, 3.5, multiple_choice)
+    assert est["prompt_tokens_each"] not in (tokens(3, 3.5, not multiple_choice), tokens(3.5, 1, multiple_choice))
