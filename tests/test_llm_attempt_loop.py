@@ -148,6 +148,26 @@ def test_close_hangs_up_ends_the_loop_thread_and_refuses_later_calls():
         server.close()
 
 
+def test_close_returns_only_once_the_loop_thread_has_ended():
+    with FakeOpenAI() as srv:
+        for i in range(5):  # the thread may also end on its own in the instant before the check: look five times
+            client = LLMClient(settings_for(srv))
+            answer = client.complete(ChatRequest.user(f"q{i}"))
+            loop, thread = client._loop, client._thread  # the client's own event loop and its thread
+            client.close()
+            assert answer.ok and not thread.is_alive() and loop.is_closed()
+
+
+def test_a_single_request_after_a_concurrent_batch_goes_to_the_endpoint_sent_less():
+    with FakeOpenAI(latency=0.3) as a, FakeOpenAI(latency=0.3) as b:
+        with LLMClient(settings_for(a, b, concurrency=3)) as client:
+            batch = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])  # a, b, then a again
+            after = client.complete(ChatRequest.user("one more"))  # nothing in flight now: b has sent less
+            urls = (a.base_url, b.base_url)
+    assert sorted(r.endpoint for r in batch) == sorted([urls[0], urls[0], urls[1]])
+    assert after.endpoint == urls[1]
+
+
 def test_a_client_dropped_without_close_stops_its_thread_and_closes_its_loop():
     gc.disable()  # the last reference goes when this test says, not at a collection on some thread
     try:
