@@ -568,8 +568,8 @@ def test_the_sdk_transport_spreads_a_large_concurrency_over_its_lanes():
 def test_the_sdk_transport_keeps_a_total_deadline_on_a_server_that_trickles_blank_lines():
     with FakeOpenAI() as srv:  # DeepSeek under load: the head at once, a blank line every 0.1 s, the JSON late
         srv.script(Answer("late", delay=1.5, wire=Wire(keepalive=0.1)), Answer("in time"))
-        with LLMClient(settings_for(srv, timeout_s=0.5, max_retries=1)) as client:
-            r = client.complete(ChatRequest.user("q"))
+        with LLMClient(settings_for(srv, timeout_s=0.5, max_retries=1, fast_http=False)) as client:
+            r = client.complete(ChatRequest.user("q"))  # httpx's read time-out restarts with every blank line
     assert r.content == "in time" and r.attempts == 2
 
 
@@ -635,3 +635,18 @@ def test_an_even_usd_budget_is_spent_exactly_at_full_concurrency():
     middle = started[10:16]
     overlap = max(sum(1 for q in middle if q.received_at <= p.received_at < q.answered_at) for p in middle)
     assert overlap >= 3
+
+
+def test_the_sdk_transport_sends_new_requests_to_the_lane_with_fewer_in_flight():
+    def answer(body):
+        text = body["messages"][-1]["content"]
+        return Answer("quick") if text.startswith("fast") else Answer("slow", delay=2.0)
+
+    first = [ChatRequest.user(f"{'fast' if i % 2 else 'slow'} {i}") for i in range(64)]  # lanes alternate: 0, 1, 0...
+    second = [ChatRequest.user(f"slow again {i}") for i in range(32)]
+    with FakeOpenAI(answer) as srv:
+        with LLMClient(settings_for(srv, fast_http=False, concurrency=64)) as client:  # two lanes of 36 connections
+            results = client.complete_many(first + second)
+    # lane 1's fast answers came back at once, so the 32 new requests all went to lane 1 and ran beside
+    # lane 0's 32 slow ones; on lane 0 only 4 of them would have found a connection
+    assert all(r.ok for r in results) and srv.max_in_flight == 64
