@@ -650,3 +650,18 @@ def test_the_sdk_transport_sends_new_requests_to_the_lane_with_fewer_in_flight()
     # lane 1's fast answers came back at once, so the 32 new requests all went to lane 1 and ran beside
     # lane 0's 32 slow ones; on lane 0 only 4 of them would have found a connection
     assert all(r.ok for r in results) and srv.max_in_flight == 64
+
+
+def test_a_step_down_not_followed_by_an_answer_is_stored_with_why(store):
+    refusal = "response_format json_schema is not supported"
+
+    def answer(body):
+        kind = (body.get("response_format") or {}).get("type")
+        return HTTPError(400, refusal) if kind == "json_schema" else HTTPError(503)
+
+    with FakeOpenAI(answer) as srv:
+        with LLMClient(settings_for(srv, max_retries=0), store) as client:
+            r = client.complete(ask_json())
+        [row] = store.llm.modes()
+    assert r.transient and r.attempts == 1  # the refused mode was not charged; the 503 was
+    assert (row["mode"], row["detail"]) == ("json_object_schema", f"json_schema refused: {refusal}")
