@@ -665,3 +665,11 @@ def test_a_step_down_not_followed_by_an_answer_is_stored_with_why(store):
         [row] = store.llm.modes()
     assert r.transient and r.attempts == 1  # the refused mode was not charged; the 503 was
     assert (row["mode"], row["detail"]) == ("json_object_schema", f"json_schema refused: {refusal}")
+
+
+def test_a_keyless_client_sends_the_placeholder_key_the_sdk_insists_on():
+    with FakeOpenAI() as srv:  # local servers take any key, or none
+        with LLMClient(settings_for(srv, api_key=None)) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+        [sent] = srv.chat_requests
+    assert sent.headers["authorization"] == "Bearer EMPTY"
