@@ -673,3 +673,20 @@ def test_a_keyless_client_sends_the_placeholder_key_the_sdk_insists_on():
             assert client.complete(ChatRequest.user("q")).ok
         [sent] = srv.chat_requests
     assert sent.headers["authorization"] == "Bearer EMPTY"
+
+
+def test_the_call_log_row_holds_reasoning_tokens_and_cost(store):
+    with FakeOpenAI() as srv:
+        srv.script(Answer("42", prompt_tokens=10, completion_tokens=4, reasoning_tokens=3))
+        with LLMClient(settings_for(srv, price_in_per_mtok=1e5, price_out_per_mtok=2e5), store) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+    [row] = [dict(r) for r in store.query("SELECT * FROM llm_calls")]
+    assert row["reasoning_tokens"] == 3 and row["usd"] == pytest.approx((10 * 1e5 + 4 * 2e5) / 1e6)
+
+
+def test_twins_of_a_failed_request_share_its_result_but_not_its_log_row(store):
+    with FakeOpenAI(lambda body: HTTPError(400, "bad field")) as srv:
+        with LLMClient(settings_for(srv), store) as client:
+            results = client.complete_many([ChatRequest.user("same")] * 3)
+    assert [r.status for r in results] == [400] * 3 and len(srv.chat_requests) == 1
+    assert store.scalar("SELECT count(*) FROM llm_calls") == 1
