@@ -118,13 +118,21 @@ log = logging.getLogger("linkqa_core.llm")
 _LANE_SIZE = 32  # connections per SDK client on the default transport (its pool scans are O(n))
 
 
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: run until stopped, then close the loop (which also ends the default
+    executor's threads) -- here, because a client dropped without close() is often freed
+    on this very thread, where its finalizer can stop the loop but neither join nor close it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     if not loop.is_closed():
         loop.call_soon_threadsafe(loop.stop)
     if thread is not threading.current_thread():
         thread.join(timeout=5)
-        if not loop.is_running() and not loop.is_closed():
-            loop.close()  # also ends the default executor's threads
 
 
 class LLMClient:
@@ -193,9 +201,7 @@ class LLMClient:
             log.debug("closing the HTTP clients failed", exc_info=False)  # pragma: no mutate
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
+            thread.join(timeout=10)  # the thread closes the loop as it ends (_run_loop)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -206,7 +212,7 @@ class LLMClient:
             if self.store is not None:
                 self._known_modes = {(r["endpoint"], r["model"]): r["mode"] for r in self.store.llm.modes()}
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="linkqa-llm", daemon=True)
+            thread = threading.Thread(target=_run_loop, args=(loop,), name="linkqa-llm", daemon=True)
             thread.start()
             try:
                 asyncio.run_coroutine_threadsafe(self._astart(), loop).result(timeout=30)
@@ -682,7 +688,7 @@ class LLMClient:
                     refusals += 1
                     if state.step_down(mode or "", message):
                         self._note_mode(ep, model, state, state.detail)
-                    if refusals <= len(modes.MODES):
+                    if refusals <= len(modes.MODES) * len(self._endpoints):  # each endpoint steps down on its own
                         continue
                 if kind is Failure.MODE:
                     why = (f"{ep.display} refuses structured_output={mode}: {last_error} -- set structured_output "
@@ -716,12 +722,12 @@ class LLMClient:
                 log.warning("%s: gave up after %d attempts: %s", ep.display, spent.count, last_error)  # pragma: no mutate
                 return self._failure(job, ep, spent, started, f"gave up after {spent.count} attempts; last error: "
                                      f"{last_error}", status, transient=True), Failure.RETRY
+            delay = backoff(spent.count, s.backoff_base_s, s.backoff_max_s, retry_wait)
+            log.info("%s: attempt %d failed (%s); retrying in %.2fs", ep.display, spent.count, last_error, delay)  # pragma: no mutate
+            await self._sleep(delay, control)  # returns early on a stop, an abort or an outage: then no retry
             if control.abort or control.stopped() or self._down is not None:
                 return self._failure(job, ep, spent, started, f"{STOPPED} after {spent.count} attempts; last error: "
                                      f"{last_error}", status, transient=True), Failure.RETRY
-            delay = backoff(spent.count, s.backoff_base_s, s.backoff_max_s, retry_wait)
-            log.info("%s: attempt %d failed (%s); retrying in %.2fs", ep.display, spent.count, last_error, delay)  # pragma: no mutate
-            await self._sleep(delay, control)
 
     @staticmethod
     def _charge(spent: Attempt, r: ChatResult) -> None:
