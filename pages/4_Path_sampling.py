@@ -227,9 +227,4 @@ with out_col:
                 if s is None:
                     continue
                 st.caption(ui.plain(f"{s.subject or s.discipline} · names {link} of the path's KPs · {sid}"))
-                ui.text_block(s.question)
-                if s.options:
-                    ui.text_block("\n".join(f"{'✓' if o == s.answer else ' '} {chr(65 + i)}. {o}"
-                                             for i, o in enumerate(s.options)))
-                else:
-                    ui.text_block(f"Answer: {s.answer}")
+                ui.seed_text(s)

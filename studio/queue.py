@@ -362,12 +362,7 @@ def _context(store: Store, card: Any) -> None:
     for j, s in enumerate(seeds):
         with st.expander(f"Seed S{j + 1}", expanded=False):
             st.caption(ui.plain(f"{s.subject or s.discipline} · id {s.id}"))
-            ui.text_block(s.question)
-            if s.options:
-                ui.text_block("\n".join(f"{'✓' if o == s.answer else ' '} {chr(65 + i)}. {o}"
-                                        for i, o in enumerate(s.options)))
-            else:
-                ui.text_block(f"Answer: {s.answer}")
+            ui.seed_text(s)
     if card.lineage:
         with st.expander(f"Lineage: {len(card.lineage)} earlier version(s)", expanded=False):
             for p in card.lineage:

@@ -548,6 +548,20 @@ def text_block(text: Any, *, empty: str = "—") -> None:
     st.text(str(text) if text not in (None, "") else empty)
 
 
+def seed_text(seed: Any) -> None:
+    """A seed's question, then its options with the answer ticked (or its answer alone), as text.
+
+    One rendering for every place a curator reads a seed, so the path preview and the review
+    card show a seed alike.
+    """
+    text_block(seed.question)
+    if seed.options:
+        text_block("\n".join(f"{'✓' if o == seed.answer else ' '} {chr(65 + i)}. {o}"
+                              for i, o in enumerate(seed.options)))
+    else:
+        text_block(f"Answer: {seed.answer}")
+
+
 @st.cache_data(show_spinner=False, max_entries=24)
 def _graph_html(key: tuple, nodes: tuple[int, ...], colour_by: str, path: tuple[int, ...]) -> str:
     g = _graph(key)
