@@ -256,7 +256,7 @@ def _card(store: Store, ids: Sequence[int], item_id: int, pos: int) -> None:
     act[3].button("Undecided", key="q_undo", shortcut="U", on_click=_decide, args=(store, ids, item_id, "generated"),
                   disabled=not decidable or item.status == "generated", help="put it back to review",
                   width="stretch")
-    ui.notice("card")
+    ui.notice("card", keep=True)  # the last decision stays in view until the next one
     if editing:
         _editor(store, item, ids)
     else:

@@ -506,13 +506,18 @@ def say(slot: str, text: str, kind: str = "success") -> None:
     st.session_state[_NOTICE + slot] = (kind, text)
 
 
-def notice(slot: str) -> None:
-    """Show, once, the message an action left for this place (under its button or form).
+def notice(slot: str, *, keep: bool = False) -> None:
+    """Show the message an action left for this place (under its button or form): once, or
+    with ``keep`` on every run until the next action's message replaces it.
 
     A page reruns from the top after an action; a message shown at the top would be out
-    of view of the control that caused it, so each control has its own slot.
+    of view of the control that caused it, so each control has its own slot. ``keep`` is
+    for a place that always has a last action (the review queue's card): a message shown
+    once is lost when a second event (a shortcut and the form's own Ctrl+Enter arriving
+    together) interrupts the run that took it, and the curator never learns what happened.
     """
-    kind, text = st.session_state.pop(_NOTICE + slot, (None, None))
+    got = st.session_state.get if keep else st.session_state.pop
+    kind, text = got(_NOTICE + slot, (None, None))
     if text:
         _KINDS.get(kind, st.info)(plain(text))
 

@@ -222,6 +222,19 @@ def test_accept_decides_the_item_and_moves_on(db_with_items):
     assert len(at.dataframe[0].value) == 11  # the default queue is "to review": #1 left it
 
 
+def test_the_last_decision_stays_in_view_until_the_next_one(db_with_items):
+    """A one-shot message is lost when a second event interrupts the run that took it; the
+    queue's last decision is shown on every run until the next decision replaces it."""
+    at = run_page(REVIEW)
+    at.button(key="q_accept").click().run()
+    at.button(key="q_next").click().run()  # a run with no decision in it
+    assert any("Item #1 accepted" in shown(s.value) for s in at.success)
+    at.button(key="q_reject").click().run()
+    messages = [shown(m.value) for m in [*at.success, *at.warning, *at.info]]
+    assert not any("Item #1 accepted" in m for m in messages)
+    assert any("Item #3 rejected" in m for m in messages), messages
+
+
 def test_reject_records_the_curator_and_warns(db_with_items):
     at = run_page(REVIEW)
     at.button(key="q_next").click().run()
