@@ -32,6 +32,7 @@ locally, which is what makes the verdicts equal, not merely close.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
@@ -55,8 +56,12 @@ VERDICT_SCHEMA = pa.schema([("key", pa.string()), ("order", pa.int64()), ("passe
                             ("similarity", pa.float64())])
 
 
+@lru_cache(maxsize=None)
 def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """``(bands, rows per band)`` of the local gates' LSH index (:class:`ShingleIndex`) for ``threshold``."""
+    """``(bands, rows per band)`` of the local gates' LSH index (:class:`ShingleIndex`) for ``threshold``.
+
+    Cached: datasketch finds the shape by numerical integration (about 8 ms a threshold, 23 ms a signer),
+    and every map batch makes a signer."""
     index = ShingleIndex(num_perm, threshold)
     return index.lsh.b, index.lsh.r
 
