@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s.strip() for s in args.skip_old.split(",") if s.strip()}
     rows: list[tuple[str, str, str, str]] = []
     with Store(db) as store:
+        # "first call" means computing: not the copy kept beside the file (linkqa_core/store/derived.py)
+        store.derived.folder = None
+
         def old(sqls: str | list[str]) -> Callable[[], None]:
             return lambda: [store.query(q) for q in ([sqls] if isinstance(sqls, str) else sqls)]
 

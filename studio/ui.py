@@ -314,11 +314,11 @@ def get_store() -> Store:
     return store
 
 
-@st.cache_resource(show_spinner="Building the KP graph…", max_entries=2)
+@st.cache_resource(show_spinner="Loading the KP graph…", max_entries=2)
 def _graph(key: tuple) -> KPGraph:
-    from linkqa_core.graph.build import build_graph
+    from linkqa_core.graph.stored import current_graph
 
-    return build_graph(_open_store(key[0]))
+    return current_graph(_open_store(key[0]))  # kept in the file: a new server loads it, not builds it
 
 
 def get_graph(store: Store) -> KPGraph:
@@ -328,9 +328,9 @@ def get_graph(store: Store) -> KPGraph:
 
 @st.cache_data(show_spinner="Computing graph statistics…", max_entries=4)
 def _stats(key: tuple) -> dict[str, Any]:
-    from linkqa_core.graph.stats import graph_stats
+    from linkqa_core.graph.stored import current_stats
 
-    return graph_stats(_graph(key))
+    return current_stats(_open_store(key[0]), _graph(key))
 
 
 def get_graph_stats(store: Store) -> dict[str, Any]:
@@ -357,9 +357,9 @@ def get_kp_table(store: Store, limit: int, search: str = "") -> list[dict]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _suggestions(key: tuple) -> list[tuple[str, str]]:
-    from linkqa_core.kps.curate import suggest_merges
+    from linkqa_core.kps.curate import MERGE_SUGGESTIONS, suggest_merges
 
-    return suggest_merges(_open_store(key[0]), limit=200)
+    return suggest_merges(_open_store(key[0]), limit=MERGE_SUGGESTIONS)
 
 
 def get_merge_suggestions(store: Store) -> list[tuple[str, str]]:

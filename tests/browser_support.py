@@ -246,12 +246,15 @@ def tall_screenshot(page, name: str, max_height: int = 8000) -> Path:
 
 
 def copy_db(src: str | Path, dst: str | Path) -> Path:
-    """Copy a database file (and its WAL, if any) for a test that must not touch the original."""
+    """Copy a database file (its WAL, if any, and the results kept beside it: the KP graph,
+    the summaries) for a test that must not touch the original."""
     dst = Path(dst)
     shutil.copy(src, dst)
     for suffix in ("-wal", "-shm"):
         if Path(str(src) + suffix).exists():
             shutil.copy(str(src) + suffix, str(dst) + suffix)
+    if Path(str(src) + "-derived").is_dir():
+        shutil.copytree(str(src) + "-derived", str(dst) + "-derived")
     return dst
 
 

@@ -119,9 +119,9 @@ def sample(
     progress: Progress | None = None,
 ) -> SampleResult:
     """Walk, bundle, measure and (optionally) save; the same arguments give the same paths."""
-    from .build import build_graph
     from .bundles import choose_bundles
     from .metrics import coverage_curve, sample_metrics
+    from .stored import current_graph
     from .walks import uniform_walks, value_walks
 
     if ledger not in LEDGERS:
@@ -132,8 +132,8 @@ def sample(
     t = time.perf_counter()
     if graph is None:
         if progress:
-            progress(0, 4, "building the KP graph")
-        graph = build_graph(store)
+            progress(0, 4, "loading the KP graph")
+        graph = current_graph(store)
         timings["graph_s"] = time.perf_counter() - t
     prior = coverage_ledger(store, graph) if ledger == "all" else None
     if progress:
@@ -188,13 +188,13 @@ def extend_sample(store: Store, run_id: int, extra: int) -> int:
     The new paths follow the run's own knobs; their walk seed depends on how many paths
     the run holds, so extending the same run the same way gives the same paths.
     """
-    from .build import build_graph
     from .bundles import choose_bundles
+    from .stored import current_graph
     from .walks import WalkParams, value_walks
 
     cfg = store.runs.get(run_id).config or {}
     params = WalkParams.from_dict(cfg)
-    graph = build_graph(store)
+    graph = current_graph(store)
     visits = coverage_ledger(store, graph, run_id)
     start = store.runs.next_path_index(run_id)
     walks = value_walks(graph, params, extra, seed=int(cfg.get("seed", 0)) + 7919 * (start + 1), prior_visits=visits)

@@ -1,7 +1,7 @@
 """The one SQLite file every stage reads and writes: :class:`Store` owns its connections and SQL.
 
 Stages, the CLI and the pages call ``store.seeds``, ``store.kps``, ``store.runs``,
-``store.items`` and ``store.llm`` (one module each beside :mod:`.database`); no SQL lives
+``store.items``, ``store.llm`` and ``store.derived`` (one module each beside :mod:`.database`); no SQL lives
 outside this package.
 """
 

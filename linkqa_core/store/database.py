@@ -19,7 +19,8 @@
 
 The SQL of each kind of data lives beside this module, one module per table group
 (:mod:`.seeds`, :mod:`.kps`, :mod:`.runs`, :mod:`.items`, :mod:`.llm`), reached as
-``store.seeds``, ``store.kps``, ``store.runs``, ``store.items`` and ``store.llm``.
+``store.seeds``, ``store.kps``, ``store.runs``, ``store.items``, ``store.llm`` and
+``store.derived``.
 This module is over ~500 lines because the connection rules above (writer, readers,
 damage, leases) share one lock and one state and are read together.
 
@@ -170,6 +171,7 @@ class Store:
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0):
+        from .derived import DerivedStore
         from .items import ItemStore
         from .kps import KPStore
         from .llm import LLMStore
@@ -190,6 +192,7 @@ class Store:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._memos: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._file_id: int | None = None
         self._memo_lock = threading.Lock()
         self._memo_locks: dict[tuple[str, str], threading.Lock] = {}
         fresh = True
@@ -237,6 +240,7 @@ class Store:
         self.runs = RunStore(self)
         self.items = ItemStore(self)
         self.llm = LLMStore(self)
+        self.derived = DerivedStore(self)
 
     def __repr__(self) -> str:
         return f"<Store {self.path}>"
@@ -472,6 +476,12 @@ class Store:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, 1)"
                          " ON CONFLICT(key) DO UPDATE SET value = value + 1", (key,))
 
+    def file_id(self) -> int:
+        """The random number this file was given when it was made (or migrated): see :mod:`.derived`."""
+        if self._file_id is None:
+            self._file_id = int(self.scalar("SELECT value FROM meta WHERE key = 'file_id'") or 0)
+        return self._file_id
+
     def version(self, key: str = GRAPH_VERSION) -> int:
         """How often ``key``'s inputs changed; cheap enough for every Streamlit rerun."""
         return int(self.scalar("SELECT value FROM meta WHERE key = ?", (key,)) or 0)
@@ -529,7 +539,7 @@ class Store:
 
     # -- counts and aggregates kept per data version -------------------------------------
 
-    def _memo(self, name: str, compute: Callable[[], Any], key: str = GRAPH_VERSION) -> Any:
+    def _memo(self, name: str, compute: Callable[[], Any], key: str = GRAPH_VERSION, *, keep: bool = False) -> Any:
         """``compute()`` once per version of ``key``'s inputs, kept for this Store's life.
 
         Aggregates over every seed or link (how many KPs, the frequency spectrum, the
@@ -539,6 +549,10 @@ class Store:
         scanning millions. The version is read before computing: a write that lands in
         between leaves the value filed under the older version, and the next call, seeing
         the newer one, computes again. Callers must not mutate what they get.
+
+        ``keep`` also files the value in the database (:meth:`DerivedStore.save_value`), so
+        a new process (a studio server started on a ten-million-seed file, where the seed
+        summary is a 20 s scan) reads it back instead of computing it again.
         """
         version = self.version(key)
         with self._memo_lock:
@@ -553,9 +567,23 @@ class Store:
                 hit = self._memos.get((key, name))
             if hit is not None and hit[0] == version:
                 return hit[1]
-            value = compute()
+            value = self._load_or_compute(f"memo:{name}", version, compute) if keep and not self.memory else compute()
             with self._memo_lock:
                 self._memos[(key, name)] = (version, value)
+        return value
+
+    def kept(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``: a value derived from the seeds and KPs, once per data version, kept beside
+        the file for the next process (:meth:`_memo` with ``keep``). For results of stages
+        outside the store (merge suggestions) that take seconds over millions of KPs.
+        ``compute`` must read only what the version counter covers (seeds, KPs, links)."""
+        return self._memo(name, compute, keep=True)
+
+    def _load_or_compute(self, name: str, version: int, compute: Callable[[], Any]) -> Any:
+        found, value = self.derived.load_value(name, version)
+        if not found:
+            value = compute()
+            self.derived.save_value(name, version, value)
         return value
 
     def counts(self) -> dict[str, int]:
@@ -565,7 +593,7 @@ class Store:
         runs, paths and items are counted live (SQLite counts a table's rows from its
         b-tree pages without reading them, and the accepted items from their index).
         """
-        out = dict(self._memo("counts", self._seed_counts))
+        out = dict(self._memo("counts", self._seed_counts, keep=True))
         with self.reading() as conn:
             one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
             out.update(

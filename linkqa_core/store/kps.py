@@ -67,7 +67,7 @@ class KPStore:
         kept per data version (:meth:`Store._memo`): the KP table, the frequency chart and
         the quality measures all start from it. The arrays are shared: do not modify them.
         """
-        return self.store._memo("kp_frequencies", self._frequencies)
+        return self.store._memo("kp_frequencies", self._frequencies, keep=True)
 
     def _frequencies(self) -> tuple[np.ndarray, np.ndarray]:
         with self.store.reading() as conn:
@@ -166,7 +166,7 @@ class KPStore:
         with ``by_discipline=False``: it joins every link with its seed, seconds at 1M
         seeds, so the studio asks :meth:`top_by_discipline` only when it is shown).
         """
-        spectrum = self.store._memo("kps_per_seed", self._kps_per_seed)
+        spectrum = self.store._memo("kps_per_seed", self._kps_per_seed, keep=True)
         seeds = int(self.store.counts()["seeds"])
         with_kps = sum(c for _, c in spectrum)
         per_seed = ([(0, seeds - with_kps)] if seeds > with_kps else []) + spectrum
@@ -174,7 +174,7 @@ class KPStore:
         ids, n = self.frequencies()
         multiword = self.store._memo("kps_multiword", lambda: int(self.store.scalar(
             "SELECT count(*) FROM kps k WHERE instr(k.name, ' ') > 0"
-            " AND EXISTS (SELECT 1 FROM seed_kps l WHERE l.kp_id = k.id)") or 0))
+            " AND EXISTS (SELECT 1 FROM seed_kps l WHERE l.kp_id = k.id)") or 0), keep=True)
         return {
             "seeds": seeds, "kps": int(ids.size), "links": int(links),
             "kps_per_seed_min": int(per_seed[0][0]) if per_seed else 0,
@@ -195,7 +195,7 @@ class KPStore:
     def top_by_discipline(self, per_discipline: int = 10) -> dict[str, list[tuple[str, int]]]:
         """discipline -> its ``per_discipline`` most named KPs ``(label, seeds)``, kept per data version."""
         return self.store._memo(f"top_by_discipline:{int(per_discipline)}",
-                                lambda: self._top_by_discipline(int(per_discipline)))
+                                lambda: self._top_by_discipline(int(per_discipline)), keep=True)
 
     def _top_by_discipline(self, per_discipline: int) -> dict[str, list[tuple[str, int]]]:
         # (discipline, KP) pairs counted with numpy over the link arrays and each seed's

@@ -93,6 +93,14 @@ def _v7_estimated_usage(db: sqlite_utils.Database) -> None:
     db["llm_calls"].add_column("estimated", int, not_null_default=0)
 
 
+def _v8_file_id(db: sqlite_utils.Database) -> None:
+    """A random number naming this database file, kept in ``meta``: results derived from the
+    data and kept beside the file (:mod:`.derived`) are filed under it and the data version,
+    so a new database made at the same path (whose version counter starts again) never
+    reads the old one's. A copy of the file keeps the number, and with it its kept results."""
+    db.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('file_id', random() & 9007199254740991)")
+
+
 MIGRATIONS: list[Migration] = [
     # 1: seeds, knowledge points, runs, paths, bundles
     """
@@ -228,6 +236,8 @@ MIGRATIONS: list[Migration] = [
 
     # 7: token counts estimated because the server sent no usage
     _v7_estimated_usage,
+    # 8: a number naming the file, for the results kept beside it
+    _v8_file_id,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -344,7 +344,7 @@ class SeedStore:
         and the per-discipline KP counts read a KP's seeds from the link index alone,
         instead of joining each link with its seed row. Shared: do not modify.
         """
-        return self.store._memo("seed_attributes", self._attributes)
+        return self.store._memo("seed_attributes", self._attributes, keep=True)
 
     def _attributes(self) -> dict[str, Any]:
         with self.store.reading() as conn:

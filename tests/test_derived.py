@@ -1,0 +1,242 @@
+"""The KP graph and derived results kept beside the database (linkqa_core.graph.stored, store.derived)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from linkqa_core.graph import stored
+from linkqa_core.graph.build import build_graph
+from linkqa_core.graph.stats import graph_stats
+from linkqa_core.kps.extract import run_extraction
+from linkqa_core.store import Store
+
+FIELDS = ("kp_ids", "freq", "discipline", "difficulty", "indptr", "indices", "weights", "seed_indptr", "seed_rids",
+          "discipline_counts")
+
+
+def _same_graph(a, b) -> None:
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        assert np.array_equal(x, y), name
+    assert a.names == b.names
+    assert a.disciplines == b.disciplines
+
+
+def _rename_one(store, label: str) -> None:
+    name = store.query("SELECT name FROM kps JOIN seed_kps ON kp_id = id LIMIT 1")[0][0]
+    store.kps.rename(name, label.lower(), label)
+
+
+def test_a_kept_graph_loads_equal_to_a_fresh_build_in_another_store(sample_store):
+    built = build_graph(sample_store)
+    assert stored.save_graph(sample_store, built, sample_store.version())
+    with Store(sample_store.path) as other:
+        loaded = stored.load_graph(other)
+    assert loaded is not None
+    _same_graph(loaded, built)
+
+
+def test_a_new_process_loads_the_kept_graph_instead_of_building(sample_store, monkeypatch):
+    expected = stored.current_graph(sample_store)
+
+    def no_build(store):
+        raise AssertionError("built again although the kept graph is current")
+
+    monkeypatch.setattr(stored, "build_graph", no_build)
+    with Store(sample_store.path) as other:
+        _same_graph(stored.current_graph(other), expected)
+
+
+def test_a_loaded_graph_may_be_written_to_without_changing_what_is_kept(sample_store):
+    stored.current_graph(sample_store)
+    first = stored.load_graph(sample_store)
+    first.weights[:] = -1.0  # copy-on-write: this process's pages only
+    _same_graph(stored.load_graph(sample_store), build_graph(sample_store))
+
+
+def test_extraction_keeps_the_graph_of_its_links_and_its_statistics(store):
+    from linkqa_core.ingest.load import ingest, sample_path
+
+    ingest(store, sample_path())
+    run_extraction(store)
+    assert store.derived.version(stored.GRAPH_SET) == store.version()
+    assert store.derived.version(stored.STATS_SET) == store.version()
+    _same_graph(stored.load_graph(store), build_graph(store))
+
+
+def test_a_graph_kept_before_the_data_changed_is_not_used_and_is_replaced(sample_store, monkeypatch):
+    stored.current_graph(sample_store)
+    before = sample_store.version()
+    _rename_one(sample_store, "Renamed KP for the test")
+    assert sample_store.version() > before
+    assert stored.load_graph(sample_store) is None
+    builds = []
+    real = stored.build_graph
+    monkeypatch.setattr(stored, "build_graph", lambda s: builds.append(1) or real(s))
+    g = stored.current_graph(sample_store)
+    assert builds == [1]
+    assert "Renamed KP for the test" in g.names
+    assert stored.load_graph(sample_store) is not None
+    kept = sorted(p.name for p in sample_store.derived.folder.iterdir() if p.name.startswith("kp_graph.v"))
+    assert kept == [f"kp_graph.v{sample_store.version()}"]  # the stale copy is gone
+
+
+def test_values_come_back_with_their_types(store):
+    rng = np.random.default_rng(0)
+    frozen = rng.random(5)
+    frozen.flags.writeable = False
+    value = {"counts": {"seeds": 3, "kps": np.int64(7)}, "pairs": [("a", 1, None), ("ü", 2, 0.1)],
+             "arrays": (rng.integers(0, 1 << 40, size=(77, 3)), frozen), "nan": float("nan")}
+    assert store.derived.save_value("memo:t", 5, value)
+    found, back = store.derived.load_value("memo:t", 5)
+    assert found
+    assert back["counts"] == {"seeds": 3, "kps": 7} and back["pairs"] == [("a", 1, None), ("ü", 2, 0.1)]
+    assert isinstance(back["arrays"], tuple) and np.array_equal(back["arrays"][0], value["arrays"][0])
+    assert back["arrays"][0].dtype == np.int64 and back["arrays"][0].flags.writeable
+    assert np.array_equal(back["arrays"][1], frozen) and not back["arrays"][1].flags.writeable
+    assert np.isnan(back["nan"])
+    assert store.derived.load_value("memo:t", 6) == (False, None)
+
+
+def test_a_value_that_cannot_be_kept_safely_is_not_kept(store):
+    assert not store.derived.save_value("memo:t", 1, {"x": object()})
+    assert not store.derived.save_value("memo:t", 1, {1: "int keys"})
+    assert store.derived.load_value("memo:t", 1) == (False, None)
+
+
+def test_a_seed_summary_kept_by_one_store_is_read_by_the_next_without_a_scan(sample_store, monkeypatch):
+    first = sample_store.seeds.attributes()
+    scans = []
+    with Store(sample_store.path) as other:
+        real = other.seeds._attributes
+        monkeypatch.setattr(other.seeds, "_attributes", lambda: scans.append(1) or real())
+        again = other.seeds.attributes()
+        assert scans == []
+        assert again["summary"] == first["summary"] and again["disciplines"] == first["disciplines"]
+        assert np.array_equal(again["difficulty"], first["difficulty"], equal_nan=True)
+        assert not again["discipline"].flags.writeable
+        _rename_one(other, "Another Label")  # a write that moves the version: scanned again
+        other.seeds.attributes()
+        assert scans == [1]
+
+
+def test_a_disk_that_refuses_the_folder_still_gives_the_graph(sample_store):
+    folder = sample_store.derived.folder
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.write_text("a file where the folder would go")  # mkdir fails, as on a read-only disk
+    g = stored.current_graph(sample_store)
+    assert g.n_nodes == build_graph(sample_store).n_nodes
+    assert stored.load_graph(sample_store) is None
+    assert folder.read_text() == "a file where the folder would go"
+
+
+def test_statistics_are_kept_per_version_and_per_options(sample_store, monkeypatch):
+    g = stored.current_graph(sample_store)
+    first = stored.current_stats(sample_store, g)
+    assert first == graph_stats(g)
+    calls = []
+    import linkqa_core.graph.stats as stats_module
+
+    real = stats_module.graph_stats
+    monkeypatch.setattr(stats_module, "graph_stats", lambda *a, **k: calls.append(k) or real(*a, **k))
+    with Store(sample_store.path) as other:
+        assert stored.current_stats(other) == first
+        assert calls == []
+        no_comm = stored.current_stats(other, communities=False)
+        assert stored.current_stats(other, communities=False) == no_comm
+        assert stored.current_stats(other) == first
+    assert calls == [{"communities": False}]
+    assert no_comm["communities"] is None
+
+
+@pytest.mark.parametrize("damage", ["header", "array", "dtype"])
+def test_a_damaged_kept_graph_is_built_again(sample_store, damage):
+    stored.current_graph(sample_store)
+    where = sample_store.derived.folder / f"kp_graph.v{sample_store.version()}"
+    if damage == "header":
+        (where / "header.json").write_text("{not json")
+    elif damage == "array":
+        with open(where / "5.npy", "r+b") as fh:  # indices: cut short
+            fh.truncate(os.path.getsize(where / "5.npy") // 2)
+    else:
+        np.save(where / "6.npy", np.zeros(3, np.float32))  # weights of the wrong type
+    assert stored.load_graph(sample_store) is None
+    _same_graph(stored.current_graph(sample_store), build_graph(sample_store))
+    _same_graph(stored.load_graph(sample_store), build_graph(sample_store))  # and the damaged copy replaced
+
+
+def test_a_graph_kept_under_another_format_is_not_loaded(sample_store, monkeypatch):
+    stored.current_graph(sample_store)
+    assert stored.load_graph(sample_store) is not None
+    monkeypatch.setattr(stored, "FORMAT", stored.FORMAT + 1)
+    assert stored.load_graph(sample_store) is None
+
+
+def test_an_in_memory_store_keeps_nothing(tmp_path):
+    with Store(":memory:") as mem:
+        assert mem.derived.folder is None
+        assert not mem.derived.save_value("memo:x", 0, {"a": 1})
+        assert stored.current_graph(mem).n_nodes == 0
+
+
+def test_merge_suggestions_are_kept_and_follow_a_merge(sample_store, monkeypatch):
+    from linkqa_core.kps import curate
+
+    with sample_store.transaction() as conn:  # two spellings of one KP, named by two seeds
+        conn.execute("INSERT INTO kps (name) VALUES ('heat-capacity'), ('heat capacity')")
+        ids = [r[0] for r in conn.execute("SELECT id FROM kps WHERE name IN ('heat-capacity', 'heat capacity')")]
+        rids = [r[0] for r in conn.execute("SELECT rid FROM seeds LIMIT 2")]
+        conn.executemany("INSERT INTO seed_kps (seed_rid, kp_id) VALUES (?, ?)", zip(rids, ids))
+    sample_store.bump()
+    first = curate.suggest_merges(sample_store, limit=200)
+    assert ("heat-capacity", "heat capacity") in first or ("heat capacity", "heat-capacity") in first
+    passes = []
+    real = curate._suggest_merges
+    monkeypatch.setattr(curate, "_suggest_merges", lambda s, n: passes.append(n) or real(s, n))
+    with Store(sample_store.path) as other:
+        assert curate.suggest_merges(other, limit=200) == first
+        assert passes == []
+        a, b = next(p for p in first if "heat" in p[0])
+        curate.merge_kps(other, [a], b)
+        after = curate.suggest_merges(other, limit=200)
+    assert passes == [200]
+    assert all("heat" not in x for pair in after for x in pair)
+
+
+def test_a_new_database_at_the_same_path_never_reads_the_old_ones_results(tmp_path):
+    from linkqa_core.ingest.load import ingest, sample_path
+
+    path = tmp_path / "linkqa.db"
+    with Store(path) as first:
+        ingest(first, sample_path())
+        run_extraction(first)
+        old_counts = first.counts()
+        version = first.version()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"linkqa.db{suffix}").unlink(missing_ok=True)
+    with Store(path) as second:  # the folder of kept results is still there
+        assert second.derived.folder.is_dir()
+        with second.transaction() as conn:
+            conn.execute("INSERT INTO seeds (id, question, answer, discipline, added_at) VALUES ('x', 'q?', 'a', 'Other', 0)")
+        while second.version() < version:  # the same version number as the old file's kept results
+            second.bump()
+        assert second.version() == version
+        assert second.counts()["seeds"] == 1 != old_counts["seeds"]
+        assert stored.load_graph(second) is None
+
+
+def test_a_copy_of_the_file_keeps_its_kept_results(sample_store, tmp_path):
+    import shutil
+
+    stored.current_graph(sample_store)
+    sample_store.checkpoint()
+    copy = tmp_path / "copy.db"
+    shutil.copy(sample_store.path, copy)
+    shutil.copytree(sample_store.path + "-derived", str(copy) + "-derived")
+    with Store(copy) as other:
+        assert stored.load_graph(other) is not None
