@@ -88,6 +88,7 @@ def test_values_come_back_with_their_types(store):
     frozen = rng.random(5)
     frozen.flags.writeable = False
     value = {"counts": {"seeds": 3, "kps": np.int64(7)}, "pairs": [("a", 1, None), ("ü", 2, 0.1)],
+             "listed": [np.arange(4)],
              "arrays": (rng.integers(0, 1 << 40, size=(77, 3)), frozen), "nan": float("nan")}
     assert store.derived.save_value("memo:t", 5, value)
     found, back = store.derived.load_value("memo:t", 5)
@@ -97,6 +98,7 @@ def test_values_come_back_with_their_types(store):
     assert back["arrays"][0].dtype == np.int64 and back["arrays"][0].flags.writeable
     assert np.array_equal(back["arrays"][1], frozen) and not back["arrays"][1].flags.writeable
     assert np.isnan(back["nan"])
+    assert isinstance(back["listed"], list) and np.array_equal(back["listed"][0], np.arange(4))
     assert store.derived.load_value("memo:t", 6) == (False, None)
 
 
@@ -179,7 +181,7 @@ def test_a_graph_kept_under_another_format_is_not_loaded(sample_store, monkeypat
 
 def test_an_in_memory_store_keeps_nothing(tmp_path):
     with Store(":memory:") as mem:
-        assert mem.derived.folder is None
+        assert mem.derived.folder is None and mem.derived.version("memo:x") is None
         assert not mem.derived.save_value("memo:x", 0, {"a": 1})
         assert stored.current_graph(mem).n_nodes == 0
 
@@ -240,3 +242,83 @@ def test_a_copy_of_the_file_keeps_its_kept_results(sample_store, tmp_path):
     shutil.copytree(sample_store.path + "-derived", str(copy) + "-derived")
     with Store(copy) as other:
         assert stored.load_graph(other) is not None
+
+
+# -- the folder's rules (store.derived) -------------------------------------------------------
+
+
+def test_sets_are_folders_named_by_set_and_version_with_nothing_left_over(store):
+    assert store.derived.version("memo:counts") is None  # nothing kept yet, no folder yet
+    assert store.derived.save_value("memo:counts", 3, {"seeds": 1})
+    assert store.derived.save_value("memo:counts", 3, {"seeds": 2})  # the same version again: replaced
+    assert store.derived.save_value("memo:counts", 4, {"seeds": 5})
+    assert sorted(p.name for p in store.derived.folder.iterdir()) == ["memo-counts.v4"]
+    assert store.derived.version("memo:counts") == 4
+    assert store.derived.load_value("memo:counts", 4) == (True, {"seeds": 5})
+
+
+def test_a_set_is_written_on_the_folders_own_disk_and_renamed_into_place(store, monkeypatch):
+    import errno
+
+    folder = store.derived.folder
+    real = os.replace
+
+    def replace(src, dst):  # a rename from anywhere outside the folder would cross devices
+        if not all(os.fspath(p).startswith(os.fspath(folder) + os.sep) for p in (src, dst)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert store.derived.save_value("memo:a", 1, {"x": 1})
+    assert store.derived.save_value("memo:a", 1, {"x": 2})
+    assert store.derived.load_value("memo:a", 1) == (True, {"x": 2})
+
+
+def test_a_value_that_only_pickle_could_keep_is_refused_and_leaves_nothing(store, caplog):
+    with caplog.at_level("WARNING", logger="linkqa_core.store.derived"):
+        assert not store.derived.save_value("memo:objects", 1, {"a": np.array([{"x": 1}], dtype=object)})
+        assert not store.derived.save_value("memo:thing", 1, [object()])
+    assert store.derived.load_value("memo:objects", 1) == (False, None)
+    assert [p.name for p in store.derived.folder.iterdir()] == []  # no half-written folder
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith(f"memo:objects was not kept beside {store.path}: Object arrays cannot be saved")
+    assert messages[1] == "memo:thing was not kept: cannot keep a object"
+
+
+def test_a_pickled_array_in_a_kept_folder_is_never_loaded(store):
+    assert store.derived.save_value("memo:v", 1, {"a": np.arange(3)})
+    where = store.derived.folder / "memo-v.v1"
+    np.save(where / "0.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    assert store.derived.load_value("memo:v", 1) == (False, None)
+
+
+def test_a_folder_renamed_to_another_sets_name_is_not_taken_for_it(store):
+    assert store.derived.save_value("memo:a", 1, {"x": 1})
+    os.rename(store.derived.folder / "memo-a.v1", store.derived.folder / "memo-b.v1")
+    assert store.derived.load_value("memo:b", 1) == (False, None)
+
+
+def test_a_header_that_names_a_missing_array_is_no_value(store):
+    assert store.derived.save_value("memo:v", 1, [np.arange(3)])
+    where = store.derived.folder / "memo-v.v1"
+    head = (where / "header.json").read_text().replace('"array": "0"', '"array": "7"')
+    (where / "header.json").write_text(head)
+    assert store.derived.load_value("memo:v", 1) == (False, None)
+
+
+def test_stray_entries_in_the_folder_do_not_confuse_the_version(store):
+    assert store.derived.save_value("memo:v", 2, {"x": 1})
+    (store.derived.folder / "memo-v.vold").mkdir()
+    (store.derived.folder / "memo-w.v9").mkdir()
+    assert store.derived.version("memo:v") == 2
+
+
+def test_kept_graph_arrays_are_mapped_from_their_files(sample_store):
+    stored.current_graph(sample_store)
+    g = stored.load_graph(sample_store)
+    assert isinstance(g.indices, np.memmap) and isinstance(g.seed_rids, np.memmap)
+
+
+def test_a_set_name_outside_the_allowed_letters_is_refused(store):
+    with pytest.raises(ValueError, match=r"letters, digits and _:\.- only, got '\.\./x'"):
+        store.derived.save_value("../x", 1, 1)

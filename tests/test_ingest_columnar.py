@@ -116,6 +116,18 @@ def test_a_clean_file_is_built_column_wise_and_equals_the_row_path(tmp_path, mon
     assert spy["blocks"] == 1 and spy["row_path"] == 0  # every row built column-wise
 
 
+def test_runs_of_spaces_in_questions_and_options_give_the_row_paths_ids(tmp_path, monkeypatch, spy):
+    # runs of spaces at the edges (trimmed), inside a question, inside an option: the ids are
+    # seed_id's, which collapses the inner runs, as the row path's are
+    questions = ["an option has a run", "  starts with two", "a   run of three", "none here", "x  y", " one ", "  "]
+    rows = [{"question": q, "choices": ["a  b", "b ", "c", "d"] if i == 0 else ["a", "b", "c", "d"],
+             "answer": i % 4, "subject": "physics"} for i, q in enumerate(questions)]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (fast_rows, fast), (slow_rows, slow) = both_paths(tmp_path, data, monkeypatch)
+    assert [r[0] for r in fast_rows] == [r[0] for r in slow_rows] and len(fast_rows) == len(questions) - 1
+    assert fast_rows == slow_rows and spy["row_path"] == 0
+
+
 def test_the_broken_corpus_of_the_parallel_tests_gives_the_same_on_both_paths(tmp_path, monkeypatch, spy):
     from test_ingest_parallel import messy_jsonl
 

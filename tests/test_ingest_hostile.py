@@ -178,3 +178,26 @@ def test_a_five_thousand_digit_answer_next_to_options_is_a_bad_row():
     result = load_seeds(jsonl_bytes(rows), filename="digits.jsonl")
     assert result.bad_rows == [BadRow(1, "answer '" + "9" * 39 + "…' matches none of the 2 options")]
     assert [s.answer_letter for s in result.seeds] == ["B"]
+
+
+@pytest.mark.parametrize("name", ["mixed.jsonl", None])
+def test_a_stray_bracket_line_before_json_lines_is_one_bad_row_not_a_refused_file(name):
+    # found by Hypothesis (test_good_json_lines_next_to_garbage_lines_are_never_lost): a first
+    # line "[" made the whole file a JSON array, refused as invalid, and its good rows were lost
+    from linkqa_core.ingest.load import load_seeds
+
+    data = b'[\n{"question": "What is 2+2?", "answer": "4"}\n{"question": "Capital of France?", "answer": "Paris"}\n'
+    out = load_seeds(data, filename=name)
+    assert [s.question for s in out.seeds] == ["What is 2+2?", "Capital of France?"]
+    assert [b.line for b in out.bad_rows] == [1]
+
+
+@pytest.mark.parametrize("data", [
+    b'[\n  {"question": "What is 2+2?", "answer": "4"},\n  {"question": "Capital of France?", "answer": "Paris"}\n]\n',
+    b'[{"question": "What is 2+2?", "answer": "4"}, {"question": "Capital of France?", "answer": "Paris"}]\n',
+])
+def test_a_json_array_saved_as_jsonl_is_still_read_as_an_array(data):
+    from linkqa_core.ingest.load import load_seeds
+
+    out = load_seeds(data, filename="array.jsonl")
+    assert [s.question for s in out.seeds] == ["What is 2+2?", "Capital of France?"] and out.bad_rows == []

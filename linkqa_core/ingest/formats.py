@@ -74,6 +74,12 @@ def _more_after_first_line(head: bytes) -> bool:
     return len(rest) == 2 and bool(rest[1].strip())
 
 
+def _object_line_after_first(head: bytes) -> bool:
+    """Whether a line after the first is a whole JSON object (an array's elements end in commas)."""
+    lines = head.lstrip(BOM + b" \t\r\n").split(b"\n")[1:-1]  # the last may be cut by the head's end
+    return any(line.strip().startswith(b"{") and _first_line_is_object(line) for line in lines)
+
+
 def open_reader(src: Source, format: str | None) -> tuple[str, Reader]:
     """Pick the format (argument, else extension, else content) and check the whole file."""
     from .read_csv import CsvReader
@@ -118,5 +124,12 @@ def open_reader(src: Source, format: str | None) -> tuple[str, Reader]:
     if fmt == "jsonl":
         return "jsonl", JsonlReader(src)
     if fmt == "json":
-        return "json", JsonReader(src)
+        try:
+            return "json", JsonReader(src)
+        except InputError:
+            # taken for an array by its first "[" but not one: JSON lines after a stray line
+            # (a row of junk is a bad row there, where an invalid document loses every row)
+            if explicit or not stripped.startswith(b"[") or not _object_line_after_first(head):
+                raise
+            return "jsonl", JsonlReader(src)
     return "csv", CsvReader(src, "\t" if fmt == "tsv" else None)

@@ -113,10 +113,6 @@ class DerivedStore:
         versions = [v for v, _ in self._kept(name)]
         return max(versions) if versions else None
 
-    def drop(self, name: str) -> None:
-        for _, path in self._kept(name):
-            shutil.rmtree(path, ignore_errors=True)
-
     # -- values made of dicts, lists, tuples, scalars and arrays --------------------------
 
     def save_value(self, name: str, version: int, value: Any) -> bool:
