@@ -322,3 +322,33 @@ def test_kept_graph_arrays_are_mapped_from_their_files(sample_store):
 def test_a_set_name_outside_the_allowed_letters_is_refused(store):
     with pytest.raises(ValueError, match=r"letters, digits and _:\.- only, got '\.\./x'"):
         store.derived.save_value("../x", 1, 1)
+
+
+def test_the_graph_of_an_explicit_version_is_that_versions_copy(sample_store):
+    kept = stored.current_graph(sample_store)
+    version = sample_store.version()
+    _rename_one(sample_store, "A Later Label")
+    _same_graph(stored.load_graph(sample_store, version), kept)  # the older copy, asked for by its version
+    assert stored.load_graph(sample_store) is None  # none of the current version yet
+
+
+def test_statistics_of_a_given_graph_never_load_another(sample_store, monkeypatch):
+    g = stored.current_graph(sample_store)
+    monkeypatch.setattr(stored, "current_graph", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    assert stored.current_stats(sample_store, g, communities=False)["nodes"] == g.n_nodes
+
+
+def test_statistics_under_two_choices_of_options_are_kept_side_by_side(sample_store, monkeypatch):
+    g = stored.current_graph(sample_store)
+    calls = []
+    import linkqa_core.graph.stats as stats_module
+
+    real = stats_module.graph_stats
+    monkeypatch.setattr(stats_module, "graph_stats", lambda *a, **k: calls.append(k) or real(*a, **k))
+    a = {"communities": False, "max_community_edges": 10}
+    b = {"max_community_edges": 10, "communities": True}
+    for _ in range(2):
+        stored.current_stats(sample_store, g, **a)
+        stored.current_stats(sample_store, g, **b)
+    stored.current_stats(sample_store, g, max_community_edges=10, communities=False)  # a, named in another order
+    assert calls == [a, b]
