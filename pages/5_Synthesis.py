@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import studio.ui as ui
-from studio import support, words
+from studio import cluster, support, words
 from linkqa_core.difficulty.enhance import difficulty_mix, enhance
 from linkqa_core.difficulty.targets import DEFAULT_MIX, LEVELS
 from linkqa_core.errors import LinkQAError
@@ -46,6 +46,7 @@ if run.status == "interrupted":
     st.warning(f"Run {run_id} was interrupted (its process stopped); nothing stored is lost. Press Start synthesis "
                "below to finish it, or from a terminal:")
     st.code(support.resume_command(store, run_id), language="bash")
+cluster.show(run)  # a job on a Ray cluster: its progress, from the manifest it writes
 
 llm = ui.get_llm_config()
 settings = None

@@ -400,3 +400,61 @@ def test_history_compares_two_runs_settings(db_with_run):
     at = run_page(REVIEW)
     rows = at.dataframe[-1].value
     assert "config" in set(rows["section"]) and "w_cov" in set(rows["setting / metric"])
+
+
+# -- a job on a Ray cluster: its progress from the manifest -----------------------------------------
+
+
+def _on_ray(db: Path, storage: Path) -> None:
+    with Store(db) as store:
+        run = store.runs.get(1)
+        store.runs.update(1, config={**run.config, "backend": {"kind": "ray", "storage": str(storage)}},
+                          status="synthesizing")
+
+
+def _manifest(storage: Path, **synthesis) -> None:
+    import time
+
+    folder = storage / "run-1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({
+        "run_id": 1, "updated_at": time.time(),
+        "synthesis": {"state": "running", "asked": 400, "done": 120, "failed": 3, "in_flight": 64, "requests": 187,
+                      "cached": 5, "tokens": 91234, **synthesis}}))
+
+
+def test_a_job_on_ray_shows_its_progress_from_the_manifest_and_follows_it(db_with_run, tmp_path):
+    storage = tmp_path / "storage"
+    _on_ray(db_with_run, storage)
+    _manifest(storage)
+    at = run_page(SYNTH)
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Done"], metrics["In flight"], metrics["Failed"], metrics["Tokens"]) == ("120 / 400", "64", "3",
+                                                                                             "91,234")
+    assert any("synthesis running: 120 of 400 requests done" in str(p.proto.text) for p in at.get("progress"))
+    _manifest(storage, state="finished", done=400, in_flight=0)
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Done"], metrics["In flight"]) == ("400 / 400", "0")
+
+
+def test_a_run_on_ray_without_a_manifest_yet_says_so_and_a_local_run_shows_no_panel(db_with_run, tmp_path):
+    at = run_page(SYNTH)
+    assert not any(s.value == "On the cluster" for s in at.subheader)
+    _on_ray(db_with_run, tmp_path / "empty")
+    at = run_page(SYNTH)
+    assert any("no progress is recorded there yet" in i.value for i in at.info)
+
+
+def test_a_stalled_job_on_ray_is_called_out(db_with_run, tmp_path):
+    import time
+
+    storage = tmp_path / "storage"
+    _on_ray(db_with_run, storage)
+    _manifest(storage)
+    path = storage / "run-1" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["updated_at"] = time.time() - 600
+    path.write_text(json.dumps(data))
+    at = run_page(SYNTH)
+    assert any("has not reported for 10 min" in w.value for w in at.warning)

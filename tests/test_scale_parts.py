@@ -140,3 +140,22 @@ def test_progress_reads_a_run_manifest_or_every_run_under_the_root(tmp_path):
     assert progress(str(tmp_path / "run-3"))["synthesis"] == {"state": "running", "done": 9}
     assert progress(str(tmp_path))["runs"]["3"]["synthesis"]["done"] == 9
     assert json.loads((tmp_path / "run-3" / "manifest.json").read_text())["updated_at"] > 0
+
+
+def test_a_runs_manifest_is_found_from_the_storage_its_config_records(tmp_path):
+    from linkqa_core.errors import InputError
+    from linkqa_core.scale.manifest import run_manifest
+
+    assert run_manifest({}, 3) is None  # a run that never ran on Ray
+    assert run_manifest({"backend": {"kind": "local", "storage": str(tmp_path)}}, 3) is None
+    config = {"backend": {"kind": "ray", "storage": str(tmp_path) + "/"}}
+    assert run_manifest(config, 3) == {}  # not written yet
+    (tmp_path / "run-3").mkdir()
+    (tmp_path / "run-3" / "manifest.json").write_text(json.dumps({"synthesis": {"state": "running", "done": 7}}))
+    (tmp_path / "run-4").mkdir()
+    (tmp_path / "run-4" / "manifest.json").write_text(json.dumps({"synthesis": {"state": "finished", "done": 9}}))
+    assert run_manifest(config, 3) == {"synthesis": {"state": "running", "done": 7}}
+    for uri, says in (("nosuch://bucket/x", "Unrecognized filesystem type"), ("hdfs://nohost:1/x", "libjvm")):
+        with pytest.raises(InputError, match=rf"^storage '{uri}/run-3' cannot be opened \(.*{says}") as err:
+            run_manifest({"backend": {"kind": "ray", "storage": uri}}, 3)
+        assert "\n" not in str(err.value)  # hdfs's error lists every libjvm path it tried, one a line

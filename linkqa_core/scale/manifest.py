@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+from ..errors import InputError
 from .storage import Storage
 
-__all__ = ["progress", "Manifest", "Poller", "MANIFEST"]
+__all__ = ["progress", "run_manifest", "Manifest", "Poller", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -36,6 +37,25 @@ def progress(storage: str) -> dict[str, Any]:
             if isinstance(got, dict):
                 runs[rel.split("/")[0][4:]] = got
     return {"runs": runs} if runs else {}
+
+
+def run_manifest(config: Mapping[str, Any], run_id: int) -> dict[str, Any] | None:
+    """The manifest of a run whose model stages ran on Ray, from the storage its config
+    records (``backend``, written when the job starts); None for a run that never did.
+
+    For the studio, which knows the run, not where its job writes. ``{}`` when the job has
+    not written one yet; a storage that cannot be read is an :class:`InputError` saying so.
+    """
+    backend = config.get("backend")
+    if not isinstance(backend, Mapping) or backend.get("kind") != "ray" or not backend.get("storage"):
+        return None
+    where = f"{str(backend['storage']).rstrip('/')}/run-{int(run_id)}"
+    try:
+        return progress(where)
+    except InputError:
+        raise
+    except (OSError, ValueError) as err:  # pyarrow's errors of a file system are both
+        raise InputError(f"cannot read the progress of run {run_id} at {where}: {err}") from None
 
 
 class Manifest:

@@ -155,7 +155,8 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         try:
             return pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
-            raise InputError(f"storage {uri.split('?')[0]!r} cannot be opened ({err})") from None
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"storage {uri.split('?')[0]!r} cannot be opened ({first})") from None  # one line: hdfs lists every libjvm path tried
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 
