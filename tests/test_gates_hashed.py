@@ -124,3 +124,29 @@ def test_a_band_index_finds_every_indexed_set_that_shares_a_band_and_reaches_the
                     if queries[a] and items[b] and (bq[a] == bi[b]).any() and jaccard(queries[a], items[b]) >= t)
     assert len(expect) > 10
     assert got == expect
+
+
+def _planted_items():
+    from linkqa_core.records import Item
+
+    q = "Which layer of the atmosphere holds most of the ozone that absorbs ultraviolet light?"
+    other = "Which organelle of the cell makes most of the energy that a muscle uses when it runs?"
+    opts = ("stratosphere", "troposphere", "mesosphere")
+    return [Item(q, "stratosphere", opts, id=1), Item(other, "mitochondria", None, id=2),
+            Item(q.upper(), "stratosphere", opts, id=3), Item("Name the gas that plants give off while they make sugar from light.", "oxygen", None, id=4),
+            Item(other, "mitochondria", None, id=5)], [("s-ozone", q, list(opts)), ("s-cell", other, None)]
+
+
+def test_exact_keys_are_confirmed_on_the_key_when_their_hashes_collide(monkeypatch):
+    """The exact-duplicate gate and the seed gate's exact lookups go by the key's hash and
+    confirm on the key: with every hash the same, the verdicts do not change."""
+    from linkqa_core.quality import copies, gates
+
+    items, seeds = _planted_items()
+    honest = [(r.passed, r.gate, r.reason, r.match) for r in gates.run_gates(items, seeds=seeds)]
+    for module in (gates, copies):
+        monkeypatch.setattr(module, "hash", lambda key: 7, raising=False)
+    colliding = [(r.passed, r.gate, r.reason, r.match) for r in gates.run_gates(items, seeds=seeds)]
+    assert colliding == honest
+    assert [g for _, g, _, _ in honest] == ["seed_duplicate", "seed_duplicate", "exact_duplicate", None,
+                                           "exact_duplicate"]

@@ -66,18 +66,25 @@ class ItemViews:
     def of(cls, items: Sequence[Item], rows: Sequence[int], size: int, chunk: int = 2_000) -> "ItemViews":
         """The views of ``items[r]`` for ``r`` in ``rows``, made a chunk at a time so the string
         sets of only one small chunk are ever alive (a Python string costs some 60 bytes, a
-        hashed element 8), and each view joined while the others are still in pieces."""
-        parts: dict[str, list[HashedSets]] = {how: [] for how in VIEWS}
+        hashed element 8); each view's array grows in place."""
+        flats = {how: np.empty(1 << 16, np.uint64) for how in VIEWS}
+        used = dict.fromkeys(VIEWS, 0)
+        offsets: dict[str, list[np.ndarray]] = {how: [np.zeros(1, np.int64)] for how in VIEWS}
         for c in range(0, len(rows), chunk):
             views = [Views.of(items[r].question, items[r].options, size) for r in rows[c: c + chunk]]
             for how in VIEWS:
-                parts[how].append(HashedSets.of([getattr(v, how) for v in views]))
+                part = HashedSets.of([getattr(v, how) for v in views])
+                flat, n, end = flats[how], used[how], used[how] + len(part.flat)
+                if end > len(flat):  # grow in place (realloc): no chunk list and joined copy side by side
+                    flat.resize(max(end, len(flat) * 3 // 2), refcheck=False)
+                flat[n:end] = part.flat
+                offsets[how].append(part.offsets[1:] + n)
+                used[how] = end
             del views
-        joined = {}
         for how in VIEWS:
-            joined[how] = HashedSets.concat(parts[how])
-            del parts[how]
-        return cls(np.asarray(rows, np.int64), **joined)
+            flats[how].resize(used[how], refcheck=False)
+        return cls(np.asarray(rows, np.int64),
+                   *(HashedSets(flats[how], np.concatenate(offsets[how])) for how in VIEWS))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -231,7 +238,7 @@ def seed_hits(
             bands[other] = set_bands(sets.take(other), cfg.num_perm, t)
         indices[how] = BandIndex(sets, bands, t, indexed)
         del bands
-        universe[how] = sorted_unique(sets.flat[np.repeat(indexed, sets.sizes())])
+        universe[how] = sorted_unique(sets.flat[np.repeat(indexed, sets.sizes())], in_place=True)
     best: dict[int, tuple[tuple[int, float], int, SeedCopy]] = {}
 
     def offer(r: int, pos: int, hit: SeedCopy) -> None:

@@ -137,21 +137,23 @@ def run_gates(
                     match=line,
                 )
 
-    # Exact duplicates among the survivors.
-    exact_hashes = np.zeros(len(cands), np.int64)  # for the seed gate: the keys' hashes, not the keys
-    first_with: dict[str, int] = {}
+    # Exact duplicates among the survivors. The first item of each key is found by the key's
+    # hash (8 bytes an item rather than the key), confirmed on the key itself.
+    exact_hashes = np.zeros(len(cands), np.int64)
+    first_with: dict[int, int] = {}
+    spill: dict[str, int] = {}  # keys whose hash an earlier, different key has
     for i, c in enumerate(cands):
         if results[i] is not None:
             continue
         k = exact_key(c.question, c.options)
-        exact_hashes[i] = hash(k)
-        if k in first_with:
-            j = first_with[k]
+        h = exact_hashes[i] = hash(k)
+        j = first_with.setdefault(h, i)
+        if j != i and exact_key(cands[j].question, cands[j].options) != k:
+            j = spill.setdefault(k, i)
+        if j != i:
             results[i] = _reject(c.id, "exact_duplicate", f"exact duplicate of item {keys[j]}",
                                  match=keys[j], similarity=1.0)
-        else:
-            first_with[k] = i
-    del first_with
+    del first_with, spill
 
     # Near-duplicates among the survivors: each is compared with the ones kept before it.
     # The views are kept as hashed sets (quality/minhash.py): verdicts as with string sets.

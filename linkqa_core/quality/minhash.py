@@ -313,10 +313,26 @@ def _bucket_ids(bands: np.ndarray) -> tuple[np.ndarray, int]:
     return out, total
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` by sorting (numpy's hash-based unique is several times slower on 64-bit keys)."""
-    out = np.sort(values)
-    return out[np.concatenate(([True], out[1:] != out[:-1]))] if len(out) else out
+def sorted_unique(values: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """``np.unique`` by sorting (numpy's hash-based unique is several times slower on 64-bit
+    keys); ``in_place`` sorts and compacts ``values`` itself, a copy the caller made, so no
+    second copy exists beside it."""
+    out = values if in_place else values.copy()
+    out.sort()
+    n = _compact_sorted(out)
+    out.resize(n, refcheck=False)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _compact_sorted(x):  # pragma: no cover - compiled
+    """Drop repeats from sorted ``x`` in place; returns how many values remain."""
+    w = 0
+    for p in range(x.shape[0]):
+        if w == 0 or x[w - 1] != x[p]:
+            x[w] = x[p]
+            w += 1
+    return w
 
 
 def near_duplicate_matches(sets: HashedSets, bands: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
