@@ -150,3 +150,17 @@ def test_exact_keys_are_confirmed_on_the_key_when_their_hashes_collide(monkeypat
     assert colliding == honest
     assert [g for _, g, _, _ in honest] == ["seed_duplicate", "seed_duplicate", "exact_duplicate", None,
                                            "exact_duplicate"]
+
+
+def test_seed_hits_indexes_only_the_rows_asked_for_and_refuses_views_without_them():
+    from linkqa_core.quality.checks import GateConfig
+    from linkqa_core.quality.copies import ItemViews, seed_hits
+
+    items, seeds = _planted_items()
+    cfg = GateConfig()
+    views = ItemViews.of(items, [0, 1, 3], cfg.shingle_size)
+    # items 0 and 1 copy a seed, but only rows 1 and 3 are checked: row 0's views are not indexed
+    assert set(seed_hits(items, [1, 3], seeds, cfg, views=views)) == {1}
+    assert set(seed_hits(items, [0, 1, 3], seeds, cfg, views=views)) == {0, 1}
+    with pytest.raises(ValueError, match="must include every row checked"):
+        seed_hits(items, [1, 2], seeds, cfg, views=views)

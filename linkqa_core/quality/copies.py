@@ -217,8 +217,11 @@ def seed_hits(
     by_question, question_rows = q_hashes[order], rows[asked][order]
     # which rows of the views are indexed: those of ``rows``
     by_row = np.argsort(views.rows, kind="stable")
+    where = by_row[np.minimum(np.searchsorted(views.rows[by_row], rows), max(0, len(views) - 1))]
+    if len(rows) and (not len(views) or (views.rows[where] != rows).any()):
+        raise ValueError("the views given to seed_hits must include every row checked")
     indexed = np.zeros(len(views), bool)
-    indexed[by_row[np.searchsorted(views.rows[by_row], rows)]] = True
+    indexed[where] = True
     indices: dict[str, BandIndex] = {}
     universe: dict[str, np.ndarray] = {}
     for how, t in thresholds.items():
