@@ -16,8 +16,9 @@ process (local) or of every Ray process (Ray: the per-item overhead of the Ray p
 ``gates``: the quality gates on N generated-looking items (MMLU questions with word edits,
 so exact and near duplicates occur) and MMLU's questions as seeds, locally
 (``quality.gates.run_gates``) and on Ray (``scale.dedup.gate_table``), verdicts compared;
-wall and CPU seconds, and peak RSS: the local gates' (VmHWM, reset before they start), the
-Ray driver's (the same) and the driver with its workers (their RSS summed, sampled every 0.5 s).
+wall and CPU seconds, and peak memory: the local gates' RSS (VmHWM, reset before they start),
+the Ray driver's (the same) and the driver with its workers and object store (their PSS
+summed, sampled every 0.5 s).
 
 ``seeds10m``: on one machine, a fresh process per measurement: the KP graph build
 (``graph.build_graph``) and value-guided walks at 10M seeds, with peak RSS; beside them the
@@ -223,10 +224,11 @@ def _gate_items(n: int, seed: int = 0) -> tuple[list[Any], list[tuple[str, str, 
     return items, seeds
 
 
-def _rss(pid: int) -> int:
+def _memory(pid: int, field: str = "VmRSS:", where: str = "status") -> int:
+    """One memory figure of a process in bytes (0 once it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
+        for line in Path(f"/proc/{pid}/{where}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
@@ -249,7 +251,9 @@ def _peak() -> int:
 
 
 class _TreeRss:
-    """The largest sum of RSS over this process and its descendants (Ray's workers), sampled every 0.5 s."""
+    """The largest sum of PSS over this process and its descendants (Ray's workers and object
+    store), sampled every 0.5 s: PSS splits each shared page among the processes that map it,
+    so the object store's pages count once, not once per worker as a sum of RSS would."""
 
     def __init__(self) -> None:
         import threading
@@ -260,7 +264,8 @@ class _TreeRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self.peak = max(self.peak, sum(_rss(p) for p in [os.getpid(), *_descendants(os.getpid())]))
+            self.peak = max(self.peak, sum(_memory(p, "Pss:", "smaps_rollup")
+                                           for p in [os.getpid(), *_descendants(os.getpid())]))
 
     def stop(self) -> int:
         self._stop.set()
@@ -279,7 +284,7 @@ def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
     say(f"[gates] making {size:,} items …")
     items, seeds = _gate_items(size)
     cfg = GateConfig()
-    held = _rss(os.getpid())  # the items and seeds themselves, before any gate runs
+    held = _memory(os.getpid())  # the items and seeds themselves, before any gate runs
     local, t_local, c_local, peak_local = None, float("nan"), float("nan"), 0
     if size <= local_limit:
         _reset_peak()
@@ -324,11 +329,11 @@ def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
                  [("local", f"{t_local:.1f}" if local else "skipped", f"{c_local:.1f}" if local else "-",
                    f"{size / t_local:,.0f}" if local else "-", "-", gb(peak_local) if local else "-"),
                   ("ray", f"{t_ray:.1f}", "-", f"{size / t_ray:,.0f}", "-" if same is None else f"{same:,}/{size:,}",
-                   f"{gb(peak_driver)} driver, {gb(peak_tree)} with workers")]))
+                   f"{gb(peak_driver)} driver, {gb(peak_tree)} PSS with workers")]))
     print("rejected by gate (Ray):", rejected)
     out["gates"] = {"items": size, "seeds": len(seeds), "local_s": t_local, "local_cpu_s": c_local,
                     "local_peak_rss_bytes": peak_local, "ray_s": t_ray, "ray_driver_peak_rss_bytes": peak_driver,
-                    "ray_tree_peak_rss_bytes": peak_tree, "items_rss_bytes": held, "same": same,
+                    "ray_tree_peak_pss_bytes": peak_tree, "items_rss_bytes": held, "same": same,
                     "rejected": rejected}
 
 
