@@ -15,7 +15,10 @@ process (local) or of every Ray process (Ray: the per-item overhead of the Ray p
 
 ``gates``: the quality gates on N generated-looking items (MMLU questions with word edits,
 so exact and near duplicates occur) and MMLU's questions as seeds, locally
-(``quality.gates.run_gates``) and on Ray (``scale.dedup.gate_table``), verdicts compared.
+(``quality.gates.run_gates``) and on Ray (``scale.dedup.gate_table``), verdicts compared;
+wall and CPU seconds, and peak memory: the local gates' RSS (VmHWM, reset before they start),
+the Ray driver's (the same) and the driver with its workers and object store (their PSS
+summed, sampled every 0.5 s).
 
 ``seeds10m``: on one machine, a fresh process per measurement: the KP graph build
 (``graph.build_graph``) and value-guided walks at 10M seeds, with peak RSS; beside them the
@@ -221,6 +224,55 @@ def _gate_items(n: int, seed: int = 0) -> tuple[list[Any], list[tuple[str, str, 
     return items, seeds
 
 
+def _memory(pid: int, field: str = "VmRSS:", where: str = "status") -> int:
+    """One memory figure of a process in bytes (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{where}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reset_peak() -> None:
+    """Start VmHWM (this process's peak RSS) again from the current RSS (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class _TreeRss:
+    """The largest sum of PSS over this process and its descendants (Ray's workers and object
+    store), sampled every 0.5 s: PSS splits each shared page among the processes that map it,
+    so the object store's pages count once, not once per worker as a sum of RSS would."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, sum(_memory(p, "Pss:", "smaps_rollup")
+                                           for p in [os.getpid(), *_descendants(os.getpid())]))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
     import pyarrow as pa
 
@@ -232,14 +284,16 @@ def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
     say(f"[gates] making {size:,} items …")
     items, seeds = _gate_items(size)
     cfg = GateConfig()
-    local, t_local = None, float("nan")
+    held = _memory(os.getpid())  # the items and seeds themselves, before any gate runs
+    local, t_local, c_local, peak_local = None, float("nan"), float("nan"), 0
     if size <= local_limit:
-        t0 = time.perf_counter()
+        _reset_peak()
+        c0, t0 = time.process_time(), time.perf_counter()
         local = run_gates(items, seeds=seeds, cfg=cfg)
-        t_local = time.perf_counter() - t0
-        say(f"[gates] local: {t_local:.1f} s")
-    else:  # the local gates keep every item's three shingle views: about 37 KB an item (3.8 GB at 100k)
-        say(f"[gates] local: skipped above --gates-local-limit {local_limit:,} (about {size * 37e3 / 1e9:.0f} GB)")
+        t_local, c_local, peak_local = time.perf_counter() - t0, time.process_time() - c0, _peak()
+        say(f"[gates] local: {t_local:.1f} s (CPU {c_local:.1f} s), peak RSS {peak_local / 2**30:.2f} GB")
+    else:  # hashed views: about 1 KB an item plus the items themselves
+        say(f"[gates] local: skipped above --gates-local-limit {local_limit:,}")
     import ray
     import ray.data
 
@@ -254,9 +308,12 @@ def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
     sds = ray.data.from_arrow(pa.table({"order": list(range(len(seeds))), "seed_id": [s[0] for s in seeds],
                                         "question": [s[1] for s in seeds],
                                         "options": [json.dumps(s[2]) for s in seeds]}))
+    _reset_peak()
+    tree = _TreeRss()
     t0 = time.perf_counter()
     verdicts = gate_table(ds, cfg, seeds=sds)
     t_ray = time.perf_counter() - t0
+    peak_driver, peak_tree = _peak(), tree.stop()
     ray.shutdown()
     got = verdicts.to_pylist()
     same = None if local is None else sum(
@@ -265,12 +322,18 @@ def stage_gates(out: dict[str, Any], size: int, local_limit: int) -> None:
     for r in got:
         if r["gate"]:
             rejected[r["gate"]] = rejected.get(r["gate"], 0) + 1
-    print(f"\nQuality gates on {size:,} items and {len(seeds):,} seeds (MMLU), local vs Ray on this machine")
-    print(_table(("backend", "seconds", "items/s", "same verdicts"),
-                 [("local", f"{t_local:.1f}" if local else "skipped", f"{size / t_local:,.0f}" if local else "-", "-"),
-                  ("ray", f"{t_ray:.1f}", f"{size / t_ray:,.0f}", "-" if same is None else f"{same:,}/{size:,}")]))
+    gb = lambda b: f"{b / 2**30:.2f}"  # noqa: E731
+    print(f"\nQuality gates on {size:,} items and {len(seeds):,} seeds (MMLU), local vs Ray on this machine; "
+          f"the items and seeds alone hold {gb(held)} GB of the peaks")
+    print(_table(("backend", "seconds", "CPU s", "items/s", "same verdicts", "peak RSS GB"),
+                 [("local", f"{t_local:.1f}" if local else "skipped", f"{c_local:.1f}" if local else "-",
+                   f"{size / t_local:,.0f}" if local else "-", "-", gb(peak_local) if local else "-"),
+                  ("ray", f"{t_ray:.1f}", "-", f"{size / t_ray:,.0f}", "-" if same is None else f"{same:,}/{size:,}",
+                   f"{gb(peak_driver)} driver, {gb(peak_tree)} PSS with workers")]))
     print("rejected by gate (Ray):", rejected)
-    out["gates"] = {"items": size, "seeds": len(seeds), "local_s": t_local, "ray_s": t_ray, "same": same,
+    out["gates"] = {"items": size, "seeds": len(seeds), "local_s": t_local, "local_cpu_s": c_local,
+                    "local_peak_rss_bytes": peak_local, "ray_s": t_ray, "ray_driver_peak_rss_bytes": peak_driver,
+                    "ray_tree_peak_pss_bytes": peak_tree, "items_rss_bytes": held, "same": same,
                     "rejected": rejected}
 
 
@@ -347,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stages", default="throughput,gates,seeds10m")
     ap.add_argument("--gates-size", default="1M")
-    ap.add_argument("--gates-local-limit", default="300k", help="run the local gates up to this many items")
+    ap.add_argument("--gates-local-limit", default="10M", help="run the local gates up to this many items")
     ap.add_argument("--db", default="/tmp/lq10m/b10m.db", help="10M-seed database (generated if missing)")
     ap.add_argument("--baseline-db", default="/tmp/lq10m/b1m.db", help="1M-seed database (generated if missing)")
     ap.add_argument("--walks", type=int, default=1_000_000)

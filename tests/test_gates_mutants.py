@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from linkqa_core.quality import minhash
+from linkqa_core.quality import copies, gates, minhash
 from linkqa_core.quality.checks import GateConfig
 from linkqa_core.quality.gates import GateResult, run_gates, seed_copy, summarize
 from linkqa_core.quality.text import jaccard, shingles
@@ -25,20 +25,21 @@ WORD_CFG = GateConfig(shingle_size=1, min_question_chars=1)
 
 @pytest.fixture
 def signed(monkeypatch) -> list[int]:
-    """The number of sets each call of :func:`minhash.signatures` signs, in call order."""
+    """The number of sets each call of :func:`minhash.set_bands` signs, in call order."""
     calls: list[int] = []
-    real = minhash.signatures
+    real = minhash.set_bands
 
-    def counting(sets, num_perm):
-        calls.append(len(sets))
-        return real(sets, num_perm)
+    def counting(sets, num_perm, threshold, tag=0):
+        calls.append(int((sets.sizes() > 0).sum()))
+        return real(sets, num_perm, threshold, tag)
 
-    monkeypatch.setattr(minhash, "signatures", counting)
+    for module in (gates, copies):  # where the gates call it
+        monkeypatch.setattr(module, "set_bands", counting)
     return calls
 
 
 def test_each_surviving_item_is_signed_once_per_view_in_one_batch_call(signed):
-    # the near view signs every item; the question-alone view reuses that sketch for an item
+    # the near view signs every item; the question-alone view reuses those bands for an item
     # without options (its two sets are the same) and signs the others; the word bags are signed apart
     items = [Item(" ".join(WORDS[:12]) + "?", "A", ("A", "B"), id=1),
              Item(" ".join(WORDS[8:]) + "?", "C", ("C", "D"), id=2),

@@ -33,17 +33,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..records import Item
 from .checks import GateConfig, check_answer_consistency, check_length, check_schema
+from .copies import COPY_KINDS, ItemViews, SeedCopy, reorder_threshold, seed_copy, seed_hits
+from .minhash import near_duplicate_matches, set_bands
 from .reference import Reference
-from .minhash import ShingleIndex
-from .text import bag_of, exact_key, fmt_sim, jaccard, question_key, shingles, shingles_of, tokens
+from .text import exact_key, fmt_sim
 
 if TYPE_CHECKING:  # the store pulls in sqlite-utils; the gates themselves do not need it
     from ..store import Store
 
-__all__ = ["GATES", "GateResult", "SeedCopy", "run_gates", "seed_copy", "summarize", "apply_gates"]
+__all__ = ["GATES", "GateResult", "SeedCopy", "COPY_KINDS", "reorder_threshold", "run_gates", "seed_copy",
+           "summarize", "apply_gates"]
 
 GATES: tuple[str, ...] = (
     "schema",
@@ -81,35 +85,6 @@ def _reject(key: Hashable, gate: str, reason: str, match: Hashable | None = None
 
 
 # -- running the gates ------------------------------------------------------------------
-
-
-def _seed_parts(seed: Sequence[Any]) -> tuple[Hashable, str, Sequence[str] | None]:
-    if len(seed) == 2:
-        return seed[0], seed[1], None
-    if len(seed) == 3:
-        return seed[0], seed[1], seed[2]
-    raise ValueError("a seed is (seed_id, question) or (seed_id, question, options)")
-
-
-@dataclass(frozen=True)
-class _Views:
-    """The three ways a question is compared with seeds (see :func:`seed_copy`)."""
-
-    near: set[str]  # shingles of the question and of each option
-    question: set[str]  # shingles of the question alone
-    reordered: set[str]  # the question's words as a bag
-
-    @classmethod
-    def of(cls, question: str, options: Sequence[str] | None, size: int) -> "_Views":
-        toks = tokens(question)
-        q = shingles_of(toks, size)
-        near = set(q)
-        for opt in options or ():
-            near |= shingles(opt, size)
-        return cls(near, q, bag_of(toks))
-
-
-VIEWS: tuple[str, ...] = ("near", "question", "reordered")
 
 
 def run_gates(
@@ -162,42 +137,50 @@ def run_gates(
                     match=line,
                 )
 
-    # Exact duplicates among the survivors.
-    exact_keys: dict[int, str] = {}
-    first_with: dict[str, int] = {}
+    # Exact duplicates among the survivors. The first item of each key is found by the key's
+    # hash (8 bytes an item rather than the key), confirmed on the key itself.
+    exact_hashes = np.zeros(len(cands), np.int64)
+    first_with: dict[int, int] = {}
+    spill: dict[str, int] = {}  # keys whose hash an earlier, different key has
     for i, c in enumerate(cands):
         if results[i] is not None:
             continue
         k = exact_key(c.question, c.options)
-        exact_keys[i] = k
-        if k in first_with:
-            j = first_with[k]
+        h = exact_hashes[i] = hash(k)
+        j = first_with.setdefault(h, i)
+        if j != i and exact_key(cands[j].question, cands[j].options) != k:
+            j = spill.setdefault(k, i)
+        if j != i:
             results[i] = _reject(c.id, "exact_duplicate", f"exact duplicate of item {keys[j]}",
                                  match=keys[j], similarity=1.0)
-        else:
-            first_with[k] = i
+    del first_with, spill
 
     # Near-duplicates among the survivors: each is compared with the ones kept before it.
-    views = {i: _Views.of(cands[i].question, cands[i].options, cfg.shingle_size)
-             for i in range(len(cands)) if results[i] is None}
-    order = [i for i in views if views[i].near]
-    index = ShingleIndex(cfg.num_perm, cfg.near_dup_threshold)
-    sketches = dict(zip(order, index.sketches([views[i].near for i in order])))
-    for i in order:
-        hit = index.best(views[i].near, sketches[i])
-        if hit is not None:
-            j, sim = hit
+    # The views are kept as hashed sets (quality/minhash.py): verdicts as with string sets.
+    surv = [i for i in range(len(cands)) if results[i] is None]
+    views = ItemViews.of(cands, surv, cfg.shingle_size)
+    has = np.flatnonzero(views.near.sizes())  # rows of views with something to compare
+    near_bands = np.zeros((len(surv), 0), np.int64)
+    if len(has):
+        near = views.near if len(has) == len(surv) else views.near.take(has)
+        bands = set_bands(near, cfg.num_perm, cfg.near_dup_threshold)
+        match, sim = near_duplicate_matches(near, bands, cfg.near_dup_threshold)
+        del near
+        near_bands = np.zeros((len(surv), bands.shape[1]), np.int64)
+        near_bands[has] = bands
+        del bands
+        for p in np.flatnonzero(match >= 0).tolist():
+            i, j, s = surv[has[p]], surv[has[match[p]]], float(sim[p])
             results[i] = _reject(keys[i], "near_duplicate",
-                                 f"near-duplicate of item {keys[j]} (Jaccard {fmt_sim(sim)})",
-                                 match=keys[j], similarity=sim)
-            continue
-        index.add(i, views[i].near, sketches[i])
+                                 f"near-duplicate of item {keys[j]} (Jaccard {fmt_sim(s)})",
+                                 match=keys[j], similarity=s)
 
     # Copies of seeds: index the surviving items, stream the seeds past them.
     if cfg.check_seeds:
-        alive = [i for i in range(len(cands)) if results[i] is None]
+        alive = [i for i in surv if results[i] is None]
         if alive:
-            hits = _seed_hits(cands, {i: views[i] for i in alive}, exact_keys, sketches, seeds, cfg)
+            hits = seed_hits(cands, alive, seeds, cfg, exact_hashes=exact_hashes[alive], views=views,
+                             near_bands=near_bands if near_bands.shape[1] else None)
             for i, hit in hits.items():
                 results[i] = _reject(keys[i], "seed_duplicate", hit.reason(), match=hit.seed_id,
                                      similarity=hit.similarity)
@@ -207,153 +190,6 @@ def run_gates(
 
 def _joined(c: Item) -> str:
     return "\n".join([c.question, *(c.options or ())])
-
-
-@dataclass(frozen=True)
-class SeedCopy:
-    """How an item copies a seed: ``how`` is one of :data:`COPY_KINDS`, ``similarity`` its measure."""
-
-    seed_id: Hashable
-    how: str
-    similarity: float
-
-    def rank(self) -> tuple[int, float]:
-        """Smaller is better evidence: the kind first (:data:`COPY_KINDS` order), then similarity."""
-        return (COPY_KINDS.index(self.how), -self.similarity)
-
-    def reason(self) -> str:
-        sid, sim = self.seed_id, fmt_sim(self.similarity)
-        return {
-            "exact": f"exact duplicate of seed {sid}",
-            "exact question": f"copies the question of seed {sid} (options aside)",
-            "near": f"near-duplicate of seed {sid} (Jaccard {sim})",
-            "question": f"near-duplicate of the question of seed {sid}, options aside (Jaccard {sim})",
-            "reordered": f"the words of seed {sid}'s question in another order (word Jaccard {sim})",
-        }[self.how]
-
-
-COPY_KINDS: tuple[str, ...] = ("exact", "exact question", "near", "question", "reordered")
-"""The ways an item can copy a seed, best evidence first."""
-
-
-def reorder_threshold(cfg: GateConfig) -> float:
-    """Word-bag Jaccard at or above which a question is a seed's words reordered: halfway
-    from ``near_dup_threshold`` to 1 (0.9 by default), since word bags of distinct questions
-    on one topic overlap more than their shingles do."""
-    return (1 + cfg.near_dup_threshold) / 2
-
-
-def _thresholds(cfg: GateConfig) -> dict[str, float]:
-    t = cfg.near_dup_threshold
-    return {"near": t, "question": t, "reordered": reorder_threshold(cfg)}
-
-
-def seed_copy(question: str, options: Sequence[str] | None, seed_question: str,
-              seed_options: Sequence[str] | None, cfg: GateConfig = GateConfig(),
-              seed_id: Hashable = None) -> SeedCopy | None:
-    """How an item copies one seed, or None: the seed gate's rule for a single pair.
-
-    In order: the same question and options (normalised), the same question whatever the
-    options, Jaccard of the shingles of question and options at or above
-    ``near_dup_threshold``, the same for the question alone (a copy that dropped or
-    changed the options), and Jaccard of the question's word bags at or above
-    :func:`reorder_threshold` (the same words in another order).
-
-    >>> seed_copy("Which gas do plants take in for photosynthesis", None,
-    ...           "Which gas do plants take in for photosynthesis?", ["O2", "CO2"]).how
-    'exact question'
-    """
-    if exact_key(question, options) == exact_key(seed_question, seed_options):
-        return SeedCopy(seed_id, "exact", 1.0)
-    if question_key(question) and question_key(question) == question_key(seed_question):
-        return SeedCopy(seed_id, "exact question", 1.0)
-    mine = _Views.of(question, options, cfg.shingle_size)
-    theirs = _Views.of(seed_question, seed_options, cfg.shingle_size)
-    for how, t in _thresholds(cfg).items():
-        sim = jaccard(getattr(mine, how), getattr(theirs, how))
-        if sim >= t:
-            return SeedCopy(seed_id, how, sim)
-    return None
-
-
-_SEED_BATCH = 4096  # seeds hashed together
-
-
-def _seed_hits(
-    cands: list[Item],
-    views: dict[int, _Views],
-    exact_keys: dict[int, str],
-    near_sketches: dict[int, Any],
-    seeds: Iterable[Sequence[Any]],
-    cfg: GateConfig,
-) -> dict[int, SeedCopy]:
-    """For each surviving item that copies a seed: the best evidence of it (:class:`SeedCopy`).
-
-    Evidence ranks by kind (:data:`COPY_KINDS`: exact, then near on question and options,
-    on the question alone, reordered words), then similarity, then the earliest seed. The
-    three views of the items are indexed with MinHash LSH; a seed that shares too few
-    elements with all items together to reach the threshold with any one of them is
-    skipped in that view before it is hashed -- that keeps a large seed table cheap -- and
-    the others are hashed in batches.
-    """
-    thresholds = _thresholds(cfg)
-    indices = {how: ShingleIndex(cfg.num_perm, t) for how, t in thresholds.items()}
-    universe: dict[str, set[str]] = {how: set() for how in thresholds}
-    by_key: dict[str, list[int]] = {}
-    by_question: dict[str, list[int]] = {}
-    for i, v in views.items():
-        c = cands[i]
-        by_key.setdefault(exact_keys[i], []).append(i)
-        qk = question_key(c.question)
-        if qk:
-            by_question.setdefault(qk, []).append(i)
-    for how, index in indices.items():
-        todo = [i for i, v in views.items() if getattr(v, how)]
-        # an item without options has one set for both shingle views: hash it once
-        reuse = {i: near_sketches[i] for i in todo if i in near_sketches and (
-            how == "near" or (how == "question" and not cands[i].options))}
-        fresh = [i for i in todo if i not in reuse]
-        made = dict(zip(fresh, index.sketches([getattr(views[i], how) for i in fresh])))
-        for i in todo:
-            sh = getattr(views[i], how)
-            index.add(i, sh, reuse.get(i, made.get(i)))
-            universe[how] |= sh
-    hits: dict[int, SeedCopy] = {}
-
-    def offer(i: int, hit: SeedCopy) -> None:
-        prev = hits.get(i)
-        if prev is None or hit.rank() < prev.rank():
-            hits[i] = hit
-
-    batch: list[tuple[Hashable, _Views]] = []
-
-    def flush() -> None:
-        for how, index in indices.items():
-            t = thresholds[how]
-            near = [(sid, getattr(v, how)) for sid, v in batch
-                    if getattr(v, how) and len(getattr(v, how) & universe[how]) >= t * len(getattr(v, how)) - 1e-9]
-            for (sid, sh), sketch in zip(near, index.sketches([sh for _, sh in near])):
-                for i in index.candidates(sketch):
-                    sim = jaccard(sh, index.sets[i])
-                    if sim >= t:
-                        offer(i, SeedCopy(sid, how, sim))
-        batch.clear()
-
-    for seed in seeds:
-        seed_id, question, options = _seed_parts(seed)
-        if not isinstance(question, str):
-            continue
-        if isinstance(options, str):
-            options = None
-        for i in by_key.get(exact_key(question, options), ()):
-            offer(i, SeedCopy(seed_id, "exact", 1.0))
-        for i in by_question.get(question_key(question), ()):
-            offer(i, SeedCopy(seed_id, "exact question", 1.0))
-        batch.append((seed_id, _Views.of(question, options, cfg.shingle_size)))
-        if len(batch) >= _SEED_BATCH:
-            flush()
-    flush()
-    return hits
 
 
 def summarize(results: Iterable[GateResult]) -> dict[str, int]:

@@ -21,7 +21,7 @@ every verdict is the one the local gates give on the same items in the same orde
    words as a bag) are broadcast to the map over the seeds, which keeps only the seeds that
    could match one; the driver runs the local seed rule on those few, in seed order.
 
-The MinHash signatures and LSH band shapes are the local index's own
+The MinHash signatures, LSH band shapes and band values are the local index's own
 (:mod:`linkqa_core.quality.minhash`): a pair is a candidate on Ray exactly when it is one
 locally, which is what makes the verdicts equal, not merely close.
 
@@ -32,7 +32,6 @@ locally, which is what makes the verdicts equal, not merely close.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
@@ -40,30 +39,19 @@ import numpy as np
 import pyarrow as pa
 
 from ..quality.checks import GateConfig, check_answer_consistency, check_length, check_schema
-from ..quality.gates import VIEWS as SEED_VIEWS
+from ..quality.copies import VIEWS as SEED_VIEWS
+from ..quality.copies import Views as SeedViews
+from ..quality.copies import seed_hits, view_thresholds
 from ..quality.gates import GateResult, run_gates
-from ..quality.gates import _seed_hits as seed_hits  # noqa: PLC2701 - the local seed rule, on Ray's candidates
-from ..quality.gates import _thresholds as gate_thresholds  # noqa: PLC2701 - the thresholds of the three views
-from ..quality.gates import _Views as SeedViews  # noqa: PLC2701 - the three views of a question
-from ..quality.minhash import ShingleIndex, signatures
+from ..quality.minhash import band_values, lsh_shape, signatures
 from ..quality.text import exact_key, question_key
 from ..records import Item
 
-__all__ = ["lsh_shape", "signature_rows", "gate_table", "VERDICT_SCHEMA"]
+__all__ = ["signature_rows", "gate_table", "VERDICT_SCHEMA"]
 
 VERDICT_SCHEMA = pa.schema([("key", pa.string()), ("order", pa.int64()), ("passed", pa.bool_()),
                             ("gate", pa.string()), ("reason", pa.string()), ("match", pa.string()),
                             ("similarity", pa.float64())])
-
-
-@lru_cache(maxsize=None)
-def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
-    """``(bands, rows per band)`` of the local gates' LSH index (:class:`ShingleIndex`) for ``threshold``.
-
-    Cached: datasketch finds the shape by numerical integration (about 8 ms a threshold, 23 ms a signer),
-    and every map batch makes a signer."""
-    index = ShingleIndex(num_perm, threshold)
-    return index.lsh.b, index.lsh.r
 
 
 class _Signer:
@@ -73,15 +61,14 @@ class _Signer:
     band shape: two items are candidates on Ray exactly when they are candidates in the
     local index, so the components hold every pair the local gate compares and the
     verdicts are the same (with datasketch's own hashing 1.2 % of 100k verdicts differed).
-    A band value is a 64-bit hash of the view, the band number and the band's slice of the
-    signature, computed for a whole batch at once: equal bands give equal values, and the
-    rare unequal bands that collide only add a candidate that the exact Jaccard then
-    dismisses.
+    A band value is the local index's own (:func:`~linkqa_core.quality.minhash.band_values`,
+    tagged by view so the seed gate's views share one broadcast table), computed for a whole
+    batch at once: equal bands give equal values on Ray and locally.
     """
 
     def __init__(self, cfg: GateConfig):
         self.num_perm = cfg.num_perm
-        self.shapes = {how: lsh_shape(t, cfg.num_perm) for how, t in gate_thresholds(cfg).items()}
+        self.shapes = {how: lsh_shape(t, cfg.num_perm) for how, t in view_thresholds(cfg).items()}
 
     def bands(self, sets: Sequence[set[str]], how: str = "near") -> np.ndarray:
         """A (sets x bands) int64 array of band values; the rows of empty sets are never read."""
@@ -89,27 +76,11 @@ class _Signer:
         out = np.zeros((len(sets), b), np.int64)
         full = [i for i, sh in enumerate(sets) if sh]
         if full:
-            sig = signatures([sets[i] for i in full], self.num_perm)[:, : b * r].reshape(len(full), b, r)
-            h = (sig * _MULT[:r]).sum(axis=2, dtype=np.uint64)
-            h ^= np.arange(b, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(_VIEW_TAG[how])
-            out[full] = _mix64(h).view(np.int64)
+            out[full] = band_values(signatures([sets[i] for i in full], self.num_perm), b, r, _VIEW_TAG[how])
         return out
 
 
-_MULT = np.random.RandomState(7).randint(1, 1 << 62, size=512, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _VIEW_TAG = {"near": 0x1F0A, "question": 0x2E1B, "reordered": 0x3D2C}
-
-
-def _mix64(h: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, on an array: spreads every input bit over the output."""
-    with np.errstate(over="ignore"):
-        h = h.copy()
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-    return h
 
 
 def _options(text: Any) -> tuple[str, ...] | None:
@@ -286,7 +257,7 @@ def _seed_candidates(table: pa.Table, cfg: GateConfig, ekeys: np.ndarray, qkeys:
 def _seed_verdicts(alive: Any, seeds: Any, cfg: GateConfig) -> dict[str, GateResult]:
     """The seed gate, on the workers: the seeds that could match a surviving item are found
     by a semi-join on broadcast keys and band values, broadcast in turn, and each block of
-    items runs the local rule (:func:`~linkqa_core.quality.gates.seed_hits`) against them.
+    items runs the local rule (:func:`~linkqa_core.quality.copies.seed_hits`) against them.
 
     Exact per block: whether an item copies a seed, and which seed is the best evidence,
     depends on that item and the seeds alone.
@@ -351,9 +322,9 @@ def _seed_block(t: pa.Table, cfg: GateConfig, seeds: Any) -> pa.Table:
     table = ray.get(seeds) if isinstance(seeds, ray.ObjectRef) else seeds
     items = [Item(question=r["question"], answer=r["answer"], options=_options(r["options"]), id=r["key"])
              for r in rows]
-    views = {i: SeedViews.of(it.question, it.options, cfg.shingle_size) for i, it in enumerate(items)}
-    found = seed_hits(items, views, {i: r["ekey"] for i, r in enumerate(rows)}, {},
-                      ((r["seed_id"], r["question"], _options(r["options"])) for r in table.to_pylist()), cfg)
+    found = seed_hits(items, range(len(items)),
+                      ((r["seed_id"], r["question"], _options(r["options"])) for r in table.to_pylist()), cfg,
+                      exact_hashes=np.array([hash(r["ekey"]) for r in rows], np.int64))
     got = sorted(found.items())
     return pa.table({"key": [rows[i]["key"] for i, _ in got], "reason": [h.reason() for _, h in got],
                      "match": [str(h.seed_id) for _, h in got], "similarity": [float(h.similarity) for _, h in got]},
