@@ -262,3 +262,34 @@ def test_spearman_matches_scipy_with_ties():
     b = a + rng.integers(0, 4, 500)
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert spearman(np.zeros(5), np.arange(5)) == 0.0
+
+
+def test_average_ranks_of_small_integers_equal_the_sorted_ranks():
+    from linkqa_core.graph import metrics
+
+    rng = np.random.default_rng(11)
+    for x in (rng.integers(0, 6, 700), np.zeros(9, np.int64), np.array([3]), rng.integers(0, 3000, 500).astype(np.uint16)):
+        _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        expected = ((np.cumsum(counts) - counts) + (counts - 1) / 2.0)[inverse]
+        assert np.array_equal(metrics._average_ranks(x), expected)
+    wide = np.array([0, 10**9, 5, 5])  # too sparse to count: sorted as before
+    assert np.array_equal(metrics._average_ranks(wide), [0.0, 3.0, 1.5, 1.5])
+
+
+def test_a_kps_name_is_judged_once_per_graph_for_the_linkage_metrics(sample_store, monkeypatch):
+    from linkqa_core.graph import bundles as bundles_module
+    from linkqa_core.graph.metrics import linkage_metrics
+    from linkqa_core.kps import quality
+
+    g = build_graph(sample_store)
+    walks = value_walks(g, WalkParams(), 50, seed=3)
+    b = bundles_module.choose_bundles(g, walks)
+    first = linkage_metrics(g, walks, b)
+    judged = []
+    real = quality.is_general_word
+    monkeypatch.setattr(quality, "is_general_word", lambda w: judged.append(w) or real(w))
+    assert linkage_metrics(g, walks, b) == first
+    assert judged == []  # every KP on these paths was judged the first time
+    flags = g.concept_flags()
+    on_paths = np.unique(walks.nodes)
+    assert (flags[on_paths] >= 0).all() and (np.delete(flags, on_paths) == -1).all()

@@ -45,6 +45,7 @@ class KPGraph:
     discipline_counts: np.ndarray = field(repr=False)  # K x D seeds per discipline
     _index_of: dict[int, int] | None = field(default=None, repr=False)
     _name_index: dict[str, int] | None = field(default=None, repr=False)
+    _concept: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_nodes(self) -> int:
@@ -70,6 +71,14 @@ class KPGraph:
             for i, n in enumerate(self.names):
                 self._name_index.setdefault(n.casefold(), i)
         return self._name_index.get(str(name).casefold())
+
+    def concept_flags(self) -> np.ndarray:
+        """Per KP: 1 a concept, 0 a general-language word, -1 not judged yet (filled by
+        :func:`~linkqa_core.graph.metrics.linkage_metrics` for the KPs on paths, kept here
+        so each name is judged once per graph). Shared and written to: int8, by KP index."""
+        if self._concept is None:
+            self._concept = np.full(self.n_nodes, -1, dtype=np.int8)
+        return self._concept
 
     def neighbors(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[i], self.indptr[i + 1]
