@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,103 @@ def test_library_log_records_are_scrubbed_not_dropped(caplog):
     logging.getLogger("httpx2").info("nothing secret here %d", 5)
     assert caplog.messages == ["HTTP Request: POST http://h/v1?key=*** 200 OK", "nothing secret here 5"]
     assert "library-secret-1234" not in caplog.text
+
+
+# -- the call log's rows ---------------------------------------------------------------------------------------
+
+
+def _call_rows(store) -> list[dict]:
+    return [dict(r) for r in store.query("SELECT * FROM llm_calls ORDER BY id")]
+
+
+def test_a_call_log_row_names_the_model_that_answered_and_an_ok_row_has_no_error(store):
+    from linkqa_core.llm.client import ChatRequest, LLMClient, LLMSettings
+    from openai_server import Answer, FakeOpenAI
+
+    # a hosted model answers with its dated name: the log keeps what answered, not what was asked
+    with FakeOpenAI(lambda body: Answer("42", model="fake-model-2024-08-06")) as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-" + "pins-" + "0123456789", model="fake-model")
+        with LLMClient(settings, store) as client:
+            assert client.complete(ChatRequest.user("q")).model == "fake-model-2024-08-06"
+    [row] = _call_rows(store)
+    assert (row["status"], row["model"]) == ("ok", "fake-model-2024-08-06")
+    assert row["error"] is None  # NULL, not "": `WHERE error IS NULL` finds the calls that went well
+
+
+def test_an_internal_error_is_logged_under_the_model_asked(store, monkeypatch):
+    from linkqa_core.llm import client as client_module
+    from linkqa_core.llm.client import ChatRequest, LLMClient, LLMSettings
+    from openai_server import FakeOpenAI
+
+    def broken(data):  # stands in for a bug in the client: the item must come back, and be logged
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client_module, "read_completion", broken)
+    with FakeOpenAI() as srv:
+        settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-" + "pins-" + "0123456789", model="fake-model")
+        with LLMClient(settings, store) as client:
+            r = client.complete(ChatRequest.user("q"))
+    assert r.error == "internal error: RuntimeError" and r.model is None  # the result itself names no model
+    [row] = _call_rows(store)
+    assert (row["status"], row["model"], row["error"]) == ("error", "fake-model", "internal error: RuntimeError")
+
+
+# -- how a client sets up its HTTP side (looks inside: these settings change speed and limits, not answers) ----
+
+
+def _client_settings(srv, **kw):
+    from linkqa_core.llm.client import LLMSettings
+
+    values = dict(base_urls=(srv.base_url,), api_key="sk-" + "pins-" + "0123456789", model="fake-model")
+    values.update(kw)
+    return LLMSettings(**values)
+
+
+def test_rpm_and_tpm_are_per_minute_with_one_second_of_each_banked():
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv, rpm=600, tpm=60_000)) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+            rpm, tpm = client._rpm, client._tpm  # the buckets: 1.6 % off (a minute of 61 s) is too little to time
+    assert (rpm.rate, rpm.capacity, tpm.rate, tpm.capacity) == (10.0, 10.0, 1000.0, 1000.0)
+
+
+@pytest.mark.parametrize("fast_http", [True, False])
+@pytest.mark.parametrize("timeout_s, connect_s", [(5.0, 5.0), (30.0, 10.0)])
+def test_the_sdk_reads_for_the_whole_time_out_and_connects_for_at_most_ten_seconds(fast_http, timeout_s, connect_s):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv, fast_http=fast_http, timeout_s=timeout_s)) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+            timeout = client._endpoints[0].lanes[0].timeout  # the SDK client's own (public) setting
+        [sent] = srv.chat_requests
+    assert (timeout.read, timeout.connect) == (timeout_s, connect_s)
+    assert sent.headers["x-stainless-read-timeout"] == str(timeout_s)  # the SDK tells the server its read limit
+
+
+@pytest.mark.parametrize("fast_http, concurrency, lanes", [(True, 64, 1), (False, 8, 1), (False, 33, 2),
+                                                         (False, 64, 2)])
+def test_plain_http_has_one_fast_lane_and_the_sdk_transport_a_lane_per_32_requests(fast_http, concurrency, lanes):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv, fast_http=fast_http, concurrency=concurrency)) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+            assert len(client._endpoints[0].lanes) == lanes
+
+
+def test_the_sdk_transport_keeps_every_connection_of_a_full_batch_alive():
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI(latency=1.0) as srv:
+        with LLMClient(_client_settings(srv, fast_http=False, concurrency=64)) as client:  # two lanes of 32
+            assert all(r.ok for r in client.complete_many([ChatRequest.user(f"q{i}") for i in range(64)]))
+            time.sleep(0.3)
+            kept = len(srv._connections)  # a look inside the test server: the connections open now
+    assert srv.max_in_flight == 64 and kept == 64  # httpx's default keeps 20 a pool: 40, and 24 new ones next time
