@@ -276,13 +276,16 @@ def test_an_internal_error_is_logged_under_the_model_asked(store, monkeypatch):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(client_module, "read_completion", broken)
+    req = ChatRequest.user("q")
     with FakeOpenAI() as srv:
         settings = LLMSettings(base_urls=(srv.base_url,), api_key="sk-" + "pins-" + "0123456789", model="fake-model")
         with LLMClient(settings, store) as client:
-            r = client.complete(ChatRequest.user("q"))
+            r = client.complete(req)
     assert r.error == "internal error: RuntimeError" and r.model is None  # the result itself names no model
+    assert r.key == client_module.cache_key(req, settings) and r.attempts == 1
     [row] = _call_rows(store)
     assert (row["status"], row["model"], row["error"]) == ("error", "fake-model", "internal error: RuntimeError")
+    assert (row["key"], row["attempts"]) == (r.key, 1)
 
 
 # -- how a client sets up its HTTP side (looks inside: these settings change speed and limits, not answers) ----
