@@ -539,6 +539,15 @@ def test_twins_of_a_request_the_budget_never_started_say_why(store):
     assert store.scalar("SELECT count(*) FROM llm_calls") == 1
 
 
+def test_with_a_budget_the_first_answer_is_awaited_before_more_requests_start():
+    with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.3) as srv:
+        with LLMClient(settings_for(srv, concurrency=3, budget_tokens=1000)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+        first, *rest = sorted(srv.chat_requests, key=lambda q: q.received_at)
+    # nothing is known of a request's cost until one is answered: the others wait for it, then all fit
+    assert all(r.ok for r in results) and len(rest) == 2 and all(q.received_at >= first.answered_at for q in rest)
+
+
 def test_an_even_budget_is_spent_exactly_at_full_concurrency():
     with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.1) as srv:
         with LLMClient(settings_for(srv, concurrency=4, budget_tokens=200)) as client:  # 20 requests' worth
