@@ -195,8 +195,9 @@ def test_the_finalizer_run_on_another_thread_returns_only_once_the_loop_thread_e
 def test_a_closed_client_that_never_started_refuses_calls():
     client = LLMClient(LLMSettings(base_urls="http://127.0.0.1:9/v1", model="m"))
     client.close()
-    with pytest.raises(LLMError, match="this LLM client is closed"):
+    with pytest.raises(LLMError) as info:
         client.complete(ChatRequest.user("q"))
+    assert str(info.value) == "this LLM client is closed"
 
 
 # -- what a client knows and forgets -------------------------------------------------------------------

@@ -347,3 +347,42 @@ def test_the_sdk_transport_keeps_every_connection_of_a_full_batch_alive():
             time.sleep(0.3)
             kept = len(srv._connections)  # a look inside the test server: the connections open now
     assert srv.max_in_flight == 64 and kept == 64  # httpx's default keeps 20 a pool: 40, and 24 new ones next time
+
+
+def test_the_loop_thread_is_a_daemon_named_linkqa_llm():
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv)) as client:
+            assert client.complete(ChatRequest.user("q")).ok
+            thread = client._thread  # the client's loop thread
+    # named for a stack dump; a daemon, so a client never closed cannot keep the interpreter from exiting
+    assert thread.name == "linkqa-llm" and thread.daemon
+
+
+def test_a_client_whose_http_clients_cannot_start_leaves_no_thread_behind(tmp_path, monkeypatch):
+    import threading
+
+    from linkqa_core.llm.client import ChatRequest, LLMClient, LLMSettings
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))  # httpx reads it for https endpoints
+    before = set(threading.enumerate())
+    client = LLMClient(LLMSettings(base_urls=("https://127.0.0.1:9/v1",), model="m"))
+    with pytest.raises(FileNotFoundError):
+        client.complete(ChatRequest.user("q"))
+    assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+def test_a_usd_budget_judges_the_requests_in_flight_by_the_average_cost_so_far():
+    from linkqa_core.llm.client import BUDGET_REACHED, ChatRequest, LLMClient
+    from openai_server import Answer, FakeOpenAI
+
+    priced = dict(price_in_per_mtok=1e5, price_out_per_mtok=1e5)  # 10 tokens cost 1.00
+    with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.2) as srv:
+        with LLMClient(_client_settings(srv, concurrency=3, budget_usd=2.0, **priced)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+            spent = client.usage
+        sent = len(srv.chat_requests)
+    # after one answer (1.00), one more in flight would make 2.00: the third waits for it and finds the budget spent
+    assert [r.error for r in results].count(BUDGET_REACHED) == 1 and sent == 2 and spent.usd == pytest.approx(2.0)
