@@ -386,3 +386,47 @@ def test_a_usd_budget_judges_the_requests_in_flight_by_the_average_cost_so_far()
         sent = len(srv.chat_requests)
     # after one answer (1.00), one more in flight would make 2.00: the third waits for it and finds the budget spent
     assert [r.error for r in results].count(BUDGET_REACHED) == 1 and sent == 2 and spent.usd == pytest.approx(2.0)
+
+
+# -- twins: identical requests in one batch ------------------------------------------------------------------
+
+
+def test_twins_of_an_answered_request_are_served_from_it_and_logged_as_cached(store):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv), store) as client:
+            results = client.complete_many([ChatRequest.user("same")] * 3)
+            cached = client.usage.cached
+        sent = len(srv.chat_requests)
+    assert sent == 1 and [r.cached for r in results] == [False, True, True] and cached == 2
+    assert [row["status"] for row in _call_rows(store)] == ["ok", "cached", "cached"]
+
+
+def test_a_request_that_skips_the_cache_serves_no_twins(store):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    reqs = [ChatRequest.user("same"), ChatRequest.user("same", cache=False), ChatRequest.user("same")]
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv), store) as client:
+            results = client.complete_many(reqs)
+            cached = client.usage.cached
+        sent = len(srv.chat_requests)
+    # the third is the first one's twin only; the second is sent on its own and answers nobody else
+    assert sent == 2 and [r.cached for r in results] == [False, False, True] and cached == 1
+    assert sorted(row["status"] for row in _call_rows(store)) == ["cached", "ok", "ok"]
+
+
+def test_twins_of_a_request_that_stops_the_batch_are_not_reported_either():
+    from linkqa_core.errors import LLMError
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI, HTTPError
+
+    reported = []
+    with FakeOpenAI(lambda body: HTTPError(401, "Incorrect API key provided")) as srv:
+        with LLMClient(_client_settings(srv)) as client:
+            with pytest.raises(LLMError):
+                client.complete_many([ChatRequest.user("same")] * 3, on_result=lambda i, r: reported.append(i))
+    assert reported == []
