@@ -430,3 +430,36 @@ def test_twins_of_a_request_that_stops_the_batch_are_not_reported_either():
             with pytest.raises(LLMError):
                 client.complete_many([ChatRequest.user("same")] * 3, on_result=lambda i, r: reported.append(i))
     assert reported == []
+
+
+def test_after_a_request_stops_the_batch_no_retry_starts_either():
+    from linkqa_core.errors import LLMError
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI, HTTPError
+
+    def answer(body):
+        text = body["messages"][-1]["content"]
+        return HTTPError(401, "Incorrect API key provided", delay=0.2) if text == "first" else \
+            HTTPError(503, retry_after=1.0)
+
+    with FakeOpenAI(answer) as srv:
+        with LLMClient(_client_settings(srv, concurrency=2, max_retries=3)) as client:
+            with pytest.raises(LLMError):
+                client.complete_many([ChatRequest.user("first"), ChatRequest.user("second")])
+        sent = [q.json["messages"][-1]["content"] for q in srv.chat_requests]
+    # "second" waits a second to retry; the 401 in the meantime stops it, and reporting the 401 does not undo that
+    assert sorted(sent) == ["first", "second"]
+
+
+def test_cache_hits_are_delivered_in_chunks_of_500_each_once(store):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    reqs = [ChatRequest.user(f"q{i}") for i in range(501)]
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv, concurrency=64), store) as client:
+            assert all(r.ok for r in client.complete_many(reqs))
+            reported = []
+            results = client.complete_many(reqs, on_result=lambda i, r: reported.append(i))
+    assert all(r.cached for r in results) and sorted(reported) == list(range(501))
+    assert store.scalar("SELECT count(*) FROM llm_calls WHERE status = 'cached'") == 501
