@@ -463,3 +463,36 @@ def test_cache_hits_are_delivered_in_chunks_of_500_each_once(store):
             results = client.complete_many(reqs, on_result=lambda i, r: reported.append(i))
     assert all(r.cached for r in results) and sorted(reported) == list(range(501))
     assert store.scalar("SELECT count(*) FROM llm_calls WHERE status = 'cached'") == 501
+
+
+# -- the calling thread's wait for results --------------------------------------------------------------------
+
+
+def test_a_bug_in_the_loop_itself_fails_the_call_with_one_line(monkeypatch):
+    from linkqa_core.errors import LLMError
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    def broken(self, result):  # stands in for a bug outside any one request: the batch's coroutine dies
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(LLMClient, "_account", broken)
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv)) as client:
+            with pytest.raises(LLMError) as info:
+                client.complete_many([ChatRequest.user("q")])
+    assert str(info.value) == "the LLM client failed: RuntimeError: a bug"
+
+
+def test_results_are_reported_as_they_arrive_not_when_the_batch_ends(store):
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import Answer, FakeOpenAI
+
+    reported = {}
+    with FakeOpenAI(lambda body: Answer("x", delay=0.5 if body["messages"][-1]["content"] == "a" else 2.0)) as srv:
+        with LLMClient(_client_settings(srv, concurrency=2), store) as client:
+            t0 = time.monotonic()
+            client.complete_many([ChatRequest.user("a"), ChatRequest.user("b")],
+                                 on_result=lambda i, r: reported.setdefault(i, time.monotonic() - t0))
+    # "a" is reported soon after its answer (a 20 ms pause lets more answers share one write), "b" at 2 s
+    assert reported[0] < 1.2 and reported[1] >= 2.0
