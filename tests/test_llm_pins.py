@@ -496,3 +496,17 @@ def test_results_are_reported_as_they_arrive_not_when_the_batch_ends(store):
                                  on_result=lambda i, r: reported.setdefault(i, time.monotonic() - t0))
     # "a" is reported soon after its answer (a 20 ms pause lets more answers share one write), "b" at 2 s
     assert reported[0] < 1.2 and reported[1] >= 2.0
+
+
+def test_a_call_returns_as_soon_as_its_last_result_is_in():
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import FakeOpenAI
+
+    with FakeOpenAI() as srv:
+        with LLMClient(_client_settings(srv)) as client:
+            assert client.complete(ChatRequest.user("warm up")).ok
+            t0 = time.monotonic()
+            for i in range(10):
+                assert client.complete_many([ChatRequest.user(f"q{i}"), ChatRequest.user(f"r{i}")])[1].ok
+            elapsed = time.monotonic() - t0
+    assert elapsed < 2.0  # counting results, not waiting for a quiet queue (0.25 s polls) after the last one
