@@ -510,3 +510,58 @@ def test_a_call_returns_as_soon_as_its_last_result_is_in():
                 assert client.complete_many([ChatRequest.user(f"q{i}"), ChatRequest.user(f"r{i}")])[1].ok
             elapsed = time.monotonic() - t0
     assert elapsed < 2.0  # counting results, not waiting for a quiet queue (0.25 s polls) after the last one
+
+
+# -- the cache and the counts --------------------------------------------------------------------------------
+
+
+def test_a_blank_cached_answer_is_not_served_and_hits_add_to_the_count(store):
+    from linkqa_core.llm import ledger
+    from linkqa_core.llm.client import ChatRequest, ChatResult, LLMClient
+    from openai_server import FakeOpenAI
+
+    blank, saved = ChatRequest.user("blank"), ChatRequest.user("saved")
+    with FakeOpenAI() as srv:
+        settings = _client_settings(srv)
+        # an empty answer in the cache (older versions stored them): it is asked again, not served
+        store.llm.record([], [(ledger.cache_key(blank, settings), ledger.cache_payload(ChatResult(content="")))])
+        with LLMClient(settings, store) as client:
+            assert client.complete(saved).ok
+            first = client.complete(blank)
+            for _ in range(2):
+                assert client.complete(saved).cached
+            cached = client.usage.cached
+        sent = [q.json["messages"][-1]["content"] for q in srv.chat_requests]
+    assert sent == ["saved", "blank"] and not first.cached and first.content == "echo: blank" and cached == 2
+
+
+def test_when_writing_the_log_fails_the_requests_not_started_never_start(store, monkeypatch):
+    import sqlite3
+
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import Answer, FakeOpenAI
+
+    def broken(calls, cache):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store.llm, "record", broken)
+    with FakeOpenAI(lambda body: Answer("x", delay=0.2)) as srv:
+        with LLMClient(_client_settings(srv, concurrency=1), store) as client:
+            with pytest.raises(sqlite3.OperationalError):
+                client.complete_many([ChatRequest.user(f"q{i}") for i in range(6)])
+            time.sleep(1.5)  # the client is still open: a loop not told to stop would go on sending
+            sent = len(srv.chat_requests)
+    assert sent <= 2  # the first, and the second if it started before the first was written
+
+
+def test_a_token_budget_judges_requests_in_flight_by_the_exact_average_so_far():
+    from linkqa_core.llm.client import ChatRequest, LLMClient
+    from openai_server import Answer, FakeOpenAI
+
+    with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.3) as srv:
+        with LLMClient(_client_settings(srv, concurrency=3, budget_tokens=21)) as client:
+            assert all(r.ok for r in client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)]))
+        first, second, third = sorted(srv.chat_requests, key=lambda q: q.received_at)
+    # after the first answer (10 tokens), 10 spent + 10 for the one in flight stays under 21: the third starts
+    # beside the second; an average off by one token (11) would hold it back until the second is answered
+    assert third.received_at < second.answered_at
