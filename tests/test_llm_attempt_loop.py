@@ -195,8 +195,9 @@ def test_the_finalizer_run_on_another_thread_returns_only_once_the_loop_thread_e
 def test_a_closed_client_that_never_started_refuses_calls():
     client = LLMClient(LLMSettings(base_urls="http://127.0.0.1:9/v1", model="m"))
     client.close()
-    with pytest.raises(LLMError, match="this LLM client is closed"):
+    with pytest.raises(LLMError) as info:
         client.complete(ChatRequest.user("q"))
+    assert str(info.value) == "this LLM client is closed"
 
 
 # -- what a client knows and forgets -------------------------------------------------------------------
@@ -539,6 +540,15 @@ def test_twins_of_a_request_the_budget_never_started_say_why(store):
     assert store.scalar("SELECT count(*) FROM llm_calls") == 1
 
 
+def test_with_a_budget_the_first_answer_is_awaited_before_more_requests_start():
+    with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.3) as srv:
+        with LLMClient(settings_for(srv, concurrency=3, budget_tokens=1000)) as client:
+            results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(3)])
+        first, *rest = sorted(srv.chat_requests, key=lambda q: q.received_at)
+    # nothing is known of a request's cost until one is answered: the others wait for it, then all fit
+    assert all(r.ok for r in results) and len(rest) == 2 and all(q.received_at >= first.answered_at for q in rest)
+
+
 def test_an_even_budget_is_spent_exactly_at_full_concurrency():
     with FakeOpenAI(lambda body: Answer("x", prompt_tokens=5, completion_tokens=5), latency=0.1) as srv:
         with LLMClient(settings_for(srv, concurrency=4, budget_tokens=200)) as client:  # 20 requests' worth
@@ -559,7 +569,7 @@ def test_an_even_budget_is_spent_exactly_at_full_concurrency():
 
 
 def test_the_sdk_transport_spreads_a_large_concurrency_over_its_lanes():
-    with FakeOpenAI(latency=0.4) as srv:
+    with FakeOpenAI(latency=1.0) as srv:  # long enough for all 64 to arrive on a busy machine
         with LLMClient(settings_for(srv, fast_http=False, concurrency=64)) as client:  # two lanes of 36
             results = client.complete_many([ChatRequest.user(f"q{i}") for i in range(64)])
     assert all(r.ok for r in results) and srv.max_in_flight == 64
@@ -690,3 +700,88 @@ def test_twins_of_a_failed_request_share_its_result_but_not_its_log_row(store):
             results = client.complete_many([ChatRequest.user("same")] * 3)
     assert [r.status for r in results] == [400] * 3 and len(srv.chat_requests) == 1
     assert store.scalar("SELECT count(*) FROM llm_calls") == 1
+
+
+def test_a_request_stopped_while_it_waited_for_a_slot_another_thread_holds_is_never_sent():
+    stop, results = threading.Event(), []
+
+    def answer(body):
+        return Answer("held", delay=1.5) if body["messages"][-1]["content"] == "hold" else None
+
+    with FakeOpenAI(answer) as srv:
+        with LLMClient(settings_for(srv, concurrency=1)) as client:  # one slot for both threads
+            holder = threading.Thread(target=client.complete, args=(ChatRequest.user("hold"),))
+            holder.start()
+            for _ in range(500):
+                if srv.chat_requests:
+                    break
+                time.sleep(0.01)
+            waiter = threading.Thread(target=lambda: results.extend(
+                client.complete_many([ChatRequest.user("a"), ChatRequest.user("b")], stop_event=stop)))
+            waiter.start()
+            time.sleep(0.3)  # "a" was admitted before the stop and now waits for the slot
+            stop.set()
+            holder.join(10), waiter.join(10)
+        sent = [q.json["messages"][-1]["content"] for q in srv.chat_requests]
+    assert sent == ["hold"] and [r.error for r in results] == [STOPPED, STOPPED]
+
+
+def test_a_lane_counts_its_answered_requests_back_one_each():
+    def answer(body):
+        kind, _, i = body["messages"][-1]["content"].partition(" ")
+        slow = kind in ("p", "b") or (kind == "a" and int(i) % 2 == 0 and int(i) > 0)
+        return Answer(kind, delay=2.0 if slow else 0.0)
+
+    def sent(kind: str) -> list:
+        return [q for q in srv.chat_requests if q.json["messages"][-1]["content"].startswith(kind + " ")]
+
+    def spread(kind: str) -> float:
+        return max(q.received_at for q in sent(kind)) - min(q.received_at for q in sent(kind))
+
+    with FakeOpenAI(answer) as srv:
+        with LLMClient(settings_for(srv, fast_http=False, concurrency=64)) as client:  # two lanes of 36 connections
+            for i in range(40):  # one at a time: lane 0 each time, and back to an idle lane
+                assert client.complete(ChatRequest.user(f"single {i}")).ok
+            assert all(r.ok for r in client.complete_many([ChatRequest.user(f"p {i}") for i in range(64)]))
+            # from another thread: on lane 0 one quick request and 31 slow ones, on lane 1 32 quick ones ...
+            batch = [ChatRequest.user(f"a {i}") for i in range(64)]
+            other = threading.Thread(target=client.complete_many, args=(batch,))
+            other.start()
+            for _ in range(500):
+                if sum(q.answered_at is not None for q in sent("a")) >= 33:
+                    break
+                time.sleep(0.01)
+            # ... and once the quick ones are back, 32 more slow ones: they all fit on lane 1
+            assert all(r.ok for r in client.complete_many([ChatRequest.user(f"b {i}") for i in range(32)]))
+            other.join(10)
+    # counted back by 2, lane 0 reads as 40 below lane 1 after the singles and takes 52 of the 64 at once;
+    # set to 1, lane 0 reads as 1 with 31 in flight and takes half of the 32: either way some wait two seconds
+    # for a connection
+    assert spread("p") < 1.5 and spread("b") < 1.5
+
+
+def test_the_sdk_transport_follows_a_redirect_and_hangs_up_on_close():
+    with FakeOpenAI() as srv:
+        moved = RawServer(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: %s/chat/completions\r\n"
+                          b"content-length: 0\r\n\r\n" % srv.base_url.encode())
+        try:
+            with LLMClient(settings_for(base_urls=(moved.url,), fast_http=False)) as client:
+                r = client.complete(ChatRequest.user("q"))
+                assert not moved.hung_up.is_set()  # keep-alive ...
+            assert moved.hung_up.wait(3)  # ... until close() closes the SDK's HTTP client too
+        finally:
+            moved.close()
+        assert r.content == "echo: q" and len(srv.chat_requests) == 1
+
+
+def test_an_endpoint_behind_a_proxy_is_reached_through_it(monkeypatch):
+    proxy = RawServer(http_response("200 OK", completion_bytes(content="via the proxy")))
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url.rsplit("/", 1)[0])
+        with LLMClient(settings_for(base_urls=("http://127.0.0.1:9/v1",), max_retries=0)) as client:
+            r = client.complete(ChatRequest.user("q"))  # port 9 is closed: only the proxy can answer
+    finally:
+        proxy.close()
+    assert r.content == "via the proxy"

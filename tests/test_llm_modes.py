@@ -77,6 +77,20 @@ def test_a_settled_mode_is_remembered_and_the_next_batch_starts_there(store):
         assert srv.chat_requests[0].json["response_format"] == {"type": "json_object", "schema": SCHEMA["schema"]}
 
 
+def test_a_second_endpoint_at_the_same_address_asks_in_the_mode_the_first_settled_on():
+    # two accounts on one server (credentials in the URL, as behind some proxies): one address on display,
+    # so the mode the first one settled on is the second one's starting point
+    with FakeOpenAI(city) as srv:
+        url = srv.base_url
+        urls = tuple(url.replace("//", f"//user{i}:pw{i}@") for i in (1, 2))
+        with LLMClient(settings_for(srv, base_urls=urls, concurrency=1)) as client:
+            first = client.complete(ask("First city, as JSON."))
+            second = client.complete(ask("Second city, as JSON."))  # the endpoint sent less: the second
+            assert client.modes() == {url: {"fake-model": "json_schema"}}
+    assert first.ok and second.ok and first.endpoint == second.endpoint == url
+    assert formats(srv) == ["json_schema", "json_schema"]
+
+
 def test_a_fresh_endpoint_finds_its_mode_with_one_request_at_a_time():
     with FakeOpenAI(city, profile="llama_cpp", latency=0.2) as srv:
         with LLMClient(settings_for(srv, concurrency=16)) as client:
