@@ -196,7 +196,11 @@ def test_the_rate_limit_holds_for_the_whole_cluster(ray_local, sample_store, tmp
                           _scale(tmp_path, actors=3, concurrency=16, batch_size=8))
         times = sorted(r.received_at for r in srv.chat_requests)
         distinct = {_prompt(r.json) for r in srv.chat_requests}
-    assert len(times) == len(distinct) >= 150  # two paths with one bundle ask one prompt: the cache answers the second
+    # two paths with one bundle ask one prompt: the shared cache answers the second, unless both
+    # are in flight at the same moment on two actors (the cache is read when a request starts)
+    bundles = [p.seed_ids for p in sample_store.runs.paths(run_id)]
+    repeats = len(bundles) - len(set(bundles))
+    assert len(distinct) >= 150 and len(distinct) <= len(times) <= len(distinct) + repeats
     burst = rpm / 60  # a full bucket: one second's worth
     steady = [t for t in times if t >= times[0] + burst / (rpm / 60)]
     rate = (len(steady) - 1) / (steady[-1] - steady[0]) * 60
