@@ -285,3 +285,22 @@ def test_a_bucket_spends_refunds_up_to_its_capacity_and_goes_into_debt_for_a_hug
         assert asyncio.get_running_loop().time() - t0 < 0.5
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"])
+def test_a_missing_ca_file_named_by_ssl_cert_file_is_one_line_naming_it(monkeypatch, tmp_path, url):
+    from linkqa_core.llm.chat import ChatRequest
+    from linkqa_core.llm.client import LLMClient
+
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    client = LLMClient(LLMSettings(base_urls=url, model="m", api_key="sk-" + "fake", max_retries=0, timeout_s=2,
+                                   fast_http=False))
+    try:
+        with pytest.raises(ConfigError) as err:
+            client.complete(ChatRequest(messages=[{"role": "user", "content": "hi"}]))
+    finally:
+        client.close()
+    message = str(err.value)
+    assert message == f"cannot set up HTTPS for the LLM endpoints: No such file or directory (SSL_CERT_FILE={missing})"

@@ -242,11 +242,14 @@ class LLMClient:
             base, query = base_and_query(url)
             lanes = []
             for _ in range(n_lanes):
-                if fast:
-                    http = httpx2.AsyncClient(transport=FastTransport(max_idle=s.concurrency + 8), timeout=timeout)
-                else:
-                    limits = httpx2.Limits(max_connections=per_lane, max_keepalive_connections=per_lane)
-                    http = httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=True)
+                try:
+                    if fast:
+                        http = httpx2.AsyncClient(transport=FastTransport(max_idle=s.concurrency + 8), timeout=timeout)
+                    else:
+                        limits = httpx2.Limits(max_connections=per_lane, max_keepalive_connections=per_lane)
+                        http = httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=True)
+                except OSError as err:  # the TLS set-up reads SSL_CERT_FILE / SSL_CERT_DIR now
+                    raise ConfigError(tls_problem(err)) from None
                 self._http.append(http)
                 lanes.append(openai.AsyncOpenAI(base_url=base, api_key=api_key, max_retries=0, timeout=timeout,
                                                 http_client=http, default_query=query or None))
@@ -777,4 +780,15 @@ def _body_text(err: openai.APIStatusError) -> str:
 
 
 # the connection probe and the throughput measure live in .probe; re-exported here
+def tls_problem(err: OSError) -> str:
+    """One line for an HTTPS set-up that failed, naming the certificate settings it read:
+    a CA file that SSL_CERT_FILE names but that is not there raised a bare "No such file or
+    directory", with neither the variable nor the path."""
+    import os
+
+    named = [f"{k}={os.environ[k]}" for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(k)]
+    why = err.strerror or str(err) or type(err).__name__
+    return f"cannot set up HTTPS for the LLM endpoints: {why}" + (f" ({', '.join(named)})" if named else "")
+
+
 from .probe import measure_throughput, test_connection  # noqa: E402
