@@ -111,3 +111,61 @@ def test_summarize_counts_only_failed_results_that_name_a_gate():
                         GateResult(3, False, "question is missing", "schema")])
     assert counts["schema"] == 1
     assert None not in counts and sum(counts.values()) == 1
+
+
+def test_a_seed_with_nothing_to_compare_is_never_signed(signed):
+    item = Item(" ".join(WORDS), "answer", None, id=1)
+    run_gates([item], seeds=(), cfg=WORD_CFG)
+    items_only = list(signed)
+    signed.clear()
+    # no words at all: every view of this seed is empty, so it cannot reach any threshold
+    (r,) = run_gates([item], seeds=[("s-empty", "?! ... ?!"), ("s-blank", "")], cfg=WORD_CFG)
+    assert r.passed
+    assert signed == items_only  # no call for the seeds, not even one that signs nothing
+
+
+def test_items_after_a_rejected_item_are_still_checked_for_exact_duplicates():
+    q = " ".join(WORDS)
+    results = run_gates([Item(q, "", id=1), Item(q, "answer", id=2), Item(q.upper(), "other", id=3)],
+                        seeds=[("s", q.upper() + "?")])
+    assert [r.gate for r in results] == ["schema", "seed_duplicate", "exact_duplicate"]
+    assert (results[1].reason, results[2].match) == ("exact duplicate of seed s", 2)
+
+
+NO_WORDS = "?" * 24  # passes the length gate, yet every view of it is empty
+
+
+def test_items_with_no_words_pass_among_near_duplicates_that_are_found():
+    near_a = " ".join(WORDS)
+    near_b = " ".join(WORDS[:-1] + ["zircon"])  # 17 of 19 shingles shared: Jaccard 0.85
+    items = [Item(NO_WORDS, "x", None, id=1), Item(near_a, "a", None, id=2), Item(NO_WORDS + "!", "y", None, id=3),
+             Item(near_b, "b", None, id=4)]
+    results = run_gates(items, seeds=[("s", near_a.upper())])
+    # the second wordless item has the first's exact key (empty): the only duplicate of it found
+    assert [(r.gate, r.match) for r in results] == [(None, None), ("seed_duplicate", "s"), ("exact_duplicate", 1),
+                                                   ("near_duplicate", 2)]
+
+
+def test_items_with_no_words_alone_pass_the_seed_gate():
+    (r,) = run_gates([Item(NO_WORDS, "x", None, id=1)], seeds=[("s", " ".join(WORDS)), ("t", NO_WORDS[:3] + " ".join(NEW))])
+    assert r.passed
+
+
+def test_each_items_exact_key_is_made_once_whatever_the_seeds(monkeypatch):
+    """The exact-duplicate gate finds an item's first twin by the key's hash and hands the
+    hashes on to the seed gate: no item's key is made twice (it normalises the whole text)."""
+    made: list[str] = []
+
+    def counting(question, options):
+        key = real(question, options)
+        made.append(key)
+        return key
+
+    real = gates.exact_key
+    for module in (gates, copies):
+        monkeypatch.setattr(module, "exact_key", counting)
+    items = [Item(" ".join(WORDS[k:k + 6]) + " and what else?", "answer", None, id=k) for k in range(0, 14, 2)]
+    seeds = [("s1", "nothing like any item here at all"), ("s2", "nor is this one")]
+    results = run_gates(items, seeds=seeds)
+    assert all(r.passed for r in results)
+    assert len(made) == len(items) + len(seeds)

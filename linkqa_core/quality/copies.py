@@ -164,6 +164,7 @@ def seed_parts(seed: Sequence[Any]) -> tuple[Hashable, str, Sequence[str] | None
 
 
 SEED_BATCH = 4096  # seeds hashed together
+_NOT_INDEXED = "the views given to seed_hits must include every row checked"
 
 
 def _hashes(keys: Iterable[str], n: int) -> np.ndarray:
@@ -217,9 +218,11 @@ def seed_hits(
     by_question, question_rows = q_hashes[order], rows[asked][order]
     # which rows of the views are indexed: those of ``rows``
     by_row = np.argsort(views.rows, kind="stable")
-    where = by_row[np.minimum(np.searchsorted(views.rows[by_row], rows), max(0, len(views) - 1))]
-    if len(rows) and (not len(views) or (views.rows[where] != rows).any()):
-        raise ValueError("the views given to seed_hits must include every row checked")
+    if len(rows) and not len(views):  # checked before indexing ``by_row``, which is then empty
+        raise ValueError(_NOT_INDEXED)
+    where = by_row[np.minimum(np.searchsorted(views.rows[by_row], rows), len(views) - 1)]
+    if (views.rows[where] != rows).any():
+        raise ValueError(_NOT_INDEXED)
     indexed = np.zeros(len(views), bool)
     indexed[where] = True
     indices: dict[str, BandIndex] = {}
