@@ -369,7 +369,7 @@ def test_a_client_whose_http_clients_cannot_start_leaves_no_thread_behind(tmp_pa
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))  # httpx reads it for https endpoints
     before = set(threading.enumerate())
     client = LLMClient(LLMSettings(base_urls=("https://127.0.0.1:9/v1",), model="m"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match=r"^cannot set up HTTPS for the LLM endpoints: .*SSL_CERT_FILE="):
         client.complete(ChatRequest.user("q"))
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
 
