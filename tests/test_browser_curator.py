@@ -439,3 +439,30 @@ def test_subjects_are_matched_to_disciplines_and_the_curator_corrects_one(tmp_pa
         assert got == {"organic chemistry": "Chemistry", "ECONOMICS AND BUSINESS": "Economics & Business",
                        "Maths": "Mathematics", "Underwater basket weaving": "Engineering",
                        "Medicine and Health": "Medicine & Health"}
+
+
+def test_a_ray_jobs_progress_follows_its_manifest_without_a_click(tmp_path, browser):
+    import time
+
+    db, storage = tmp_path / "ray.db", tmp_path / "storage"
+    with StudioServer(db, autoload=True) as server:
+        page = new_page(browser)
+        open_page(page, server, "home")  # the first visit loads the bundled sample
+        with Store(db) as store:
+            run_id = sample(store, WalkParams(), 6, seed=2, save=True).run_id
+            run = store.runs.get(run_id)
+            store.runs.update(run_id, config={**run.config, "backend": {"kind": "ray", "storage": str(storage)}},
+                              status="synthesizing")
+
+        def manifest(done: int) -> None:  # what the job's driver rewrites about once a second
+            (storage / f"run-{run_id}").mkdir(parents=True, exist_ok=True)
+            (storage / f"run-{run_id}" / "manifest.json").write_text(json.dumps({"updated_at": time.time(), "synthesis": {
+                "state": "running", "asked": 400, "done": done, "failed": 1, "in_flight": 16, "tokens": 1234}}))
+
+        manifest(10)
+        open_page(page, server, "synthesis")
+        page.get_by_text("On the cluster").wait_for(timeout=SHORT)
+        page.get_by_text("10 / 400").wait_for(timeout=SHORT)
+        manifest(250)  # no click, no reload: the panel rereads the manifest by itself
+        page.get_by_text("250 / 400").wait_for(timeout=SHORT)
+        assert exceptions(page) == []
