@@ -52,8 +52,6 @@ def run_manifest(config: Mapping[str, Any], run_id: int) -> dict[str, Any] | Non
     where = f"{str(backend['storage']).rstrip('/')}/run-{int(run_id)}"
     try:
         return progress(where)
-    except InputError:
-        raise
     except (OSError, ValueError) as err:  # pyarrow's errors of a file system are both
         raise InputError(f"cannot read the progress of run {run_id} at {where}: {err}") from None
 

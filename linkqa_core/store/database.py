@@ -550,7 +550,7 @@ class Store:
         between leaves the value filed under the older version, and the next call, seeing
         the newer one, computes again. Callers must not mutate what they get.
 
-        ``keep`` also files the value in the database (:meth:`DerivedStore.save_value`), so
+        ``keep`` also keeps the value beside the database (:meth:`DerivedStore.save_value`), so
         a new process (a studio server started on a ten-million-seed file, where the seed
         summary is a 20 s scan) reads it back instead of computing it again.
         """
