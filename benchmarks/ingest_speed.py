@@ -13,7 +13,7 @@ cores. The ratio to the reference is given for both. The reference is the one of
 JSON list, a SHA-256 id, ``executemany`` INSERT OR IGNORE in one transaction, no checks.
 
 Variants: ``default`` is ``ingest(store, path)`` as the CLI and the studio call it (a
-file of ``WORKER_MIN_BYTES`` or more is parsed by a thread beside the inserts);
+file of ``WORKER_MIN_BYTES`` or more is parsed by ``PARSE_THREADS`` threads beside the inserts);
 ``serial`` is ``ingest(..., parallel=False)`` (one thread); ``children`` is
 ``ingest(..., parallel=True)`` (parsing child processes). Runs alternate variant by
 variant with the reference, so load elsewhere lands on all of them alike. The last

@@ -9,8 +9,8 @@ Stages (each a row of the table; the figure, the baseline's figure, their ratio,
 target and whether it is met):
 
 - ``ingest``: rows/s of :func:`linkqa_core.ingest.load.ingest` from a generated MMLU-shaped
-  JSONL into a fresh SQLite file. Files of ``WORKER_MIN_BYTES`` and more are parsed by a
-  thread while the caller inserts (``linkqa_core.ingest.ahead``; the columnar path takes
+  JSONL into a fresh SQLite file. Files of ``WORKER_MIN_BYTES`` and more are parsed by
+  ``PARSE_THREADS`` threads while the caller inserts (``linkqa_core.ingest.ahead``; the columnar path takes
   these files); for those the row's note also gives the same ingest parsed on one thread
   (``parallel=False``). CPU figures count every thread (and any child). Baseline: a raw
   reference (``json.loads`` + one INSERT per row of the same columns into the same table
@@ -277,7 +277,7 @@ def _timed_ingest(path: str, db: Path, parallel: bool | None) -> tuple[Any, floa
 
 def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: bool = True) -> dict[str, Any]:
     try:
-        from linkqa_core.ingest.load import WORKER_MIN_BYTES, WORKER_PROCESSES
+        from linkqa_core.ingest.load import PARSE_THREADS, WORKER_MIN_BYTES, WORKER_PROCESSES
     except ImportError as err:
         return {"stage": "ingest", "size": n, "status": "skipped", "note": f"linkqa_core.ingest.load.ingest not importable ({err})"}
 
@@ -293,7 +293,7 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
     rate = max(rates)
     row = {"stage": "ingest", "size": n, "figure": rate, "unit": "rows/s", "times_rows_per_s": rates,
            "cpu_rows_per_s": cpu_rates,
-           "parsing": "a parse thread beside the inserts" if parallel else "on one thread (file under the size for a thread)",
+           "parsing": f"{PARSE_THREADS} parse threads beside the inserts" if parallel else "on one thread (file under the size for threads)",
            "added": report.added, "bad_rows": len(report.bad_rows), "rows_read": report.rows_read,
            "target": f">= {TARGETS['ingest_rows_per_s']:,} rows/s and >= {TARGETS['ingest_ratio']:g}x the reference",
            "pass": rate >= TARGETS["ingest_rows_per_s"]}
@@ -303,7 +303,7 @@ def stage_ingest(n: int, data: dict[str, Any], workdir: Path, *, with_baseline: 
     if parallel and with_baseline:
         serial, dt, _ = _timed_ingest(path, workdir / f"ingest-{n}-serial.db", False)
         row["serial_rows_per_s"] = serial.rows_read / dt
-        row["note"] = (f"parse thread; the same ingest on one thread (parallel=False): {row['serial_rows_per_s']:,.0f}"
+        row["note"] = (f"{PARSE_THREADS} parse threads; the same ingest on one thread (parallel=False): {row['serial_rows_per_s']:,.0f}"
                        f" rows/s ({WORKER_PROCESSES} parsing children, parallel=True, remain for files the columnar"
                        " path does not take)")
     if with_baseline:

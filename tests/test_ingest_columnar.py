@@ -226,3 +226,22 @@ def test_blocks_and_chunks_cut_a_file_at_the_same_lines_by_count_and_by_size(tmp
     for _, block, ends in got:  # a line end is a newline, or the end of the file's last line
         assert [block[e:e + 1] for e in ends.tolist()] == [b"\n"] * (len(ends) - 1) + [block[ends[-1]:ends[-1] + 1]]
         assert block.count(b"\n") == len(ends) - (0 if block.endswith(b"\n") else 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_of_two_spaces_are_found_in_each_text_and_never_across_two(seed):
+    import pyarrow as pa
+
+    rng = random.Random(seed)
+    pieces = [" ", "  ", "a", "é", "😀", "b ", " c", "\t", ""]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6))) for _ in range(400)]
+    # texts ending and starting in one space: neighbours in the buffer, no run in either
+    texts += ["ends ", " starts", "x", "  ", "", " "]
+    arr = pa.array(texts)
+    for start in (0, 1, 7):  # a slice starts at an odd byte of the buffer and at another row
+        part = arr.slice(start)
+        want = [("  " in t) for t in texts[start:]]
+        assert columnar_module._double_spaces(part).tolist() == want
+    assert columnar_module._double_spaces(pa.chunked_array([arr[:5], arr[5:9]])).tolist() == [
+        "  " in t for t in texts[:9]]
+    assert columnar_module._double_spaces(pa.array([], pa.string())).tolist() == []

@@ -86,9 +86,49 @@ def test_the_parse_thread_raises_its_error_at_the_item_where_it_happened():
 
     got = []
     with pytest.raises(ValueError, match="line 3: bad"):
-        for x in ahead(items()):
+        for x in ahead(lambda i: i * 10, items()):
             got.append(x)
-    assert got == [1, 2]
+    assert got == [10, 20]
+
+
+def test_an_error_in_one_parse_thread_is_raised_after_the_results_before_it():
+    def parse(i):
+        if i == 3:
+            raise ValueError("block 3: refused")
+        time.sleep(0.02 if i < 3 else 0)  # the blocks after it are done first
+        return i * 10
+
+    got = []
+    with pytest.raises(ValueError, match="block 3: refused"):
+        for x in ahead(parse, range(8), workers=2, depth=2):
+            got.append(x)
+    assert got == [0, 10, 20]
+
+
+def test_parse_threads_run_blocks_at_once_and_yield_them_in_file_order():
+    both = threading.Barrier(2, timeout=5)  # broken (BrokenBarrierError) unless two run at once
+
+    def parse(i):
+        if i < 2:
+            both.wait()
+        time.sleep(0.03 if i % 2 == 0 else 0)  # even blocks finish after the odd ones
+        return i
+
+    assert list(ahead(parse, range(10), workers=2, depth=1)) == list(range(10))
+
+
+def test_the_parse_threads_read_at_most_workers_plus_depth_blocks_ahead():
+    taken = []
+
+    def items():
+        for i in range(100):
+            taken.append(i)
+            yield i
+
+    gen = ahead(lambda i: i, items(), workers=2, depth=3)
+    assert next(gen) == 0
+    assert len(taken) == 5
+    gen.close()
 
 
 def test_leaving_early_stops_the_parse_thread_and_closes_its_source():
@@ -102,7 +142,7 @@ def test_leaving_early_stops_the_parse_thread_and_closes_its_source():
             closed.set()
 
     before = threading.active_count()
-    gen = ahead(items(), depth=2)
+    gen = ahead(lambda i: i, items(), workers=2, depth=2)
     assert next(gen) == 0
     gen.close()
     assert closed.is_set()

@@ -115,15 +115,15 @@ def choices_jsonl() -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
-def test_a_big_file_the_columnar_path_takes_is_parsed_by_a_thread_not_children(tmp_path, monkeypatch, children):
+def test_a_big_file_the_columnar_path_takes_is_parsed_by_threads_not_children(tmp_path, monkeypatch, children):
     monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)
     monkeypatch.setattr(seeds_module, "BATCH", 37)
     threads = []
     real_ahead = seeds_module.ahead
 
-    def spy(items, *a, **kw):
-        threads.append(1)
-        return real_ahead(items, *a, **kw)
+    def spy(fn, items, **kw):
+        threads.append(kw["workers"])
+        return real_ahead(fn, items, **kw)
 
     monkeypatch.setattr(seeds_module, "ahead", spy)
     path = tmp_path / "messy.jsonl"
@@ -131,7 +131,7 @@ def test_a_big_file_the_columnar_path_takes_is_parsed_by_a_thread_not_children(t
     serial = ingest(Store(tmp_path / "serial.db"), path, parallel=False)
     store = Store(tmp_path / "default.db")
     report = ingest(store, path)
-    assert children == [] and threads == [1]
+    assert children == [] and threads == [seeds_module.PARSE_THREADS] and seeds_module.PARSE_THREADS >= 2
     assert stored(store) == stored(Store(tmp_path / "serial.db"))
     assert (report.bad_rows, report.added, report.duplicates) == (serial.bad_rows, serial.added, serial.duplicates)
 

@@ -12,7 +12,7 @@ nothing in the database.
 Every format streams, so :func:`ingest` reads a file of any size in bounded memory.
 JSON-lines files are parsed column-wise with Arrow (:mod:`.columnar`) and stored a block
 at a time by one ``INSERT ... SELECT`` (:mod:`linkqa_core.store.packed`); a large one is
-parsed by a thread (:mod:`.ahead`), or by child processes (:mod:`.workers`) when its
+parsed by threads (:mod:`.ahead`), or by child processes (:mod:`.workers`) when its
 columns are not ones the columnar path takes, while this thread inserts. The stored rows
 and the bad-row report are the same whichever path a row takes.
 
@@ -73,10 +73,14 @@ Progress = Callable[[int, int, str], None]
 # start-up it amortises); also how often progress fires.
 BATCH = 20000
 # JSON-lines files at least this big (on disk; gzip counted 4x) are parsed while this
-# thread writes SQLite: by a thread (see ahead) when the columnar path takes the file,
+# thread writes SQLite: by threads (see ahead) when the columnar path takes the file,
 # else by child processes (see workers). Below it, the thread's hand-offs (a third more
 # CPU at 10k rows) or the children's start-up (~60 ms) are not worth it.
 WORKER_MIN_BYTES = 8 << 20
+# Parse threads of the columnar path: two keep both cores busy on a 2-core machine (one
+# left the inserting thread idle half the time; three only added switching). Past two
+# the single inserting thread is the limit.
+PARSE_THREADS = 2
 # Parsing children: with two, parsing keeps up with SQLite on a 2-core machine; past
 # four the parent's inserts are the limit.
 WORKER_PROCESSES = max(2, min(4, os.cpu_count() or 2))
@@ -188,13 +192,13 @@ class _Load:
         """All rows, a batch of :data:`BATCH` lines at a time (JSON lines: through the
         columnar path); a batch is a list of runs of rows in file order, each a list of
         ``seed_row`` tuples or a :class:`~linkqa_core.store.packed.PackedRows`.
-        ``threaded``: the columnar path parses in a thread, ahead of the caller
-        (:mod:`.ahead`); the tallies are still kept on the caller's thread."""
+        ``threaded``: the columnar path parses in :data:`PARSE_THREADS` threads, ahead of
+        the caller (:mod:`.ahead`); the tallies are still kept on the caller's thread."""
         columnar = self.columnar(added_at)
         if columnar is not None:
-            blocks = (columnar.segments(block, ends, before)
-                      for before, block, ends in self.reader.blocks(BATCH))  # type: ignore[attr-defined]
-            for parts, bad, read in ahead(blocks) if threaded else blocks:
+            blocks = self.reader.blocks(BATCH)  # type: ignore[attr-defined]
+            parse = columnar.parse_block
+            for parts, bad, read in ahead(parse, blocks, workers=PARSE_THREADS) if threaded else map(parse, blocks):
                 self.bad_rows.extend(bad)
                 self.rows_read += read
                 yield parts
@@ -342,7 +346,7 @@ def ingest(
     million-row file never sits in memory. ``progress(done, total, message)`` is called
     once a batch with rows read so far (``total`` is an estimate until the last call).
     ``parallel`` None (the default) parses a JSON-lines source (file or upload) of at
-    least :data:`WORKER_MIN_BYTES` while this thread inserts: in a thread when the
+    least :data:`WORKER_MIN_BYTES` while this thread inserts: in threads when the
     columnar path takes its columns (:mod:`linkqa_core.ingest.ahead`; no rows to pickle),
     else in child processes (:mod:`linkqa_core.ingest.workers`). ``False`` parses on this
     thread; ``True`` uses the children for any JSON-lines source. Either way the stored
@@ -365,7 +369,7 @@ def ingest(
         spec = load.worker_spec(now, 0 if parallel else WORKER_MIN_BYTES)
     if spec is not None:
         batches = _from_worker(load, spec)
-    else:  # a big file the columnar path takes: parsed by a thread while this one inserts
+    else:  # a big file the columnar path takes: parsed by threads while this one inserts
         batches = load.row_batches(now, threaded=parallel is None and load.big(WORKER_MIN_BYTES))
     n_seeds = 0
     with store.lease(f"ingest:{os.getpid()}", f"ingest of {name}"), store.transaction(), store.seeds.bulk() as bulk:
