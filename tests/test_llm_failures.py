@@ -304,3 +304,20 @@ def test_a_missing_ca_file_named_by_ssl_cert_file_is_one_line_naming_it(monkeypa
         client.close()
     message = str(err.value)
     assert message == f"cannot set up HTTPS for the LLM endpoints: No such file or directory (SSL_CERT_FILE={missing})"
+
+
+@pytest.mark.parametrize("env, err, want", [
+    ({"SSL_CERT_FILE": "/a.pem", "SSL_CERT_DIR": "/certs"}, FileNotFoundError(2, "No such file or directory"),
+     "No such file or directory (SSL_CERT_FILE=/a.pem, SSL_CERT_DIR=/certs)"),
+    ({"SSL_CERT_DIR": "/certs"}, PermissionError(13, "Permission denied"), "Permission denied (SSL_CERT_DIR=/certs)"),
+    ({"SSL_CERT_FILE": ""}, OSError("bad PEM lines"), "bad PEM lines"),  # set but empty: not named
+    ({}, OSError(), "OSError"),  # nothing to say but the kind
+])
+def test_an_https_setup_failure_names_each_certificate_setting_it_read(monkeypatch, env, err, want):
+    from linkqa_core.llm.client import tls_problem
+
+    for key in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert tls_problem(err) == f"cannot set up HTTPS for the LLM endpoints: {want}"
