@@ -338,12 +338,14 @@ def test_the_same_item_in_another_format_is_a_duplicate_in_the_store(store, tmp_
 # -- ingest: progress and all-or-nothing ---------------------------------------------------
 
 
-def test_progress_is_called_once_a_batch_and_at_the_end(store, tmp_path, monkeypatch):
+def test_progress_is_called_once_a_batch_before_the_index_and_at_the_end(store, tmp_path, monkeypatch):
     monkeypatch.setattr(seeds_module, "BATCH", 250)
     calls = []
     ingest(store, sample_path(), progress=lambda done, total, msg: calls.append((done, total, msg)))
-    assert [c[0] for c in calls] == [250, 500, 750, 1000, 1140, 1140]
+    assert [c[0] for c in calls] == [250, 500, 750, 1000, 1140, 1140, 1140]
     assert all(total == 1140 for _, total, _ in calls)
+    # the last rows read, then the index and commit (seconds at 10M rows) are named before the end
+    assert calls[-2][2] == "1,140 seeds read from mmlu_sample.jsonl; indexing and saving them"
     assert calls[-1][2] == "1,139 seeds added from mmlu_sample.jsonl"
 
 
