@@ -421,3 +421,84 @@ def test_a_block_with_more_combinations_than_an_int64_code_holds_gives_the_row_p
         ("ABCDEFGH"[i % 8], f"t{i}", 1 + i / 10**5, f"s{i}") for i in range(n)]
     sample = [*range(0, n, 397), n - 1]
     assert [got[i] for i in sample] == [r for i in sample for r in columnar._row_path(lines, 0, i)[0]]
+
+
+def test_arrow_uses_its_own_threads_unless_the_columnar_path_is_told_not_to(monkeypatch):
+    import pyarrow.json as pj
+
+    from linkqa_core.ingest.load import _Load
+
+    seen = []
+    real = pj.read_json
+
+    def read_json(source, read_options=None, **kw):
+        seen.append(read_options.use_threads)
+        return real(source, read_options=read_options, **kw)
+
+    monkeypatch.setattr(pj, "read_json", read_json)
+    block = b'{"question": "q?", "answer": "a"}\n'
+    load = _Load(block, filename="b.jsonl", format="jsonl", mapping=None, discipline_map=None, source_name="set")
+    for columnar in (Columnar.for_load(load, 7.5), Columnar(load, 7.5), Columnar.for_load(load, 7.5, threads=False)):
+        rows, bad, read = columnar.rows(block, lines_of(block).ends, 0)
+        assert len(rows) == read == 1 and rows[0][-1] == 7.5  # the load's added_at
+    assert seen == [True, True, False]
+
+
+def test_a_line_longer_than_arrows_default_block_is_still_read_column_wise():
+    # Arrow refuses an object spread over three of its blocks: the block is half the data,
+    # so even a line that is nearly all of it spans two at most (a 1 MiB block would not do)
+    from linkqa_core.store.packed import PackedRows
+
+    long_line, others = 3_200_000, 100
+    rows = [{"question": "q" * long_line + "?", "answer": "a"}]
+    rows += [{"question": f"question {i} " + "x" * 1_000, "answer": "b"} for i in range(others)]
+    block = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    parts, bad, read = segments_of(block)
+    assert len(parts) == 1 and isinstance(parts[0], PackedRows) and len(parts[0]) == read == len(rows)
+
+
+def test_a_part_arrow_refuses_is_halved_until_its_parts_are_sixteen_lines_or_fewer(monkeypatch):
+    sizes = []
+    real = Columnar._parse
+
+    def parse(self, lines, which):
+        sizes.append(len(which))
+        return real(self, lines, which)
+
+    monkeypatch.setattr(Columnar, "_parse", parse)
+    line = json.dumps({"question": "q?", "answer": "a", "unknown": 1})  # a column the schema lacks
+    columnar = columnar_for(b'{"question": "q?", "answer": "a"}\n')
+    for n, want in [(64, [64, 32, 16, 16, 32, 16, 16]), (16, [16]), (17, [17, 8, 9])]:
+        sizes.clear()
+        block = ("\n".join([line] * n) + "\n").encode()
+        rows, bad, read = columnar.rows(block, lines_of(block).ends, 0)
+        assert sizes == want and read == n and len(rows) == n
+
+
+def test_the_columnar_path_takes_json_lines_with_two_to_eight_option_columns_only():
+    from linkqa_core.ingest.load import _Load
+
+    def load(n_options: int, format: str = "jsonl"):
+        row = {"q": "q?", "key": "A", **{f"o{k}": f"x{k}" for k in range(n_options)}}
+        mapping = {"question": "q", "answer": "key", "options": [f"o{k}" for k in range(n_options)]}
+        if format == "csv":
+            data = (",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n").encode()
+        else:
+            data = (json.dumps(row) + "\n").encode()
+        return _Load(data, filename=f"b.{format}", format=format, mapping=mapping, discipline_map=None,
+                     source_name="set")
+
+    assert [Columnar.for_load(load(n), 1.0) is not None for n in (1, 2, 8, 9)] == [False, True, True, False]
+    assert Columnar.for_load(load(4, "csv"), 1.0) is None
+
+
+def test_a_plan_without_one_question_and_one_answer_column_is_not_taken_column_wise():
+    # _Load refuses such a file before (no answer column found); for_load checks it itself
+    from types import SimpleNamespace
+
+    def plan(question, answer):
+        return SimpleNamespace(format="jsonl", plan=SimpleNamespace(fallbacks={}), discipline_map=None,
+                               source_name="set", mapping={"question": question, "answer": answer})
+
+    assert Columnar.for_load(plan("q", "a"), 1.0) is not None
+    assert [Columnar.for_load(plan(q, a), 1.0) for q, a in [("q", None), (None, "a"), ("q", ["a", "b"])]] == [None] * 3
