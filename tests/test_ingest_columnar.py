@@ -245,3 +245,260 @@ def test_runs_of_two_spaces_are_found_in_each_text_and_never_across_two(seed):
     assert columnar_module._double_spaces(pa.chunked_array([arr[:5], arr[5:9]])).tolist() == [
         "  " in t for t in texts[:9]]
     assert columnar_module._double_spaces(pa.array([], pa.string())).tolist() == []
+
+
+# -- pinned by the survivors of a mutation run (docs/testing.md, "linkqa_core/ingest/columnar.py")
+
+def lines_of(block: bytes) -> columnar_module._Lines:
+    """A block's lines as segments cuts them: each ends at its newline, the last one maybe at the block's end."""
+    import numpy as np
+
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block) - 1)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    return columnar_module._Lines(block, starts, ends)
+
+
+@pytest.mark.parametrize("last_newline", [False, True])
+def test_joined_lines_are_exactly_the_chosen_lines_each_ending_in_a_newline(last_newline):
+    import itertools
+
+    import numpy as np
+
+    block = b"l0\nline 1\nl2\n\nl4\nlast" + (b"\n" if last_newline else b"")
+    lines = lines_of(block)
+    n = len(lines.ends)
+    assert [lines[i] for i in range(n)][-2:] == [b"l4\n", b"last" + (b"\n" if last_newline else b"")]
+    for k in range(1, n + 1):
+        for which in itertools.combinations(range(n), k):
+            want = b"".join(lines[i] for i in which)
+            got = lines.join(np.array(which))
+            assert got == (want if want.endswith(b"\n") else want + b"\n"), which
+    assert lines.join(np.array([1, 2, 4])) == b"line 1\nl2\nl4\n"
+    assert lines.join(np.arange(n)) == b"l0\nline 1\nl2\n\nl4\nlast\n"
+
+
+def test_lines_containing_a_needle_are_every_line_that_holds_it_from_the_first_byte_on():
+    block = (b'\\u0000 first\n{"q": "x"}\n{"q": "\\u0000"}\n{"q": "y\\u0000 \\u0000"}\n{"q": "z"}\n'
+             b'{"q": "\\u0000"}\n')
+    assert lines_of(block).containing(block, b"\\u0000").tolist() == [0, 2, 3, 5]
+
+
+def test_a_non_ascii_block_without_backslashes_gives_the_row_paths_ids(tmp_path, monkeypatch, spy):
+    # written raw (no \u escapes, no backslash at all): whitespace other than the ASCII space
+    # inside a text is still collapsed by seed_id, so the key must be normalised here too
+    rows = [{"question": f"naïve\u3000question {i}\u00a0 here?", "answer": "B",
+             "answer_a": "café", "answer_b": f"opt\u2003{i}", "answer_c": "c", "answer_d": "d"} for i in range(6)]
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    assert b"\\" not in data and not data.isascii()
+    (fast_rows, fast), (slow_rows, slow) = both_paths(tmp_path, data, monkeypatch)
+    assert [r[0] for r in fast_rows] == [r[0] for r in slow_rows] and len(fast_rows) == len(rows)
+    assert fast_rows == slow_rows and spy["row_path"] == 0
+
+
+def test_rows_without_options_are_built_column_wise_with_the_row_paths_ids(tmp_path, monkeypatch, spy):
+    rows = [{"question": q, "answer": a} for q, a in
+            [("What is 2+2?", "4"), ("a  run", "b  c"), ("Capital of France?", "Paris"), ("q", "a"),
+             ("qa", ""), ("", "x"), ("same", "answer"), ("sam", "eanswer")]]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (fast_rows, fast), (slow_rows, slow) = both_paths(tmp_path, data, monkeypatch)
+    assert [r[0] for r in fast_rows] == [r[0] for r in slow_rows] and len(fast_rows) == 6
+    assert fast_rows == slow_rows and fast.bad_rows == slow.bad_rows and len(slow.bad_rows) == 2
+    assert spy["row_path"] == 2  # only the two bad rows
+
+
+def test_options_without_quotes_or_backslashes_are_never_encoded_again_one_by_one(tmp_path, monkeypatch, spy):
+    encoded = []
+    real = columnar_module._dumps
+
+    def dumps(cells):
+        encoded.append(cells)
+        return real(cells)
+
+    monkeypatch.setattr(columnar_module, "_dumps", dumps)
+    rows = [{"question": f"back\\slash {i}?", "answer_a": "a", "answer_b": f"b{i}", "answer_c": "c",
+             "answer_d": "d", "correct_answer": "A"} for i in range(8)]
+    rows[5]["answer_c"] = 'a "quoted" option'
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (fast_rows, _), (slow_rows, _) = both_paths(tmp_path, data, monkeypatch)
+    assert fast_rows == slow_rows and spy["row_path"] == 0
+    assert encoded == [["a", "b5", 'a "quoted" option', "d"]]
+
+
+def test_runs_of_two_spaces_in_one_text_a_last_pair_and_a_middle_slice():
+    import pyarrow as pa
+
+    double = columnar_module._double_spaces
+    assert double(pa.array(["a  b"])).tolist() == [True]
+    assert double(pa.array(["abc  "])).tolist() == [True]  # odd length: the last pair starts at an odd byte
+    assert double(pa.array(["ab  c"])).tolist() == [True]
+    assert double(pa.array(["a b"])).tolist() == [False]
+    arr = pa.array(["x", "no run", "y", "a  run after the slice"])
+    assert double(arr.slice(1, 2)).tolist() == [False, False]
+    assert double(arr.slice(2, 2)).tolist() == [False, True]
+
+
+def test_chunked_and_sliced_arrays_are_coded_and_packed_as_the_whole_texts():
+    import pyarrow as pa
+
+    texts = ["b", None, "a", "b", "é  x"]
+    whole = pa.array(texts)
+    chunked = pa.chunked_array([whole[:2], whole[2:]])
+    codes, values = columnar_module._dictionary(chunked)
+    assert [values[c] for c in codes.tolist()] == texts and values[-1] is None
+    assert columnar_module._packed(pa.chunked_array([pa.array(["b", "a"]), pa.array(["é  x"])])).texts() == [
+        "b", "a", "é  x"]
+    assert columnar_module._packed(pa.array(["x", "yz", "w", "v"]).slice(1, 2)).texts() == ["yz", "w"]
+
+
+def columnar_for(block: bytes) -> Columnar:
+    from linkqa_core.ingest.load import _Load
+
+    load = _Load(block, filename="b.jsonl", format="jsonl", mapping=None, discipline_map=None, source_name="set")
+    columnar = Columnar.for_load(load, 7.5)
+    assert columnar is not None
+    return columnar
+
+
+def segments_of(block: bytes, before: int = 0):
+    return columnar_for(block).segments(block, lines_of(block).ends, before)
+
+
+def test_a_block_comes_back_as_runs_in_file_order_built_runs_unbroken_between_row_path_rows():
+    from linkqa_core.store.packed import PackedRows
+
+    good = [json.dumps({"question": f"q{i}?", "answer": "A", "answer_a": "x", "answer_b": f"y{i}"}) for i in range(25)]
+    lines = good[:10] + ["  " + good[10]] + good[11:20] + ["null"] + good[20:]  # row path: a good row, a bad one
+    parts, bad, read = segments_of(("\n".join(lines) + "\n").encode(), before=100)
+    assert [type(p) for p in parts] == [PackedRows, list, PackedRows]
+    assert [len(p) for p in parts] == [10, 1, 14]
+    assert [b.line for b in bad] == [121] and read == 26
+    clean = ("\n".join(good) + "\n").encode()
+    whole = columnar_for(clean).rows(clean, lines_of(clean).ends, 0)[0]
+    assert parts[0].tuples() + parts[1] + parts[2].tuples() == whole[:10] + [whole[10]] + whole[11:]
+
+
+def test_an_empty_block_gives_no_rows():
+    import numpy as np
+
+    columnar = columnar_for(b'{"question": "q?", "answer": "a"}\n')
+    assert columnar.segments(b"", np.zeros(0, dtype=np.int64), 0) == ([], [], 0)
+
+
+def test_only_lines_that_are_one_utf8_object_without_an_escaped_nul_go_to_arrow():
+    lines = [b'{"question": "q", "answer": "a"}', b'  {"question": "q", "answer": "a"}', b"", b"null",
+             b'{"question": "q", "answer": "a"} ', b'{"question": "\\u0000", "answer": "a"}',
+             b'{"question": "caf\xe9", "answer": "a"}', b"{}", b'["a"]', b'{"question": "\xc3\xa9", "answer": "a"}']
+    block = b"\n".join(lines) + b"\n"
+    want = [True, False, False, False, False, False, False, True, False, True]
+    columnar = columnar_for(lines[0] + b"\n")
+    assert columnar._candidates(block, lines_of(block), 0).tolist() == want
+    # a file's first line after a byte-order mark takes the row path, which strips the mark
+    marked = b"\xef\xbb\xbf" + b"\n".join([lines[0], lines[0], lines[7]]) + b"\n"
+    assert columnar._candidates(marked, lines_of(marked), 0).tolist() == [False, True, True]
+
+
+def test_a_block_with_more_combinations_than_an_int64_code_holds_gives_the_row_paths_rows():
+    # 8 answer letters x 40,001 subjects, disciplines, sources and difficulties (each with
+    # None) is about 2 x 10^19 combinations, past 2^63: the codes cannot be one int64 sum
+    from linkqa_core.ingest.load import _Load
+
+    n = 40_000
+    rows = [{"stem": f"q{i}?", **{f"o{k}": f"x{k}" for k in range(1, 9)}, "key": "ABCDEFGH"[i % 8],
+             "topic": f"t{i}", "area": f"a{i}", "source": f"s{i}", "level": 1 + i / 10**5} for i in range(n)]
+    block = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    mapping = {"question": "stem", "options": [f"o{k}" for k in range(1, 9)], "answer": "key", "subject": "topic",
+               "discipline": "area", "difficulty": "level", "source": "source"}
+    load = _Load(block, filename="b.jsonl", format="jsonl", mapping=mapping, discipline_map=None, source_name="set")
+    columnar = Columnar.for_load(load, 7.5)
+    assert columnar is not None
+    lines = lines_of(block)
+    got, bad, read = columnar.rows(block, lines.ends, 0)
+    assert (bad, read, len(got)) == ([], n, n)
+    # every row's combination, and whole rows (the row path's) for a sample
+    assert [(r[4], r[6], r[7], r[9]) for r in got] == [
+        ("ABCDEFGH"[i % 8], f"t{i}", 1 + i / 10**5, f"s{i}") for i in range(n)]
+    sample = [*range(0, n, 397), n - 1]
+    assert [got[i] for i in sample] == [r for i in sample for r in columnar._row_path(lines, 0, i)[0]]
+
+
+def test_arrow_uses_its_own_threads_unless_the_columnar_path_is_told_not_to(monkeypatch):
+    import pyarrow.json as pj
+
+    from linkqa_core.ingest.load import _Load
+
+    seen = []
+    real = pj.read_json
+
+    def read_json(source, read_options=None, **kw):
+        seen.append(read_options.use_threads)
+        return real(source, read_options=read_options, **kw)
+
+    monkeypatch.setattr(pj, "read_json", read_json)
+    block = b'{"question": "q?", "answer": "a"}\n'
+    load = _Load(block, filename="b.jsonl", format="jsonl", mapping=None, discipline_map=None, source_name="set")
+    for columnar in (Columnar.for_load(load, 7.5), Columnar(load, 7.5), Columnar.for_load(load, 7.5, threads=False)):
+        rows, bad, read = columnar.rows(block, lines_of(block).ends, 0)
+        assert len(rows) == read == 1 and rows[0][-1] == 7.5  # the load's added_at
+    assert seen == [True, True, False]
+
+
+def test_a_line_longer_than_arrows_default_block_is_still_read_column_wise():
+    # Arrow refuses an object spread over three of its blocks: the block is half the data,
+    # so even a line that is nearly all of it spans two at most (a 1 MiB block would not do)
+    from linkqa_core.store.packed import PackedRows
+
+    long_line, others = 3_200_000, 100
+    rows = [{"question": "q" * long_line + "?", "answer": "a"}]
+    rows += [{"question": f"question {i} " + "x" * 1_000, "answer": "b"} for i in range(others)]
+    block = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    parts, bad, read = segments_of(block)
+    assert len(parts) == 1 and isinstance(parts[0], PackedRows) and len(parts[0]) == read == len(rows)
+
+
+def test_a_part_arrow_refuses_is_halved_until_its_parts_are_sixteen_lines_or_fewer(monkeypatch):
+    sizes = []
+    real = Columnar._parse
+
+    def parse(self, lines, which):
+        sizes.append(len(which))
+        return real(self, lines, which)
+
+    monkeypatch.setattr(Columnar, "_parse", parse)
+    line = json.dumps({"question": "q?", "answer": "a", "unknown": 1})  # a column the schema lacks
+    columnar = columnar_for(b'{"question": "q?", "answer": "a"}\n')
+    for n, want in [(64, [64, 32, 16, 16, 32, 16, 16]), (16, [16]), (17, [17, 8, 9])]:
+        sizes.clear()
+        block = ("\n".join([line] * n) + "\n").encode()
+        rows, bad, read = columnar.rows(block, lines_of(block).ends, 0)
+        assert sizes == want and read == n and len(rows) == n
+
+
+def test_the_columnar_path_takes_json_lines_with_two_to_eight_option_columns_only():
+    from linkqa_core.ingest.load import _Load
+
+    def load(n_options: int, format: str = "jsonl"):
+        row = {"q": "q?", "key": "A", **{f"o{k}": f"x{k}" for k in range(n_options)}}
+        mapping = {"question": "q", "answer": "key", "options": [f"o{k}" for k in range(n_options)]}
+        if format == "csv":
+            data = (",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n").encode()
+        else:
+            data = (json.dumps(row) + "\n").encode()
+        return _Load(data, filename=f"b.{format}", format=format, mapping=mapping, discipline_map=None,
+                     source_name="set")
+
+    assert [Columnar.for_load(load(n), 1.0) is not None for n in (1, 2, 8, 9)] == [False, True, True, False]
+    assert Columnar.for_load(load(4, "csv"), 1.0) is None
+
+
+def test_a_plan_without_one_question_and_one_answer_column_is_not_taken_column_wise():
+    # _Load refuses such a file before (no answer column found); for_load checks it itself
+    from types import SimpleNamespace
+
+    def plan(question, answer):
+        return SimpleNamespace(format="jsonl", plan=SimpleNamespace(fallbacks={}), discipline_map=None,
+                               source_name="set", mapping={"question": question, "answer": answer})
+
+    assert Columnar.for_load(plan("q", "a"), 1.0) is not None
+    assert [Columnar.for_load(plan(q, a), 1.0) for q, a in [("q", None), (None, "a"), ("q", ["a", "b"])]] == [None] * 3
