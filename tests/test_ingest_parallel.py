@@ -8,11 +8,13 @@ import sys
 import tempfile
 
 import pytest
+
 from ingest_fixtures import fail_add_rows_on_call, sample_rows, seeded_store  # noqa: F401
 
 import linkqa_core.ingest.load as seeds_module
 import linkqa_core.ingest.workers as worker_module
 from linkqa_core.errors import InputError
+from linkqa_core.ingest.columnar import Columnar
 from linkqa_core.ingest.load import ingest
 from linkqa_core.ingest.workers import WorkerFailed
 from linkqa_core.store import Store
@@ -188,18 +190,27 @@ def test_an_insert_failure_stops_the_children_and_rolls_back(seeded_store_path, 
     assert children and all(c.proc.returncode is not None for c in children)  # stopped and reaped
 
 
-def test_an_insert_failure_stops_the_parse_thread_and_rolls_back(seeded_store_path, monkeypatch):
+def test_an_insert_failure_stops_the_parse_threads_and_rolls_back(seeded_store_path, monkeypatch):
     import threading
 
     store, path = seeded_store_path
     before = store.seeds.count()
     monkeypatch.setattr(seeds_module, "BATCH", 50)
-    monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)  # the default path: a parse thread
+    monkeypatch.setattr(seeds_module, "WORKER_MIN_BYTES", 0)  # the default path: parse threads
+    started = []
+    real_segments = Columnar.segments
+
+    def segments(self, block, ends, before):  # runs on a parse thread: note its name
+        started.append(threading.current_thread().name)
+        return real_segments(self, block, ends, before)
+
+    monkeypatch.setattr(Columnar, "segments", segments)
     fail_add_rows_on_call(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest(store, path)
     assert store.seeds.count() == before
-    assert not [t for t in threading.enumerate() if t.name == "linkqa-ingest-parse"]  # stopped and joined
+    assert started and all(name.startswith("linkqa-ingest-parse") for name in started)
+    assert not [t for t in threading.enumerate() if t.name in started]  # stopped and joined
 
 
 def test_a_damaged_gzip_fails_with_the_same_message_either_way(tmp_path):

@@ -112,7 +112,6 @@ class Columnar:
         self.schema = pa.schema(fields)
         self.letter_keys = pa.array(_LETTER_KEYS)
         self.letter_values = pa.array(_LETTER_VALUES, pa.int64())
-        self.letters = pa.array(list(LETTERS[:8]))
         from .rows import Disciplines
 
         self.disciplines = Disciplines(load.discipline_map)
