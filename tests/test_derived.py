@@ -352,3 +352,21 @@ def test_statistics_under_two_choices_of_options_are_kept_side_by_side(sample_st
         stored.current_stats(sample_store, g, **b)
     stored.current_stats(sample_store, g, max_community_edges=10, communities=False)  # a, named in another order
     assert calls == [a, b]
+
+
+def test_counts_kept_by_one_store_are_read_by_the_next_without_a_scan(sample_store, monkeypatch):
+    first = sample_store.counts()
+    assert sample_store.derived.version("memo:counts") == sample_store.version()  # kept as the set memo:counts
+    scans = []
+    with Store(sample_store.path) as other:
+        real = other._seed_counts
+        monkeypatch.setattr(other, "_seed_counts", lambda: scans.append(1) or real())
+        assert other.counts() == first
+        assert scans == []
+
+
+def test_a_memo_not_asked_to_keep_leaves_nothing_beside_the_file(store):
+    assert store._memo("plain", lambda: {"x": 1}) == {"x": 1}
+    assert store.derived.version("memo:plain") is None
+    assert store.kept("asked", lambda: {"x": 2}) == {"x": 2}
+    assert store.derived.version("memo:asked") == store.version()  # the folder is there and writable

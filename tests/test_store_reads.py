@@ -348,3 +348,87 @@ def test_a_hand_edited_path_row_reads_back_with_defaults(db):
     with db.transaction() as conn:
         conn.execute("UPDATE runs SET config = '' WHERE id = 1")
     assert db.runs.get(1).config == {}
+
+
+# -- values computed once per data version (Store.kept, Store._memo) -------------------------
+
+
+def test_a_kept_value_is_computed_once_per_data_version():
+    with Store(":memory:") as mem:  # nothing beside the file: only the Store's own memory remembers
+        calls = []
+        compute = lambda: calls.append(1) or len(calls)  # noqa: E731
+        assert [mem.kept("n", compute), mem.kept("n", compute)] == [1, 1]
+        mem.bump()
+        assert [mem.kept("n", compute), mem.kept("n", compute)] == [2, 2]
+        assert len(calls) == 2
+
+
+def test_a_value_of_an_older_version_is_computed_again_even_when_it_equals_the_new_version():
+    with Store(":memory:") as mem:
+        assert mem.version() == 0
+        assert mem.kept("n", lambda: 1) == 1
+        mem.bump()
+        assert mem.version() == 1  # the value kept at version 0 now equals the version number
+        assert mem.kept("n", lambda: 2) == 2
+
+
+def test_two_kept_values_of_one_version_are_kept_apart():
+    with Store(":memory:") as mem:
+        assert mem.kept("a", lambda: "A") == "A"
+        assert mem.kept("b", lambda: "B") == "B"
+        assert mem.kept("a", lambda: "other") == "A"
+
+
+def test_a_caller_asking_while_the_value_is_computed_waits_for_it_and_computes_nothing():
+    import threading
+    import time
+
+    with Store(":memory:") as mem:
+        started, asking, release = threading.Event(), threading.Event(), threading.Event()
+        calls, got = [], []
+
+        def slow() -> str:
+            calls.append("first")
+            started.set()
+            release.wait(10)
+            return "value"
+
+        def second() -> None:
+            asking.set()
+            got.append(mem.kept("v", lambda: calls.append("second") or "again"))
+
+        one = threading.Thread(target=lambda: got.append(mem.kept("v", slow)))
+        one.start()
+        started.wait(10)
+        two = threading.Thread(target=second)
+        two.start()
+        asking.wait(10)
+        time.sleep(0.3)  # the second caller is now waiting for the first one's computation
+        release.set()
+        one.join(10)
+        two.join(10)
+        assert calls == ["first"] and got == ["value", "value"]
+
+
+def test_values_of_two_names_are_computed_side_by_side():
+    import threading
+
+    with Store(":memory:") as mem:
+        started, release, quick = threading.Event(), threading.Event(), []
+
+        def slow() -> int:
+            started.set()
+            release.wait(10)
+            return 1
+
+        one = threading.Thread(target=lambda: mem.kept("slow", slow))
+        one.start()
+        started.wait(10)
+        two = threading.Thread(target=lambda: quick.append(mem.kept("quick", lambda: 2)))
+        two.start()
+        two.join(5)  # must not wait for the slow one
+        finished = not two.is_alive()
+        release.set()
+        one.join(10)
+        two.join(10)
+        assert finished and quick == [2]
