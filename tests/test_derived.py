@@ -369,4 +369,4 @@ def test_a_memo_not_asked_to_keep_leaves_nothing_beside_the_file(store):
     assert store._memo("plain", lambda: {"x": 1}) == {"x": 1}
     assert store.derived.version("memo:plain") is None
     assert store.kept("asked", lambda: {"x": 2}) == {"x": 2}
-    assert store.derived.version("memo:asked") == store.version()  # the folder is there and writable
+    assert store.derived.version("memo:kept:asked") == store.version()  # the folder is there and writable

@@ -379,6 +379,17 @@ def test_two_kept_values_of_one_version_are_kept_apart():
         assert mem.kept("a", lambda: "other") == "A"
 
 
+def test_a_kept_value_never_takes_the_name_of_the_stores_own_counts(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.seeds.add([Seed(id="s1", question="q?", answer="a", discipline="Physics")])
+        counts = store.counts()
+        assert store.kept("counts", lambda: {"seeds": -1}) == {"seeds": -1}
+        assert store.counts() == counts and counts["seeds"] == 1
+    with Store(tmp_path / "s.db") as again:  # and beside the file, each keeps its own
+        assert again.kept("counts", lambda: "computed again") == {"seeds": -1}
+        assert again.counts()["seeds"] == 1
+
+
 def test_a_caller_asking_while_the_value_is_computed_waits_for_it_and_computes_nothing():
     import threading
     import time

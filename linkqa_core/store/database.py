@@ -186,7 +186,6 @@ class Store:
         self._checked = False
         self._write_lock = threading.RLock()
         self._owner: int | None = None
-        self._depth = 0
         self._local = threading.local()
         self._idle: list[sqlite3.Connection] = []
         self._readers: list[sqlite3.Connection] = []
@@ -382,12 +381,8 @@ class Store:
         :class:`~linkqa_core.errors.DatabaseBusy` naming it.
         """
         me = threading.get_ident()
-        if self._owner == me:
-            self._depth += 1
-            try:
-                yield self._writer
-            finally:
-                self._depth -= 1
+        if self._owner == me:  # nested: the outer block commits or rolls back
+            yield self._writer
             return
         if not self._write_lock.acquire(timeout=self.timeout):
             raise DatabaseBusy(self._busy_message(in_process=True))
@@ -397,7 +392,7 @@ class Store:
                 self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as err:
                 raise self._translate(err) from None
-            self._owner, self._depth = me, 1
+            self._owner = me
             try:
                 yield self._writer
             except BaseException as err:
@@ -414,7 +409,7 @@ class Store:
                         self._writer.execute("ROLLBACK")
                     raise self._translate(err) from None
             finally:
-                self._owner, self._depth = None, 0
+                self._owner = None
         finally:
             self._write_lock.release()
 
@@ -576,8 +571,10 @@ class Store:
         """``compute()``: a value derived from the seeds and KPs, once per data version, kept beside
         the file for the next process (:meth:`_memo` with ``keep``). For results of stages
         outside the store (merge suggestions) that take seconds over millions of KPs.
-        ``compute`` must read only what the version counter covers (seeds, KPs, links)."""
-        return self._memo(name, compute, keep=True)
+        ``compute`` must read only what the version counter covers (seeds, KPs, links).
+        Its names are apart from the store's own memos: ``kept("counts", f)`` is ``f``'s value,
+        never the seed counts."""
+        return self._memo(f"kept:{name}", compute, keep=True)
 
     def _load_or_compute(self, name: str, version: int, compute: Callable[[], Any]) -> Any:
         found, value = self.derived.load_value(name, version)
