@@ -6,6 +6,8 @@ from __future__ import annotations
 import faulthandler
 import os
 import shutil
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,36 @@ def ray_or_skip():
 
 @pytest.fixture(autouse=True)
 def _hang_guard(request):
-    """Every Ray test ends: after its limit the process dumps every thread's stack and exits."""
+    """Every Ray test ends: after its limit every thread's stack is printed and the process exits.
+
+    The stacks go to pytest's terminal writer with its capture suspended, so they reach the
+    output (a CI log): faulthandler's dump alone went into the capture
+    and was lost with the process, leaving a run that stopped with no summary and no clue.
+    faulthandler stays as the backstop a minute later, for a hang that holds the GIL.
+    """
     marker = request.node.get_closest_marker("ray_timeout")
     limit = marker.args[0] if marker else 300
-    faulthandler.dump_traceback_later(limit, exit=True)
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(limit):
+            return
+        with tempfile.TemporaryFile("w+") as dump:
+            faulthandler.dump_traceback(file=dump, all_threads=True)
+            dump.seek(0)
+            stacks = dump.read()
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:  # give the terminal back, as pytest does for a debugger
+            capture.suspend_global_capture(in_=True)
+        writer = request.config.get_terminal_writer()
+        writer.line(f"\n{request.node.nodeid}: no end after {limit} s; the stack of every thread:\n{stacks}")
+        writer.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ray-hang-guard", daemon=True).start()
+    faulthandler.dump_traceback_later(limit + 60, exit=True)
     yield
+    done.set()
     faulthandler.cancel_dump_traceback_later()
 
 
