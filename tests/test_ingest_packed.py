@@ -78,7 +78,8 @@ def test_a_bulk_ingest_keeps_the_first_of_repeats_across_packed_blocks(tmp_path,
     assert [r[1] for r in stored(store)] == [f"Question  {i} ünï?" for i in range(13)]
 
 
-def test_the_parse_thread_raises_its_error_at_the_item_where_it_happened():
+@pytest.mark.parametrize("workers, depth", [(2, 2), (1, 0)])  # (1, 0): nothing pending when reading fails
+def test_the_parse_threads_raise_a_reading_error_at_the_item_where_it_happened(workers, depth):
     def items():
         yield 1
         yield 2
@@ -86,7 +87,7 @@ def test_the_parse_thread_raises_its_error_at_the_item_where_it_happened():
 
     got = []
     with pytest.raises(ValueError, match="line 3: bad"):
-        for x in ahead(lambda i: i * 10, items()):
+        for x in ahead(lambda i: i * 10, items(), workers=workers, depth=depth):
             got.append(x)
     assert got == [10, 20]
 

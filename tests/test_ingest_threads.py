@@ -91,19 +91,6 @@ def test_an_error_reading_the_very_first_item_is_raised_not_swallowed():
         list(ahead(lambda i: i, items()))
 
 
-def test_an_error_reading_an_item_with_none_pending_is_raised_after_the_results_before_it():
-    def items():
-        yield 1
-        yield 2
-        raise ValueError("line 3: bad")
-
-    got = []
-    with pytest.raises(ValueError, match="line 3: bad"):
-        for x in ahead(lambda i: i * 10, items(), workers=1, depth=0):
-            got.append(x)
-    assert got == [10, 20]
-
-
 def test_leaving_early_waits_for_the_calls_already_running():
     running = threading.Event()
     finished: list[int] = []
