@@ -344,7 +344,7 @@ def test_progress_is_called_once_a_batch_before_the_index_and_at_the_end(store, 
     ingest(store, sample_path(), progress=lambda done, total, msg: calls.append((done, total, msg)))
     assert [c[0] for c in calls] == [250, 500, 750, 1000, 1140, 1140, 1140]
     assert all(total == 1140 for _, total, _ in calls)
-    # the last rows read, then the index and commit (seconds at 10M rows) are named before the end
+    # the last rows read, then the index and commit (seconds at a million rows) are named before the end
     assert calls[-2][2] == "1,140 seeds read from mmlu_sample.jsonl; indexing and saving them"
     assert calls[-1][2] == "1,139 seeds added from mmlu_sample.jsonl"
 

@@ -385,7 +385,7 @@ def ingest(
         finally:
             batches.close()  # stops the parsing children when an insert failed
         load.check_usable(n_seeds)
-        if progress:  # what is left (repeats dropped, the id index built, the commit) is seconds at 10M rows
+        if progress:  # what is left (repeats dropped, the id index built, the commit) takes seconds at a million rows
             progress(load.rows_read, load.rows_read, f"{n_seeds:,} seeds read from {name}; indexing and saving them")
     if progress:
         progress(load.rows_read, load.rows_read, f"{bulk.added:,} seeds added from {name}")
