@@ -81,6 +81,19 @@ def test_the_limiter_holds_the_rate_and_the_budget():
     assert snap["tokens"] == 900 and snap["spent_tokens_total"] == 1000 and snap["budget_reached"]
 
 
+def test_a_budget_left_smaller_than_an_average_request_still_lets_one_go_when_none_is_out():
+    lim = ClusterLimiter(LimitSettings(budget_tokens=1000))
+    assert lim.try_acquire(4)[0] == 1
+    lim.report(returned=1, requests=1, done=1, prompt_tokens=600, completion_tokens=300, calls_with_tokens=1)
+    # 100 tokens left against 900 a request: not reached, so one more request may spend it
+    assert lim.try_acquire(4)[:2] == (1, None)
+    assert lim.try_acquire(4)[:2] == (0, None)  # that one is out: wait for its report
+    lim.report(returned=1, requests=1, done=1, prompt_tokens=60, completion_tokens=10, calls_with_tokens=1)
+    assert lim.try_acquire(4)[:2] == (1, None)  # 30 left, still not reached, nothing out
+    lim.report(returned=1, requests=1, done=1, prompt_tokens=20, completion_tokens=20, calls_with_tokens=1)
+    assert lim.try_acquire(4) == (0, BUDGET_REACHED, 0.0)
+
+
 def test_the_shared_cache_answers_what_was_recorded_and_treats_damage_as_a_miss(tmp_path):
     store = CacheStore(Storage(str(tmp_path)))
     store.llm.record([], [("ab" + "0" * 62, {"content": "yes"}), ("cd" + "0" * 62, {"content": "no"})])

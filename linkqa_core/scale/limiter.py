@@ -120,6 +120,11 @@ class ClusterLimiter:
             room = min(room, (lim.budget_tokens - tokens) / max(avg, 1e-9) - self.outstanding)
         if lim.budget_usd is not None and self.usd > 0:
             room = min(room, (lim.budget_usd - usd) / (self.usd / calls) - self.outstanding)
+        if self.outstanding == 0:
+            # the budget is not reached but holds less than an average request: one more goes
+            # (spending up to the budget, as on one machine); without it no request is out, no
+            # report comes, and the job waits for ever (a Ray test hung on this)
+            room = max(room, 1.0)
         return room
 
     def try_acquire(self, n: int, est_tokens: float = 0.0) -> tuple[int, str | None, float]:
