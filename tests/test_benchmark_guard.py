@@ -229,9 +229,14 @@ PLANTED = [
     ("walks-random", "walks,distribution", ["walks result", "distribution"], "steps are not edges of the graph"),
     ("ingest-drop", "ingest", ["ingest result"], "9,990 rows read"),
     ("ingest-alter", "ingest", ["ingest result"], "10 changed"),
-    ("walks-slow:1.5", "walks", ["walks cpu"], "threshold"),
-    ("graph-slow:1.5", "graph", ["graph cpu"], "threshold"),
-    ("ingest-slow:1.5", "ingest", ["ingest cpu"], "threshold"),
+    # 2x, not 1.5x: the thresholds are set against the recorded ratios, and a machine that reads
+    # above its record lifts a planted 1.5x slowdown to the threshold (2026-11-26: walks read
+    # 120x unplanted against 98.13x recorded, and a planted 1.5x read 89.65x, over the 85.37x
+    # threshold). Here the guard's mechanism is pinned; that its rule catches 1.5x against the
+    # record is pinned by test_a_1_5x_slowdown_is_below_every_threshold.
+    ("walks-slow:2", "walks", ["walks cpu"], "threshold"),
+    ("graph-slow:2", "graph", ["graph cpu"], "threshold"),
+    ("ingest-slow:2", "ingest", ["ingest cpu"], "threshold"),
 ]
 
 
